@@ -1,0 +1,36 @@
+"""The one place that names the animation channels.
+
+`BLENDSHAPE_NAMES` is ARKit's 52 face blendshapes in ARKit's order (the order of Apple's
+`ARFaceAnchor.BlendShapeLocation` documentation, also MediaPipe's order after `_neutral`).
+Every output — JSON, CSV, proto, Blender — indexes blendshapes by this tuple.
+
+`VISEMES` is the 15 Oculus/Meta viseme names (the Oculus LipSync set).
+"""
+
+from __future__ import annotations
+
+BLENDSHAPE_NAMES: tuple[str, ...] = (
+    "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
+    "eyeSquintLeft", "eyeWideLeft",
+    "eyeBlinkRight", "eyeLookDownRight", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+    "eyeSquintRight", "eyeWideRight",
+    "jawForward", "jawLeft", "jawRight", "jawOpen",
+    "mouthClose", "mouthFunnel", "mouthPucker", "mouthLeft", "mouthRight",
+    "mouthSmileLeft", "mouthSmileRight", "mouthFrownLeft", "mouthFrownRight",
+    "mouthDimpleLeft", "mouthDimpleRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthPressLeft", "mouthPressRight", "mouthLowerDownLeft", "mouthLowerDownRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight",
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight", "noseSneerLeft", "noseSneerRight",
+    "tongueOut",
+)
+assert len(BLENDSHAPE_NAMES) == 52 and len(set(BLENDSHAPE_NAMES)) == 52
+
+#: name -> column index into a (frames, 52) blendshape array
+BS: dict[str, int] = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
+
+VISEMES: tuple[str, ...] = (
+    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",
+)
+VISEME_INDEX: dict[str, int] = {v: i for i, v in enumerate(VISEMES)}

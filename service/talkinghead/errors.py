@@ -1,0 +1,27 @@
+"""One exception type per kind of user mistake. Each message says what to do about it.
+
+The CLI prints `str(error)` and exits with status 2; the gRPC server maps each type to a
+status code in one place.
+"""
+
+from __future__ import annotations
+
+
+class TalkingHeadError(Exception):
+    """Base class: a problem with the user's input or request, not a bug."""
+
+
+class AudioError(TalkingHeadError):
+    """The audio cannot be used: unreadable, empty, corrupt, silent or unsupported."""
+
+
+class AudioTooLongError(AudioError):
+    """The audio is longer than the configured limit (maps to RESOURCE_EXHAUSTED)."""
+
+
+class OptionsError(TalkingHeadError):
+    """An option is out of range or unknown (maps to INVALID_ARGUMENT)."""
+
+
+class ExportError(TalkingHeadError):
+    """The output cannot be written (unknown format, unwritable path)."""
