@@ -1,0 +1,91 @@
+"""Speech -> facial motion: `motion_from_audio(samples, rate, options) -> MotionTrack`."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import soxr
+import structlog
+
+from talkinghead.audio.features import SAMPLE_RATE, SpeechFeatures, analyze
+from talkinghead.audio.phones import align_transcript, recognize_phones
+from talkinghead.motion.acoustic import visemes_from_acoustics
+from talkinghead.motion.expression import brow_motion, emotion_layer
+from talkinghead.motion.eyes import eye_motion
+from talkinghead.motion.head import head_motion
+from talkinghead.motion.lips import VisemeSegment, lip_motion, visemes_from_phones
+from talkinghead.motion.options import MotionOptions
+from talkinghead.track import MotionTrack
+
+log = structlog.get_logger(__name__)
+
+UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets acoustic visemes
+
+Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
+
+
+def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = MotionOptions(),
+                      transcript: str | None = None, progress: Progress | None = None) -> MotionTrack:
+    """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio."""
+    report = progress or (lambda stage, frac: None)
+    if rate != SAMPLE_RATE:
+        samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
+    duration = len(samples) / SAMPLE_RATE
+    times = np.arange(MotionTrack.frame_count(duration, options.fps)) / options.fps
+    rng_eyes, rng_head, rng_face = (np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(3))
+    report("features", 0.0)
+    feat = analyze(samples)
+    report("phones", 0.2)
+    segments = _viseme_segments(samples, feat, options, transcript)
+    report("motion", 0.7)
+    speech = feat.at("speech", times).astype(bool)
+    gain = (0.7 + 0.6 * feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
+    mouth, visemes = lip_motion(segments, times, gain, speech)
+    eyes = eye_motion(len(times), options.fps, speech, options, rng_eyes)
+    face = mouth + eyes.blendshapes + brow_motion(times, feat, options, rng_face) + emotion_layer(len(times), options, rng_face)
+    track = MotionTrack(fps=options.fps, duration=duration, blendshapes=np.clip(face, 0, 1).astype(np.float32),
+                        head=head_motion(times, feat, options, rng_head), gaze=eyes.gaze.astype(np.float32),
+                        visemes=visemes)
+    report("done", 1.0)
+    log.info("motion.done", seconds=round(duration, 3), frames=track.n_frames, fps=options.fps,
+             segments=len(segments), speech_seconds=round(float(feat.speech.sum()) * 0.01, 2))
+    return track
+
+
+def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
+                     transcript: str | None) -> list[VisemeSegment]:
+    if options.lipsync == "acoustic" or not feat.speech.any():
+        return visemes_from_acoustics(feat)
+    phones = align_transcript(samples, transcript) if transcript and transcript.strip() else None
+    source = "transcript"
+    if phones is None:
+        source = "recognized"
+        if transcript and transcript.strip():
+            log.warning("motion.transcript_not_aligned", hint="the transcript does not match the audio; "
+                        "using phones recognised from the audio instead")
+        phones = recognize_phones(samples)
+    segments = visemes_from_phones(phones)
+    if options.lipsync == "auto":
+        segments = _fill_uncovered(segments, feat)
+    log.debug("motion.phones", source=source, phones=len(phones))
+    return segments
+
+
+def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list[VisemeSegment]:
+    """Speech the recogniser called silence (another language, noise, singing) gets acoustic visemes."""
+    hop = 0.01
+    covered = np.zeros(len(feat.speech), bool)
+    for s in segments:
+        if s.viseme != "sil":
+            covered[int(s.start / hop): int(np.ceil(s.end / hop))] = True
+    gap = feat.speech & ~covered
+    runs = np.diff(np.concatenate([[0], gap.astype(int), [0]]))
+    extra: list[VisemeSegment] = []
+    for a, b in zip(np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)):
+        if (b - a) * hop >= UNCOVERED_SPEECH_S:
+            extra += [s for s in visemes_from_acoustics(feat, a * hop, b * hop) if s.viseme != "sil"]
+    if not extra:
+        return segments
+    kept = [s for s in segments if s.viseme != "sil" or not any(e.start < s.end and s.start < e.end for e in extra)]
+    return sorted(kept + extra, key=lambda s: s.start)

@@ -1,0 +1,65 @@
+"""Lip-sync accuracy against true phone timings from festival, with and without a transcript.
+
+    python benchmarks/lipsync_accuracy.py [--fps 30]
+
+Prints, per voice and mode, the share of p/b/m with a full lip closure within +-40 ms, open vowels
+that open, rounded phones that round, and long pauses that stay closed; plus seconds of CPU per
+second of audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from speech import FESTIVAL_VOICES, festival_say, score  # noqa: E402
+
+from talkinghead.audio.decode import load_audio  # noqa: E402
+from talkinghead.motion import motion_from_audio  # noqa: E402
+from talkinghead.motion.options import MotionOptions  # noqa: E402
+
+SENTENCES = [
+    "Bob bought a big map, but the pub by the bay was empty.",
+    "You knew the moon would move over the blue pool.",
+    "My mother made a warm apple pie for Paul.",
+    "Five brave women moved up the hill, whispering about the vote.",
+    "Please bring me the probe. We must be home by nine.",
+    "Hello! How are you? I am fine, thank you, and happy to be back.",
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fps", type=float, default=30.0)
+    args = ap.parse_args()
+    totals: dict[str, dict[str, list[int]]] = {}
+    cpu = audio_s = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for voice in FESTIVAL_VOICES:
+            for i, text in enumerate(SENTENCES):
+                wav = Path(tmp) / f"{voice}_{i}.wav"
+                segs = festival_say(text, voice, wav)
+                samples = load_audio(wav)
+                for mode, transcript in (("transcript", text), ("audio only", None)):
+                    t0 = time.process_time()
+                    track = motion_from_audio(samples, 16000, MotionOptions(fps=args.fps), transcript)
+                    cpu += time.process_time() - t0
+                    audio_s += track.duration
+                    for check, (hit, n) in score(track, segs).items():
+                        acc = totals.setdefault(f"{voice:24s} {mode:10s}", {}).setdefault(check, [0, 0])
+                        acc[0] += hit
+                        acc[1] += n
+    checks = ("closure", "open", "round", "silence")
+    print(f"{'voice':24s} {'mode':10s} " + " ".join(f"{c:>14s}" for c in checks))
+    for key, res in totals.items():
+        print(key + " " + " ".join(f"{res[c][0]:>4d}/{res[c][1]:<4d}{100 * res[c][0] / max(1, res[c][1]):4.0f}%" for c in checks))
+    print(f"CPU: {cpu / audio_s:.3f} s per second of audio at {args.fps:g} fps ({audio_s:.1f} s of audio)")
+
+
+if __name__ == "__main__":
+    main()

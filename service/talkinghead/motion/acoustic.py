@@ -1,0 +1,69 @@
+"""Acoustic fallback: viseme segments straight from the sound, for speech the English phone
+recogniser cannot read (another language, singing, heavy noise) or did not cover.
+
+Vowel quality comes from the first two formants (F1 rises as the jaw opens; F2 falls as the lips
+round), fricatives from high-frequency energy, and dips of loudness inside speech are closures.
+It knows no words, so it cannot place every p/b/m, but the mouth opens, rounds and closes with
+the speech instead of freezing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import maximum_filter1d
+
+from talkinghead.audio.features import HOP, SpeechFeatures
+from talkinghead.motion.lips import VisemeSegment
+
+MIN_SEGMENT_S = 0.05
+CLOSURE_DROP_DB = 15.0   # this far below the local speech peak counts as a closure
+
+
+def _vowel(f1: float, f2: float) -> str:
+    """Crude vowel classes on the F1/F2 plane (adult averages, Peterson & Barney)."""
+    if f1 > 650:
+        return "aa"
+    if f1 > 480:
+        return "O" if f2 < 1200 else "E"
+    if f2 > 1900:
+        return "I"
+    return "U" if f2 < 1250 else "E"
+
+
+def frame_visemes(feat: SpeechFeatures) -> list[str]:
+    """One viseme per feature frame (HOP seconds)."""
+    local_peak = maximum_filter1d(feat.rms_db, size=int(0.6 / HOP), mode="nearest")
+    labels = []
+    for k in range(len(feat.rms_db)):
+        if not feat.speech[k]:
+            labels.append("sil")
+        elif feat.rms_db[k] < local_peak[k] - CLOSURE_DROP_DB:
+            labels.append("PP" if feat.f0[k] > 0 or feat.hf_ratio[k] < 0.2 else "DD")
+        elif feat.f0[k] > 0 and np.isfinite(feat.f1[k]) and np.isfinite(feat.f2[k]):
+            labels.append(_vowel(feat.f1[k], feat.f2[k]))
+        elif feat.hf_ratio[k] > 0.45:
+            labels.append("SS")
+        else:
+            labels.append("DD")
+    return labels
+
+
+def visemes_from_acoustics(feat: SpeechFeatures, start: float = 0.0, end: float | None = None) -> list[VisemeSegment]:
+    """Viseme segments for [start, end) seconds of the recording."""
+    labels = frame_visemes(feat)
+    k0 = int(start / HOP)
+    k1 = len(labels) if end is None else min(len(labels), int(np.ceil(end / HOP)))
+    segs: list[VisemeSegment] = []
+    k = k0
+    while k < k1:
+        j = k
+        while j < k1 and labels[j] == labels[k]:
+            j += 1
+        seg = VisemeSegment(labels[k], k * HOP, j * HOP, 0.8)
+        if segs and seg.end - seg.start < MIN_SEGMENT_S:  # too short to see: no flicker
+            prev = segs[-1]
+            segs[-1] = VisemeSegment(prev.viseme, prev.start, seg.end, prev.weight)
+        else:
+            segs.append(seg)
+        k = j
+    return segs

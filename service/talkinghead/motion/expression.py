@@ -1,0 +1,66 @@
+"""Brows on emphasis, and the emotion layer (a held expression with slow variation).
+
+Both return additive blendshape layers, shape = (n, 52), that the orchestrator sums with lips and
+eyes and clips to 0..1.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from talkinghead.arkit import BLENDSHAPE_NAMES, BS
+from talkinghead.audio.features import SpeechFeatures
+from talkinghead.motion.noise import ou_noise, pulse
+from talkinghead.motion.options import MotionOptions
+
+BROW_ACCENT = 0.35          # browInnerUp/OuterUp for a pitch accent at expressiveness 1
+BROW_ACCENT_CHANCE = 0.75   # not every accent lifts the brows: a brow on every accent looks manic
+
+# Full-intensity emotion poses (Ekman's action units expressed as ARKit shapes). None opens the
+# jaw: silence must stay closed-mouthed whatever the mood.
+EMOTION_POSES: dict[str, dict[str, float]] = {
+    "neutral": {},
+    "happy": {"mouthSmile*": 0.55, "cheekSquint*": 0.35, "eyeSquint*": 0.2, "mouthDimple*": 0.15},
+    "sad": {"browInnerUp": 0.5, "mouthFrown*": 0.4, "browDown*": 0.1, "mouthShrugLower": 0.2,
+            "eyeSquint*": 0.1},
+    "angry": {"browDown*": 0.6, "noseSneer*": 0.3, "eyeSquint*": 0.25, "mouthPress*": 0.2,
+              "mouthFrown*": 0.15},
+    "surprised": {"browInnerUp": 0.6, "browOuterUp*": 0.6, "eyeWide*": 0.45},
+}
+
+
+def _expand(pose: dict[str, float]) -> np.ndarray:
+    vec = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
+    for name, w in pose.items():
+        for full in ((name[:-1] + "Left", name[:-1] + "Right") if name.endswith("*") else (name,)):
+            vec[BS[full]] = w
+    return vec
+
+
+def brow_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
+                rng: np.random.Generator) -> np.ndarray:
+    """Brow raises on pitch accents plus a small lift with high pitch; shape = (n, 52)."""
+    out = np.zeros((len(times), len(BLENDSHAPE_NAMES)), np.float32)
+    lift = np.zeros(len(times))
+    for t in feat.accents:
+        if rng.random() < BROW_ACCENT_CHANCE:
+            lift += rng.uniform(0.6, 1.2) * pulse(times, t - 0.15, 0.12, 0.35)
+    f0 = feat.at("f0", times)
+    voiced = feat.f0[feat.f0 > 0]
+    if len(voiced):
+        semitones = 12 * np.log2(np.maximum(f0, 1) / np.median(voiced)) * (f0 > 0)
+        lift += 0.25 * np.clip(semitones / 4, 0, 1)
+    lift = np.clip(lift, 0, 1.4) * BROW_ACCENT * options.expressiveness
+    out[:, BS["browInnerUp"]] = lift
+    out[:, BS["browOuterUpLeft"]] = lift * 0.8
+    out[:, BS["browOuterUpRight"]] = lift * 0.75  # faces are not symmetric
+    return out
+
+
+def emotion_layer(n: int, options: MotionOptions, rng: np.random.Generator) -> np.ndarray:
+    """The chosen emotion's pose at emotion_intensity, breathing slowly (+-15%); shape = (n, 52)."""
+    pose = _expand(EMOTION_POSES[options.emotion]) * options.emotion_intensity
+    if not pose.any():
+        return np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
+    wobble = 1 + 0.15 * np.clip(ou_noise(n, options.fps, 2.5, 1.0, rng), -1.5, 1.5)
+    return (wobble[:, None] * pose[None, :]).astype(np.float32)

@@ -1,0 +1,148 @@
+"""Viseme segments -> mouth blendshapes per frame, with coarticulation.
+
+Coarticulation follows Cohen & Massaro's dominance model: every segment pulls the mouth toward its
+pose with a strength (dominance) that is flat inside the segment and falls off outside it, and the
+mouth at time t is the dominance-weighted mean of the poses around t. Bilabials and labiodentals
+dominate the lips strongly (the lips must close on p/b/m whatever the neighbours); rounding spreads
+far ahead (lips round before the "oo" sounds); alveolars and velars are weak (their lip shape
+borrows from the neighbouring vowels). Hard constraints then guarantee what dominance only makes
+likely: every p/b/m reaches a full closure, every f/v brings the lower lip to the teeth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEME_INDEX
+from talkinghead.audio.phones import PhoneSegment
+from talkinghead.motion.visemes import DIPHTHONG_SECOND_HALF, PHONE_TO_VISEME, POSES, VOWELS
+
+# Dominance magnitude per viseme (how strongly it holds the mouth against its neighbours).
+DOMINANCE = {"sil": 0.7, "PP": 4.0, "FF": 2.5, "TH": 1.2, "DD": 0.5, "kk": 0.4, "CH": 1.5, "SS": 1.0,
+             "nn": 0.5, "RR": 1.0, "aa": 1.2, "E": 1.0, "I": 1.0, "O": 1.3, "U": 1.5}
+FALLOFF_S = 0.045             # how far (s) a segment's pull reaches past its edges (Gaussian sigma)
+# Lip contacts are brief, ballistic gestures: strong inside their segment, quickly gone outside it,
+# so the neighbouring vowels still open fully.
+CONTACT_FALLOFF_S = 0.02
+CONTACT_VISEMES = frozenset({"PP", "FF"})
+ROUNDING_LEAD_S = 0.14        # rounding starts this far ahead of a rounded segment
+ROUNDED_VISEMES = frozenset({"U", "O", "CH", "RR"})
+ROUNDING_CHANNELS = [BS["mouthPucker"], BS["mouthFunnel"]]
+# Channels that part the lips: zeroed during a bilabial closure.
+LIP_PARTING = [BS[n] for n in ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight",
+                               "mouthUpperUpLeft", "mouthUpperUpRight", "mouthStretchLeft",
+                               "mouthStretchRight", "tongueOut")]
+DIPHTHONG_SPLIT = 0.55        # share of a diphthong spent on its first vowel
+SILENCE_RELAX_S = 0.30        # pauses longer than this relax the mouth fully closed
+MOUTH_CHANNELS = np.flatnonzero(POSES.any(axis=0))
+
+
+@dataclass(frozen=True)
+class VisemeSegment:
+    viseme: str
+    start: float      # seconds
+    end: float        # seconds
+    weight: float = 1.0  # articulation strength 0..1 (e.g. /h/ borrows its vowel at half strength)
+
+    @property
+    def center(self) -> float:
+        return 0.5 * (self.start + self.end)
+
+
+def visemes_from_phones(phones: list[PhoneSegment]) -> list[VisemeSegment]:
+    """Map phones to visemes; diphthongs become two targets; /h/ takes the next vowel's shape."""
+    out: list[VisemeSegment] = []
+    for i, p in enumerate(phones):
+        vis = PHONE_TO_VISEME.get(p.phone, "sil")
+        if p.phone == "HH" and i + 1 < len(phones) and phones[i + 1].phone in VOWELS:
+            out.append(VisemeSegment(PHONE_TO_VISEME[phones[i + 1].phone], p.start, p.end, 0.5))
+        elif p.phone in DIPHTHONG_SECOND_HALF:
+            mid = p.start + DIPHTHONG_SPLIT * (p.end - p.start)
+            out.append(VisemeSegment(vis, p.start, mid))
+            out.append(VisemeSegment(PHONE_TO_VISEME[DIPHTHONG_SECOND_HALF[p.phone]], mid, p.end))
+        else:
+            out.append(VisemeSegment(vis, p.start, p.end))
+    return out
+
+
+def _dominance(seg: VisemeSegment, times: np.ndarray, lead: float) -> np.ndarray:
+    """Flat inside the segment, Gaussian fall-off outside; `lead` widens the fall-off before it."""
+    before = np.clip(seg.start - times, 0, None)
+    after = np.clip(times - seg.end, 0, None)
+    falloff = CONTACT_FALLOFF_S if seg.viseme in CONTACT_VISEMES else FALLOFF_S
+    sigma_before = falloff + lead
+    return DOMINANCE[seg.viseme] * np.exp(-0.5 * ((before / sigma_before) ** 2 + (after / falloff) ** 2))
+
+
+def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarray,
+               speech: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Mouth blendshapes and the viseme label per frame.
+
+    times: shape = (n,) frame times (s); gain: shape = (n,) articulation gain (~0.6..1.3, from
+    loudness and expressiveness); speech: shape = (n,) bool voice activity.
+    Returns (blendshapes shape = (n, 52), visemes: n names).
+    """
+    n = len(times)
+    out = np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
+    if not segments:
+        return out, ["sil"] * n
+    poses = np.stack([POSES[VISEME_INDEX[s.viseme]] * s.weight for s in segments])       # (k, 52)
+    dom = np.stack([_dominance(s, times, 0.0) for s in segments])                          # (k, n)
+    dom_round = np.stack([_dominance(s, times, ROUNDING_LEAD_S if s.viseme in ROUNDED_VISEMES else 0.0)
+                          for s in segments])
+    blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
+    blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
+    out[:] = np.clip(blend * gain[:, None], 0, 1)
+    out *= _silence_gate(speech, segments, times)[:, None]
+    labels = [segments[j].viseme for j in dom.argmax(0).tolist()]
+    _enforce_contacts(out, labels, segments, times)
+    return out, labels
+
+
+def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.ndarray) -> np.ndarray:
+    """1 in speech, easing to 0 inside pauses longer than SILENCE_RELAX_S (mouth relaxes closed)."""
+    if len(times) < 2:
+        return np.ones(len(times))
+    fps = 1.0 / (times[1] - times[0])
+    active = speech.copy()
+    for s in segments:  # a recognised phone keeps the mouth active even where the VAD hesitates
+        if s.viseme != "sil":
+            active[(times >= s.start) & (times < s.end)] = True
+    gap = int(SILENCE_RELAX_S * fps)
+    quiet = ~active
+    if gap > 1:  # only long pauses close the mouth; short gaps are stop closures or breaths
+        runs = np.diff(np.concatenate([[0], quiet.astype(int), [0]]))
+        for a, b in zip(np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)):
+            if b - a < gap:
+                quiet[a:b] = False
+    return 1.0 - np.clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
+
+
+def _contact_frames(seg: VisemeSegment, times: np.ndarray) -> np.ndarray:
+    inside = np.flatnonzero((times >= seg.start) & (times < seg.end))
+    return inside if len(inside) else np.array([int(np.argmin(np.abs(times - seg.center)))])
+
+
+def _enforce_contacts(out: np.ndarray, labels: list[str], segments: list[VisemeSegment], times: np.ndarray) -> None:
+    """p/b/m: lips fully sealed (mouthClose = jawOpen) and pressed; f/v: lower lip tucked to the teeth."""
+    for seg in segments:
+        if seg.viseme == "PP":
+            idx = _contact_frames(seg, times)
+            out[np.ix_(idx, LIP_PARTING)] = 0.0
+            out[idx, BS["jawOpen"]] = np.minimum(out[idx, BS["jawOpen"]], 0.12)
+            out[idx, BS["mouthClose"]] = out[idx, BS["jawOpen"]]
+            for side in ("mouthPressLeft", "mouthPressRight"):
+                out[idx, BS[side]] = np.maximum(out[idx, BS[side]], 0.35)
+        elif seg.viseme == "FF":
+            idx = _contact_frames(seg, times)
+            out[idx, BS["jawOpen"]] = np.minimum(out[idx, BS["jawOpen"]], 0.14)
+            out[idx, BS["mouthRollLower"]] = np.maximum(out[idx, BS["mouthRollLower"]], 0.55)
+            for side in ("mouthUpperUpLeft", "mouthUpperUpRight"):
+                out[idx, BS[side]] = np.maximum(out[idx, BS[side]], 0.2)
+        else:
+            continue
+        for i in idx.tolist():
+            labels[i] = seg.viseme

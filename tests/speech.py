@@ -1,0 +1,94 @@
+"""Speech synthesised at test time, with the true phone timings festival used (ground truth)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
+
+# festival's phone set (radio phones) -> the ARPAbet-style names the tests reason in
+FESTIVAL_BILABIALS = {"p", "b", "m"}
+FESTIVAL_OPEN_VOWELS = {"aa", "ae", "ah", "ao", "aw", "ay"}
+FESTIVAL_ROUNDED = {"uw", "uh", "ow", "w"}
+FESTIVAL_SILENCE = {"pau", "h#", "#"}
+
+
+@dataclass(frozen=True)
+class Seg:
+    phone: str
+    start: float
+    end: float
+
+
+def have_festival() -> bool:
+    return shutil.which("festival") is not None
+
+
+def festival_say(text: str, voice: str, out: Path) -> list[Seg]:
+    """Write `out` (16-bit WAV) saying `text` with festival `voice`; return its phone segments."""
+    segs_path = out.with_suffix(".segs")
+    script = out.with_suffix(".scm")
+    quoted = text.replace("\\", "").replace('"', "")
+    script.write_text(
+        f'(voice_{voice})\n(set! utt (Utterance Text "{quoted}"))\n(utt.synth utt)\n'
+        f'(utt.save.wave utt "{out}" \'riff)\n(utt.save.segs utt "{segs_path}")\n')
+    subprocess.run(["festival", "--batch", str(script)], check=True, capture_output=True, timeout=120)
+    segs: list[Seg] = []
+    start = 0.0
+    body = segs_path.read_text().split("#", 1)[1]
+    for line in body.strip().splitlines():
+        end, _, phone = line.split()
+        segs.append(Seg(phone, start, float(end)))
+        start = float(end)
+    return segs
+
+
+def espeak_say(text: str, voice: str, out: Path) -> None:
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True, capture_output=True, timeout=60)
+
+
+# --- scoring a track against true phone timings ---------------------------------------------
+
+TOLERANCE_S = 0.04
+
+
+def aperture(track) -> np.ndarray:
+    """Lip aperture per frame: ARKit's jawOpen - mouthClose (0 = lips sealed)."""
+    return track.channel("jawOpen") - track.channel("mouthClose")
+
+
+def _window(track, seg: Seg, pad: float):
+    t = track.times
+    return (t >= seg.start - pad) & (t <= seg.end + pad)
+
+
+def score(track, segs: list[Seg]) -> dict[str, tuple[int, int]]:
+    """(hits, total) per check: bilabial closures, open vowels open, rounded vowels rounded,
+    long pauses closed."""
+    ap = aperture(track)
+    rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
+    res = {"closure": [0, 0], "open": [0, 0], "round": [0, 0], "silence": [0, 0]}
+    for s in segs:
+        if s.phone in FESTIVAL_BILABIALS:
+            w = _window(track, s, TOLERANCE_S)
+            res["closure"][0] += bool(w.any() and ap[w].min() <= 0.02)
+            res["closure"][1] += 1
+        elif s.phone in FESTIVAL_OPEN_VOWELS and s.end - s.start >= 0.06:
+            w = _window(track, s, 0.0)
+            res["open"][0] += bool(w.any() and ap[w].max() >= 0.25)
+            res["open"][1] += 1
+        elif s.phone in FESTIVAL_ROUNDED:
+            w = _window(track, s, TOLERANCE_S)
+            res["round"][0] += bool(w.any() and rounding[w].max() >= 0.35)
+            res["round"][1] += 1
+        elif s.phone in FESTIVAL_SILENCE and s.end - s.start >= 0.5:
+            w = (track.times >= s.start + 0.2) & (track.times <= s.end - 0.2)
+            if w.any():
+                res["silence"][0] += bool(ap[w].max() <= 0.02 and track.channel("jawOpen")[w].max() <= 0.05)
+                res["silence"][1] += 1
+    return {k: (v[0], v[1]) for k, v in res.items()}
