@@ -29,8 +29,11 @@ def have_festival() -> bool:
     return shutil.which("festival") is not None
 
 
-def festival_say(text: str, voice: str, out: Path) -> list[Seg]:
-    """Write `out` (16-bit WAV) saying `text` with festival `voice`; return its phone segments."""
+def festival_say(text: str, voice: str, out: Path, pad: float = 0.0) -> list[Seg]:
+    """Write `out` (16-bit WAV) saying `text` with festival `voice`; return its phone segments.
+
+    pad: seconds of room-tone silence (faint noise, as in a real recording) added at both ends.
+    """
     segs_path = out.with_suffix(".segs")
     script = out.with_suffix(".scm")
     quoted = text.replace("\\", "").replace('"', "")
@@ -45,7 +48,18 @@ def festival_say(text: str, voice: str, out: Path) -> list[Seg]:
         end, _, phone = line.split()
         segs.append(Seg(phone, start, float(end)))
         start = float(end)
-    return segs
+    return pad_silence(out, segs, pad) if pad else segs
+
+
+def pad_silence(wav: Path, segs: list[Seg], pad: float) -> list[Seg]:
+    import soundfile as sf
+
+    x, rate = sf.read(wav, dtype="float32")
+    n = int(pad * rate)
+    noise = np.random.default_rng(0).normal(0, 3e-4, 2 * n).astype(np.float32)
+    sf.write(wav, np.concatenate([noise[:n], x, noise[n:]]), rate, subtype="PCM_16")
+    shifted = [Seg(s.phone, s.start + pad, s.end + pad) for s in segs]
+    return [Seg("pau", 0.0, pad)] + shifted + [Seg("pau", pad + len(x) / rate, 2 * pad + len(x) / rate)]
 
 
 def espeak_say(text: str, voice: str, out: Path) -> None:

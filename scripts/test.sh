@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
+#   bash scripts/test.sh [pytest args]
+# Installs: festival + three English voices and espeak-ng (speech with known phone timings for the
+# lip-sync tests), a virtualenv in .venv with the package and its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng)
+missing=()
+for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if ((${#missing[@]})); then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[test]'
+exec .venv/bin/python -m pytest "$@"

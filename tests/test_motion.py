@@ -1,0 +1,137 @@
+"""Whole-face motion from real synthesized speech: determinism, controls, eyes, brows, head, idle."""
+
+from __future__ import annotations
+
+import subprocess
+
+import numpy as np
+import pytest
+
+from speech import aperture, espeak_say, festival_say, have_festival
+from talkinghead.arkit import BS
+from talkinghead.audio.decode import load_audio
+from talkinghead.errors import OptionsError
+from talkinghead.motion import motion_from_audio
+from talkinghead.motion.options import MotionOptions
+
+TEXT = "Honestly, I never said she stole my money. But I really think somebody did!"
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    wav = tmp_path_factory.mktemp("speech") / "line.wav"
+    if have_festival():
+        festival_say(TEXT, "kal_diphone", wav, pad=1.0)
+    else:
+        espeak_say(TEXT, "en-us", wav)
+    return load_audio(wav)
+
+
+def run(samples, **kw):
+    return motion_from_audio(samples, 16000, MotionOptions(**kw), TEXT)
+
+
+def test_same_seed_same_output_and_different_seed_differs(speech):
+    a, b, c = run(speech, seed=7), run(speech, seed=7), run(speech, seed=8)
+    assert np.array_equal(a.blendshapes, b.blendshapes) and np.array_equal(a.head, b.head)
+    assert np.array_equal(a.gaze, b.gaze) and a.visemes == b.visemes
+    assert not np.array_equal(a.head, c.head)
+    # the seed varies life (blinks, head, gaze), never the words: the lips stay put
+    assert np.allclose(a.channel("jawOpen"), c.channel("jawOpen"))
+
+
+def test_track_shape_and_ranges(speech):
+    track = run(speech, fps=24)
+    assert track.n_frames == int(np.ceil(len(speech) / 16000 * 24))
+    assert track.blendshapes.dtype == np.float32 and track.blendshapes.min() >= 0 and track.blendshapes.max() <= 1
+    assert np.abs(track.head[:, :3]).max() < 25 and np.abs(track.gaze).max() < 30
+
+
+def test_eyelook_blendshapes_agree_with_gaze_angles(speech):
+    track = run(speech, gaze="wander", seed=3)
+    left_yaw = track.channel("eyeLookOutLeft") - track.channel("eyeLookInLeft")
+    right_yaw = track.channel("eyeLookInRight") - track.channel("eyeLookOutRight")
+    pitch = track.channel("eyeLookUpLeft") - track.channel("eyeLookDownLeft")
+    assert np.corrcoef(left_yaw, track.gaze[:, 0])[0, 1] > 0.95
+    assert np.corrcoef(right_yaw, track.gaze[:, 2])[0, 1] > 0.95
+    assert np.corrcoef(pitch, track.gaze[:, 1])[0, 1] > 0.9
+
+
+def test_blinks_happen_with_human_shape(speech):
+    track = run(speech, blink_rate=40, seed=1)
+    blink = track.channel("eyeBlinkLeft")
+    assert blink.max() > 0.95
+    assert run(speech, blink_rate=0).channel("eyeBlinkLeft").max() < 0.35  # lids only follow gaze
+
+
+def test_emotions_change_the_right_channels(speech):
+    neutral = run(speech)
+    for emotion, channel in [("happy", "mouthSmileLeft"), ("sad", "mouthFrownLeft"),
+                             ("angry", "browDownLeft"), ("surprised", "eyeWideLeft")]:
+        strong = run(speech, emotion=emotion, emotion_intensity=1.0)
+        weak = run(speech, emotion=emotion, emotion_intensity=0.3)
+        assert strong.channel(channel).mean() > weak.channel(channel).mean() > neutral.channel(channel).mean() + 0.05, emotion
+    sad = run(speech, emotion="sad", emotion_intensity=1.0)
+    assert sad.head[:, 1].mean() < neutral.head[:, 1].mean() - 2  # sad speakers hold the head lower
+
+
+def test_controls_scale_head_and_brows(speech):
+    still = run(speech, head_motion=0)
+    normal = run(speech)
+    lively = run(speech, head_motion=2)
+    assert np.abs(still.head).max() < 1e-6
+    assert lively.head[:, :3].std(0).sum() > 1.5 * normal.head[:, :3].std(0).sum() > 0.5
+    calm = run(speech, expressiveness=0)
+    assert calm.channel("browInnerUp").max() < 1e-6 < normal.channel("browInnerUp").max()
+
+
+def test_brows_lift_and_head_moves_with_speech_not_in_silence(speech):
+    track = run(speech)
+    t = track.times
+    talking = (t > 1.2) & (t < track.duration - 1.2)
+    quiet = (t < 0.8) | (t > track.duration - 0.8)
+    assert track.channel("browInnerUp")[talking].max() > 0.15
+    assert track.channel("browInnerUp")[quiet].max() < 0.1
+    pitch_speed = np.abs(np.diff(track.head[:, 1])) * track.fps
+    assert pitch_speed[talking[1:]].mean() > 1.5 * pitch_speed[quiet[1:]].mean()  # settles in pauses
+
+
+def test_silence_is_alive_but_closed_mouthed():
+    """A take of pure room tone: the face breathes, blinks and drifts; the mouth stays shut."""
+    rng = np.random.default_rng(0)
+    room_tone = rng.normal(0, 3e-4, 16000 * 12).astype(np.float32)
+    track = motion_from_audio(room_tone, 16000, MotionOptions(blink_rate=20))
+    assert np.abs(aperture(track)).max() < 0.02 and track.channel("jawOpen").max() < 0.02
+    assert track.channel("eyeBlinkLeft").max() > 0.9          # blinks
+    assert track.head[:, :3].std(0).max() > 0.2               # micro-motion
+    assert np.ptp(track.head[:, 4]) > 0.3                    # breathing lifts the head (mm)
+    assert set(track.visemes) == {"sil"}
+
+
+def test_unknown_language_still_moves_the_mouth(tmp_path):
+    """German speech: the English recogniser's words are wrong, but the mouth follows the voice."""
+    wav = tmp_path / "de.wav"
+    subprocess.run(["espeak-ng", "-v", "de", "-w", str(wav),
+                    "Guten Morgen, wie geht es Ihnen heute? Das Wetter ist wunderbar."], check=True)
+    samples = load_audio(wav)
+    hop = 16000 // 30
+    for mode in ("auto", "acoustic"):
+        track = motion_from_audio(samples, 16000, MotionOptions(lipsync=mode))
+        env = np.array([np.sqrt(np.mean(samples[i * hop:(i + 1) * hop] ** 2)) for i in range(track.n_frames)])
+        ap = aperture(track)[: len(env)]
+        assert ap.max() > 0.3 and ap.std() > 0.05, mode
+        assert np.corrcoef(ap, env)[0, 1] > 0.4, mode
+        assert len(set(track.visemes)) >= 5, mode
+
+
+def test_bad_options_say_what_is_allowed():
+    with pytest.raises(OptionsError, match="expressiveness must be between 0 and 2"):
+        MotionOptions(expressiveness=5)
+    with pytest.raises(OptionsError, match="emotion must be one of neutral, happy"):
+        MotionOptions(emotion="bored")
+    with pytest.raises(OptionsError, match="fps"):
+        MotionOptions(fps=0)
+
+
+def test_blendshape_index_constant_is_consistent():
+    assert BS["jawOpen"] == 17 and BS["tongueOut"] == 51
