@@ -140,3 +140,24 @@ def _pitch_accents(nuclei: np.ndarray, strength: np.ndarray, f0: np.ndarray) -> 
     window = np.array([f0[max(0, i - 5): i + 6].max() for i in k])
     semitones = 12 * np.log2(np.maximum(window, 1) / median)
     return nuclei[(semitones > 1.5) | ((semitones > 0.5) & (strength > 0.7))]
+
+
+def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[float, float]]:
+    """Split a recording into spans (start s, end s) of at most ~max_seconds, cut in the middle of
+    pauses, so the recogniser decodes phrase-sized utterances (long ones are slow and memory-hungry)."""
+    n = len(speech)
+    limit = int(max_seconds / HOP)
+    quiet = ~speech
+    cuts = [0]
+    while n - cuts[-1] > limit:
+        lo, hi = cuts[-1] + limit // 4, cuts[-1] + limit
+        window = quiet[lo:hi]
+        if window.any():  # the middle of the longest pause in the window
+            runs = np.diff(np.concatenate([[0], window.astype(int), [0]]))
+            starts, ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)
+            best = int(np.argmax(ends - starts))
+            cuts.append(lo + (starts[best] + ends[best]) // 2)
+        else:  # no pause at all: cut anyway
+            cuts.append(hi)
+    cuts.append(n)
+    return [(a * HOP, b * HOP) for a, b in zip(cuts[:-1], cuts[1:])]

@@ -24,6 +24,7 @@ FRAME_RATE = 100  # pocketsphinx frames per second (10 ms hop)
 # against 78% (benchmarks/lipsync_accuracy.py).
 ALLPHONE_CONFIG = dict(lw=1.0, pip=1.0, beam=1e-200, pbeam=1e-20)
 
+WORDS_CONFIG: dict = dict(fwdflat=False, bestpath=False)
 _local = threading.local()  # decoders are not thread-safe and take ~0.1 s to load: one per thread
 
 
@@ -42,7 +43,7 @@ def _decoder(kind: str) -> Decoder:
     cache = _local.__dict__.setdefault("decoders", {})
     if kind not in cache:
         if kind == "words":
-            cache[kind] = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+            cache[kind] = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL", **WORDS_CONFIG)
         elif kind == "allphone":
             cache[kind] = Decoder(allphone=get_model_path("en-us/en-us-phone.lm.bin"),
                                   samprate=SAMPLE_RATE, loglevel="FATAL", **ALLPHONE_CONFIG)

@@ -8,8 +8,8 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.audio.features import SAMPLE_RATE, SpeechFeatures, analyze
-from talkinghead.audio.phones import align_transcript, recognize_phones
+from talkinghead.audio.features import SAMPLE_RATE, SpeechFeatures, analyze, speech_chunks
+from talkinghead.audio.phones import PhoneSegment, align_transcript, recognize_phones
 from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.expression import brow_motion, emotion_layer
 from talkinghead.motion.eyes import eye_motion
@@ -64,12 +64,21 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
         if transcript and transcript.strip():
             log.warning("motion.transcript_not_aligned", hint="the transcript does not match the audio; "
                         "using phones recognised from the audio instead")
-        phones = recognize_phones(samples)
+        phones = _recognize_in_chunks(samples, feat)
     segments = visemes_from_phones(phones)
     if options.lipsync == "auto":
         segments = _fill_uncovered(segments, feat)
     log.debug("motion.phones", source=source, phones=len(phones))
     return segments
+
+
+def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures) -> list[PhoneSegment]:
+    phones: list[PhoneSegment] = []
+    for start, end in speech_chunks(feat.speech):
+        chunk = samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
+        if feat.speech[int(start / 0.01): int(end / 0.01)].any():
+            phones += [PhoneSegment(p.phone, p.start + start, p.end + start) for p in recognize_phones(chunk)]
+    return phones
 
 
 def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list[VisemeSegment]:
