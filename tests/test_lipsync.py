@@ -94,3 +94,31 @@ def test_loudness_scales_articulation(takes):
     n = len(samples) * 30 // 16000
     assert np.allclose(loud.channel("jawOpen"), quiet.channel("jawOpen"), atol=0.05)
     assert both.channel("jawOpen")[:n].max() < 0.8 * both.channel("jawOpen")[n:].max()
+
+
+def test_lower_lip_meets_the_teeth_on_f_and_v(takes):
+    n = 0
+    for _voice, text, samples, segs in takes:
+        track = motion_from_audio(samples, 16000, MotionOptions(), text)
+        for s in segs:
+            if s.phone in ("f", "v"):
+                w = (track.times >= s.start - 0.04) & (track.times <= s.end + 0.04)
+                assert track.channel("mouthRollLower")[w].max() >= 0.5, (text, s)
+                assert aperture(track)[w].min() <= 0.15, (text, s)
+                n += 1
+    assert n >= 6
+
+
+def test_lips_round_ahead_of_rounded_vowels(takes):
+    """Anticipatory rounding: 60 ms before an oo/ow/w starts, the lips are already rounding."""
+    early = []
+    for _voice, text, samples, segs in takes:
+        track = motion_from_audio(samples, 16000, MotionOptions(fps=60), text)
+        rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
+        for prev, s in zip(segs, segs[1:]):
+            if s.phone in ("uw", "ow", "w") and prev.phone not in ("uw", "ow", "w", "pau"):
+                before = rounding[np.argmin(np.abs(track.times - (s.start - 0.06)))]
+                peak = rounding[(track.times >= s.start) & (track.times <= s.end)].max()
+                early.append(before / max(peak, 1e-6))
+    assert len(early) >= 10
+    assert np.median(early) > 0.3, early
