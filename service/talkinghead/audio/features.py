@@ -21,6 +21,7 @@ HOP_SAMPLES = int(SAMPLE_RATE * HOP)
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses
 VAD_MIN_SPEECH_S = 0.06    # shorter bursts are clicks
+ACCENT_SPACING_S = 0.7     # pitch accents closer than this are one emphasis
 
 
 @dataclass
@@ -130,8 +131,9 @@ def _syllable_nuclei(rms_db: np.ndarray, f0: np.ndarray, speech: np.ndarray) -> 
 
 
 def _pitch_accents(nuclei: np.ndarray, strength: np.ndarray, f0: np.ndarray) -> np.ndarray:
-    """Nuclei whose pitch stands out from the speaker's median by > 1.5 semitones, or that are
-    both loud and high: the syllables a listener hears as emphasised."""
+    """The syllables a listener hears as emphasised: nuclei whose pitch peak stands out from the
+    speaker's median (> 1 semitone) and that rank in the top third by pitch + loudness, at most
+    one per ACCENT_SPACING_S (English has roughly one accent per intonation phrase or content word)."""
     voiced = f0[f0 > 0]
     if not len(nuclei) or not len(voiced):
         return np.zeros(0)
@@ -139,7 +141,13 @@ def _pitch_accents(nuclei: np.ndarray, strength: np.ndarray, f0: np.ndarray) -> 
     k = np.clip((nuclei / HOP).astype(int), 0, len(f0) - 1)
     window = np.array([f0[max(0, i - 5): i + 6].max() for i in k])
     semitones = 12 * np.log2(np.maximum(window, 1) / median)
-    return nuclei[(semitones > 1.5) | ((semitones > 0.5) & (strength > 0.7))]
+    score = semitones + 4 * strength
+    candidates = np.flatnonzero((semitones > 1.0) & (score >= np.percentile(score, 67)))
+    chosen: list[float] = []
+    for i in candidates[np.argsort(-score[candidates])]:  # strongest first, then keep spacing
+        if all(abs(nuclei[i] - c) >= ACCENT_SPACING_S for c in chosen):
+            chosen.append(float(nuclei[i]))
+    return np.array(sorted(chosen))
 
 
 def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[float, float]]:
