@@ -81,28 +81,76 @@ def _window(track, seg: Seg, pad: float):
     return (t >= seg.start - pad) & (t <= seg.end + pad)
 
 
-def score(track, segs: list[Seg]) -> dict[str, tuple[int, int]]:
+@dataclass(frozen=True)
+class PhoneSets:
+    """Which of a synthesiser's phone labels belong to each check."""
+    bilabials: frozenset
+    open_vowels: frozenset
+    rounded: frozenset
+    silence: frozenset
+
+
+FESTIVAL_SETS = PhoneSets(frozenset(FESTIVAL_BILABIALS), frozenset(FESTIVAL_OPEN_VOWELS),
+                          frozenset(FESTIVAL_ROUNDED), frozenset(FESTIVAL_SILENCE))
+
+
+def score(track, segs: list[Seg], sets: PhoneSets = FESTIVAL_SETS) -> dict[str, tuple[int, int]]:
     """(hits, total) per check: bilabial closures, open vowels open, rounded vowels rounded,
     long pauses closed."""
     ap = aperture(track)
     rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
-    res = {"closure": [0, 0], "open": [0, 0], "round": [0, 0], "silence": [0, 0]}
+    res = {"closure": [0, 0], "open": [0, 0], "round": [0, 0], "silence": [0, 0], "no_false_closure": [0, 0]}
     for s in segs:
-        if s.phone in FESTIVAL_BILABIALS:
+        if s.phone in sets.open_vowels | sets.rounded and s.end - s.start >= 0.08:
+            # precision: the middle of a vowel must not show sealed lips
+            w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
+            if w.any():
+                res["no_false_closure"][0] += bool(ap[w].min() > 0.03)
+                res["no_false_closure"][1] += 1
+        if s.phone in sets.bilabials:
             w = _window(track, s, TOLERANCE_S)
             res["closure"][0] += bool(w.any() and ap[w].min() <= 0.02)
             res["closure"][1] += 1
-        elif s.phone in FESTIVAL_OPEN_VOWELS and s.end - s.start >= 0.06:
+        elif s.phone in sets.open_vowels and s.end - s.start >= 0.06:
             w = _window(track, s, 0.0)
             res["open"][0] += bool(w.any() and ap[w].max() >= 0.25)
             res["open"][1] += 1
-        elif s.phone in FESTIVAL_ROUNDED:
+        elif s.phone in sets.rounded:
             w = _window(track, s, TOLERANCE_S)
             res["round"][0] += bool(w.any() and rounding[w].max() >= 0.35)
             res["round"][1] += 1
-        elif s.phone in FESTIVAL_SILENCE and s.end - s.start >= 0.5:
+        elif s.phone in sets.silence and s.end - s.start >= 0.5:
             w = (track.times >= s.start + 0.2) & (track.times <= s.end - 0.2)
             if w.any():
                 res["silence"][0] += bool(ap[w].max() <= 0.02 and track.channel("jawOpen")[w].max() <= 0.05)
                 res["silence"][1] += 1
     return {k: (v[0], v[1]) for k, v in res.items()}
+
+
+@dataclass(frozen=True)
+class Take:
+    voice: str
+    text: str
+    wav: Path
+    segs: list
+    sets: PhoneSets
+
+
+def synth_takes(sentences: list[str], folder: Path, pad: float = 0.8) -> list[Take]:
+    """Every sentence in every festival voice and every timed espeak-ng voice, padded with room tone."""
+    from espeak_timed import (ESPEAK_BILABIALS, ESPEAK_OPEN_VOWELS, ESPEAK_ROUNDED, ESPEAK_SILENCE,
+                              ESPEAK_VOICES, espeak_say_timed)
+
+    espeak_sets = PhoneSets(frozenset(ESPEAK_BILABIALS), frozenset(ESPEAK_OPEN_VOWELS),
+                            frozenset(ESPEAK_ROUNDED), frozenset(ESPEAK_SILENCE | {"pau"}))
+    takes = []
+    for voice in FESTIVAL_VOICES:
+        for i, text in enumerate(sentences):
+            wav = folder / f"{voice}_{i}.wav"
+            takes.append(Take(voice, text, wav, festival_say(text, voice, wav, pad), FESTIVAL_SETS))
+    for voice in ESPEAK_VOICES:
+        for i, text in enumerate(sentences):
+            wav = folder / f"espeak_{voice}_{i}.wav"
+            segs = pad_silence(wav, espeak_say_timed(text, voice, wav), pad)
+            takes.append(Take(f"espeak {voice}", text, wav, segs, espeak_sets))
+    return takes

@@ -1,16 +1,19 @@
-"""Lip sync against true phone timings: festival speaks and writes the exact phone times it used."""
+"""Lip sync against true phone timings: festival and espeak-ng speak and report the exact phone
+times they used (festival's utt.save.segs; espeak-ng's phoneme events, see espeak_timed.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from speech import FESTIVAL_VOICES, aperture, festival_say, have_festival, score
+from espeak_timed import have_espeak_lib
+from speech import aperture, have_festival, score, synth_takes
 from talkinghead.audio.decode import load_audio
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
 
-pytestmark = pytest.mark.skipif(not have_festival(), reason="needs Debian's festival (scripts/test.sh installs it)")
+pytestmark = pytest.mark.skipif(not (have_festival() and have_espeak_lib()),
+                                reason="needs Debian's festival and espeak-ng (scripts/test.sh installs them)")
 
 SENTENCES = [
     "Bob bought a big map, but the pub by the bay was empty.",
@@ -22,22 +25,19 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def takes(tmp_path_factory):
-    """(voice, text, samples, true segments) for every voice and sentence, with 0.8 s of silence around."""
-    tmp = tmp_path_factory.mktemp("festival")
-    out = []
-    for voice in FESTIVAL_VOICES:
-        for i, text in enumerate(SENTENCES):
-            wav = tmp / f"{voice}_{i}.wav"
-            segs = festival_say(text, voice, wav, pad=0.8)
-            out.append((voice, text, load_audio(wav), segs))
-    return out
+    """(voice, text, samples, true segments, phone sets) for every voice and sentence, with 0.8 s
+    of room tone around each."""
+    tmp = tmp_path_factory.mktemp("speech")
+    return [(t.voice, t.text, load_audio(t.wav), t.segs, t.sets) for t in synth_takes(SENTENCES, tmp)]
 
 
-def _totals(takes, with_text: bool, fps: float = 30.0) -> dict[str, tuple[int, int]]:
+def _totals(takes, with_text: bool, fps: float = 30.0, voices: str = "") -> dict[str, tuple[int, int]]:
     acc: dict[str, list[int]] = {}
-    for _voice, text, samples, segs in takes:
+    for voice, text, samples, segs, sets in takes:
+        if not voice.startswith(voices):
+            continue
         track = motion_from_audio(samples, 16000, MotionOptions(fps=fps), text if with_text else None)
-        for check, (hit, n) in score(track, segs).items():
+        for check, (hit, n) in score(track, segs, sets).items():
             acc.setdefault(check, [0, 0])
             acc[check][0] += hit
             acc[check][1] += n
@@ -47,23 +47,27 @@ def _totals(takes, with_text: bool, fps: float = 30.0) -> dict[str, tuple[int, i
 @pytest.mark.parametrize("fps", [30.0, 60.0])
 def test_with_transcript_every_bilabial_closes_and_vowels_shape(takes, fps):
     res = _totals(takes, with_text=True, fps=fps)
-    assert res["closure"][1] >= 30 and res["closure"][0] == res["closure"][1], res
-    assert res["open"][0] >= 0.9 * res["open"][1], res
+    assert res["closure"][1] >= 100 and res["closure"][0] == res["closure"][1], res
+    assert res["open"][0] >= 0.85 * res["open"][1], res
     assert res["round"][0] >= 0.95 * res["round"][1], res
-    assert res["silence"][1] >= 20 and res["silence"][0] == res["silence"][1], res
+    assert res["silence"][1] >= 40 and res["silence"][0] == res["silence"][1], res
+    assert res["no_false_closure"][0] >= 0.95 * res["no_false_closure"][1], res
 
 
 def test_without_transcript_recognised_phones_are_mostly_right(takes):
     res = _totals(takes, with_text=False)
-    assert res["closure"][0] >= 0.75 * res["closure"][1], res
-    assert res["open"][0] >= 0.85 * res["open"][1], res
+    assert res["closure"][0] >= 0.7 * res["closure"][1], res
+    assert res["open"][0] >= 0.8 * res["open"][1], res
     assert res["round"][0] >= 0.8 * res["round"][1], res
     assert res["silence"][0] == res["silence"][1], res
+    assert res["no_false_closure"][0] >= 0.9 * res["no_false_closure"][1], res
+    natural = _totals(takes, with_text=False, voices="cmu_us_slt")  # the most natural voice here
+    assert natural["closure"][0] >= 0.85 * natural["closure"][1], natural
 
 
 def test_mouth_opening_follows_the_audio_envelope(takes):
     """Aperture correlates with loudness: the mouth moves with the voice, not on its own."""
-    _voice, text, samples, _segs = takes[0]
+    _voice, text, samples, _segs, _sets = takes[0]
     track = motion_from_audio(samples, 16000, MotionOptions(), text)
     hop = 16000 // 30
     env = np.array([np.sqrt(np.mean(samples[i * hop:(i + 1) * hop] ** 2)) for i in range(track.n_frames)])
@@ -73,7 +77,7 @@ def test_mouth_opening_follows_the_audio_envelope(takes):
 
 def test_no_chatter_between_frames(takes):
     """The mouth does not flicker: few direction reversals of the jaw relative to syllables."""
-    _voice, text, samples, segs = takes[1]
+    _voice, text, samples, segs, _sets = takes[1]
     track = motion_from_audio(samples, 16000, MotionOptions(fps=60), text)
     jaw = track.channel("jawOpen")
     d = np.diff(jaw)
@@ -85,7 +89,7 @@ def test_no_chatter_between_frames(takes):
 
 
 def test_loudness_scales_articulation(takes):
-    _voice, text, samples, _segs = takes[0]
+    _voice, text, samples, _segs, _sets = takes[0]
     loud = motion_from_audio(samples, 16000, MotionOptions(), text)
     quiet = motion_from_audio(samples * 0.5, 16000, MotionOptions(), text)  # same speech 6 dB down
     # relative loudness is per recording; a whisper-to-shout contrast inside one take is what counts:
@@ -98,10 +102,10 @@ def test_loudness_scales_articulation(takes):
 
 def test_lower_lip_meets_the_teeth_on_f_and_v(takes):
     n = 0
-    for _voice, text, samples, segs in takes:
+    for voice, text, samples, segs, _sets in takes:
         track = motion_from_audio(samples, 16000, MotionOptions(), text)
         for s in segs:
-            if s.phone in ("f", "v"):
+            if s.phone in ("f", "v"):  # the same symbols in festival and espeak-ng
                 w = (track.times >= s.start - 0.04) & (track.times <= s.end + 0.04)
                 assert track.channel("mouthRollLower")[w].max() >= 0.5, (text, s)
                 assert aperture(track)[w].min() <= 0.15, (text, s)
@@ -112,7 +116,9 @@ def test_lower_lip_meets_the_teeth_on_f_and_v(takes):
 def test_lips_round_ahead_of_rounded_vowels(takes):
     """Anticipatory rounding: 60 ms before an oo/ow/w starts, the lips are already rounding."""
     early = []
-    for _voice, text, samples, segs in takes:
+    for voice, text, samples, segs, _sets in takes:
+        if voice.startswith("espeak"):
+            continue  # espeak's phoneme names differ; festival's uw/ow/w suffice here
         track = motion_from_audio(samples, 16000, MotionOptions(fps=60), text)
         rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
         for prev, s in zip(segs, segs[1:]):
