@@ -128,3 +128,22 @@ def test_lips_round_ahead_of_rounded_vowels(takes):
                 early.append(before / max(peak, 1e-6))
     assert len(early) >= 10
     assert np.median(early) > 0.3, early
+
+
+def test_long_take_is_aligned_phrase_by_phrase(takes):
+    """Over ALIGN_CHUNK_S the transcript is aligned in phrases; closures must still land."""
+    from speech import Seg
+    from talkinghead.audio.phones import ALIGN_CHUNK_S
+
+    festival = [t for t in takes if not t[0].startswith("espeak")]
+    samples, segs, texts, offset = [], [], [], 0.0
+    for _voice, text, x, take_segs, _sets in festival:
+        samples.append(x)
+        segs += [Seg(s.phone, s.start + offset, s.end + offset) for s in take_segs]
+        texts.append(text)
+        offset += len(x) / 16000
+    assert offset > 2 * ALIGN_CHUNK_S
+    track = motion_from_audio(np.concatenate(samples), 16000, MotionOptions(), " ".join(texts))
+    res = score(track, segs, festival[0][4])
+    assert res["closure"][1] >= 100 and res["closure"][0] == res["closure"][1], res
+    assert res["silence"][0] == res["silence"][1], res

@@ -18,6 +18,8 @@ log = structlog.get_logger(__name__)
 
 SAMPLE_RATE = 16000
 FRAME_RATE = 100  # pocketsphinx frames per second (10 ms hop)
+HOP_SAMPLES = SAMPLE_RATE // FRAME_RATE
+ALIGN_CHUNK_S = 20.0  # phone-level alignment runs on phrases up to this long
 
 # Phone-loop decoding: the pocketsphinx phoneme-recognition docs' wide beams, with a language-model
 # weight of 1 (not their 2): on festival speech with true timings it found 85% of p/b/m closures
@@ -118,7 +120,12 @@ def recognize_phone_loop(samples: np.ndarray) -> list[PhoneSegment]:
 
 def align_transcript(samples: np.ndarray, text: str) -> list[PhoneSegment] | None:
     """Force-align `text` to the audio. Returns None when the words cannot be aligned
-    (the caller then falls back to free recognition)."""
+    (the caller then falls back to free recognition).
+
+    Word alignment runs over the whole recording (cheap); phone-level alignment then runs per
+    phrase of at most ALIGN_CHUNK_S, cut at silences between words: over a whole 10-minute take
+    its state-level search would take gigabytes.
+    """
     words = normalize_text(text)
     if not words:
         return None
@@ -126,26 +133,61 @@ def align_transcript(samples: np.ndarray, text: str) -> list[PhoneSegment] | Non
     for w in words:
         if dec.lookup_word(w) is None:
             dec.add_word(w, " ".join(letters_to_phones(w)), True)
-    pcm = _pcm16(samples)
     try:
-        dec.set_align_text(" ".join(words))
-        for second_pass in (False, True):
-            dec.start_utt()
-            dec.process_raw(pcm, full_utt=True)
-            dec.end_utt()
-            if not second_pass:
-                dec.set_alignment()  # phone-level alignment needs a second pass
-        alignment = dec.get_alignment()
+        spans = [(0, len(samples) // HOP_SAMPLES + 1, words)]
+        if len(samples) > ALIGN_CHUNK_S * SAMPLE_RATE:
+            dec.set_align_text(" ".join(words))
+            _decode(dec, samples)
+            spans = _phrases([(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()])
+        segs: list[PhoneSegment] = []
+        for start, end, chunk_words in spans:
+            segs += _align_phones(dec, samples[start * HOP_SAMPLES: end * HOP_SAMPLES], chunk_words, start)
     except (RuntimeError, ValueError) as exc:
         log.info("phones.align_failed", error=str(exc), words=len(words))
         return None
+    log.debug("phones.aligned", n=len(segs), words=len(words), phrases=len(spans))
+    return _merge_silence(segs) if segs else None
+
+
+def _decode(dec: Decoder, samples: np.ndarray) -> None:
+    dec.start_utt()
+    dec.process_raw(_pcm16(samples), full_utt=True)
+    dec.end_utt()
+
+
+def _phrases(words: list[tuple[str, int, int]]) -> list[tuple[int, int, list[str]]]:
+    """Group aligned words (name, start frame, end frame) into spans of at most ALIGN_CHUNK_S,
+    cutting in the middle of the longest silence available."""
+    limit = int(ALIGN_CHUNK_S * FRAME_RATE)
+    spans: list[tuple[int, int, list[str]]] = []
+    start, current = 0, []
+    best_cut: tuple[int, int] | None = None  # (index into current, frame)
+    for name, a, b in words:
+        if name in ("<sil>", "<s>", "</s>"):
+            if current:
+                best_cut = (len(current), (a + b) // 2)
+            continue
+        if current and b - start > limit and best_cut is not None:
+            cut_index, cut_frame = best_cut
+            spans.append((start, cut_frame, current[:cut_index]))
+            start, current, best_cut = cut_frame, current[cut_index:], None
+        current.append(name)
+    end = words[-1][2] if words else 0
+    if current:
+        spans.append((start, end, current))
+    return spans
+
+
+def _align_phones(dec: Decoder, samples: np.ndarray, words: list[str], offset: int) -> list[PhoneSegment]:
+    dec.set_align_text(" ".join(words))
+    _decode(dec, samples)
+    dec.set_alignment()  # phone-level alignment needs a second pass
+    _decode(dec, samples)
+    alignment = dec.get_alignment()
     if alignment is None:
-        log.info("phones.align_failed", error="no alignment", words=len(words))
-        return None
-    segs = [PhoneSegment(_clean(p.name), p.start / FRAME_RATE, (p.start + p.duration) / FRAME_RATE)
+        raise RuntimeError("no phone alignment")
+    return [PhoneSegment(_clean(p.name), (offset + p.start) / FRAME_RATE, (offset + p.start + p.duration) / FRAME_RATE)
             for w in alignment for p in w]
-    log.debug("phones.aligned", n=len(segs), words=len(words))
-    return _merge_silence(segs)
 
 
 def _merge_silence(segs: list[PhoneSegment]) -> list[PhoneSegment]:

@@ -36,6 +36,8 @@ LIP_PARTING = [BS[n] for n in ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerD
                                "mouthUpperUpLeft", "mouthUpperUpRight", "mouthStretchLeft",
                                "mouthStretchRight", "tongueOut")]
 DIPHTHONG_SPLIT = 0.55        # share of a diphthong spent on its first vowel
+BLOCK_FRAMES = 512            # frames blended at a time
+REACH_S = 0.6                 # segments further than this from a block have no visible pull on it
 SILENCE_RELAX_S = 0.30        # pauses longer than this relax the mouth fully closed
 MOUTH_CHANNELS = np.flatnonzero(POSES.any(axis=0))
 
@@ -87,19 +89,29 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
     """
     n = len(times)
     out = np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
-    if not segments:
-        return out, ["sil"] * n
+    labels = ["sil"] * n
+    starts = np.array([s.start for s in segments])
+    ends = np.array([s.end for s in segments])
+    for i0 in range(0, n, BLOCK_FRAMES):  # blocks keep memory flat on long takes
+        t = times[i0:i0 + BLOCK_FRAMES]
+        near = np.flatnonzero((ends > t[0] - REACH_S) & (starts < t[-1] + REACH_S))
+        if len(near):
+            out[i0:i0 + len(t)], labels[i0:i0 + len(t)] = _blend([segments[k] for k in near], t)
+    out[:] = np.clip(out * gain[:, None], 0, 1)
+    out *= _silence_gate(speech, segments, times)[:, None]
+    _enforce_contacts(out, labels, segments, times)
+    return out, labels
+
+
+def _blend(segments: list[VisemeSegment], times: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Dominance-weighted mean pose per frame, and the most dominant viseme per frame."""
     poses = np.stack([POSES[VISEME_INDEX[s.viseme]] * s.weight for s in segments])       # (k, 52)
     dom = np.stack([_dominance(s, times, 0.0) for s in segments])                          # (k, n)
     dom_round = np.stack([_dominance(s, times, ROUNDING_LEAD_S if s.viseme in ROUNDED_VISEMES else 0.0)
                           for s in segments])
     blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
     blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
-    out[:] = np.clip(blend * gain[:, None], 0, 1)
-    out *= _silence_gate(speech, segments, times)[:, None]
-    labels = [segments[j].viseme for j in dom.argmax(0).tolist()]
-    _enforce_contacts(out, labels, segments, times)
-    return out, labels
+    return blend, [segments[j].viseme for j in dom.argmax(0).tolist()]
 
 
 def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.ndarray) -> np.ndarray:
