@@ -145,5 +145,5 @@ def test_long_take_is_aligned_phrase_by_phrase(takes):
     assert offset > 2 * ALIGN_CHUNK_S
     track = motion_from_audio(np.concatenate(samples), 16000, MotionOptions(), " ".join(texts))
     res = score(track, segs, festival[0][4])
-    assert res["closure"][1] >= 100 and res["closure"][0] == res["closure"][1], res
+    assert res["closure"][1] >= 90 and res["closure"][0] == res["closure"][1], res
     assert res["silence"][0] == res["silence"][1], res
