@@ -151,3 +151,33 @@ def test_transcript_that_does_not_match_falls_back_to_recognition(speech, capsys
     track = motion_from_audio(speech, 16000, MotionOptions(), "Completely different words about kittens.")
     assert aperture(track).max() > 0.3 and "PP" in track.visemes
     assert "transcript_not_aligned" in capsys.readouterr().err
+
+
+def test_head_nods_on_stressed_syllables(speech):
+    from talkinghead.audio.features import analyze
+
+    feat = analyze(speech)
+    near, far = [], []
+    for seed in range(6):  # many seeds: nods are tied to the syllables, the rest is random
+        track = run(speech, seed=seed)
+        down = np.clip(-np.diff(track.head[:, 1]) * track.fps, 0, None)  # deg/s of chin going down
+        t = track.times[1:]
+        close = np.zeros(len(t), bool)
+        for a in feat.nuclei:
+            close |= (t > a - 0.35) & (t < a)
+        speaking = feat.at("speech", t).astype(bool)
+        near.append(down[close & speaking].mean())
+        far.append(down[~close & speaking].mean())
+    assert np.mean(near) > 1.5 * np.mean(far), (near, far)
+
+
+def test_head_drift_is_not_a_sine_wave():
+    """A sine's autocorrelation comes back to ~1 every period; drift, once decorrelated, does not."""
+    room_tone = np.random.default_rng(1).normal(0, 3e-4, 16000 * 60).astype(np.float32)
+    for seed in range(3):
+        track = motion_from_audio(room_tone, 16000, MotionOptions(seed=seed))
+        for axis in (0, 2):  # yaw, roll (pitch carries the breathing, which is meant to be rhythmic)
+            x = track.head[:, axis] - track.head[:, axis].mean()
+            ac = np.correlate(x, x, "full")[len(x) - 1:] / (x @ x)
+            first_negative = int(np.argmax(ac < 0))
+            assert first_negative > 0 and ac[first_negative: len(x) // 2].max() < 0.5, (seed, axis)
