@@ -181,3 +181,18 @@ def test_head_drift_is_not_a_sine_wave():
             ac = np.correlate(x, x, "full")[len(x) - 1:] / (x @ x)
             first_negative = int(np.argmax(ac < 0))
             assert first_negative > 0 and ac[first_negative: len(x) // 2].max() < 0.5, (seed, axis)
+
+
+def test_brows_lift_on_pitch_accents(speech):
+    from talkinghead.audio.features import analyze
+
+    feat = analyze(speech)
+    assert len(feat.accents) >= 2
+    track = run(speech)
+    brow = track.channel("browInnerUp")
+    t = track.times
+    near = np.zeros(len(t), bool)
+    for a in feat.accents:
+        near |= np.abs(t - a) < 0.3
+    speaking = feat.at("speech", t).astype(bool)
+    assert brow[near].mean() > 2 * brow[speaking & ~near].mean()
