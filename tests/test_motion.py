@@ -196,3 +196,11 @@ def test_brows_lift_on_pitch_accents(speech):
         near |= np.abs(t - a) < 0.3
     speaking = feat.at("speech", t).astype(bool)
     assert brow[near].mean() > 2 * brow[speaking & ~near].mean()
+
+
+def test_progress_is_reported_in_order_through_long_work(speech):
+    seen: list[tuple[str, float]] = []
+    motion_from_audio(np.tile(speech, 3), 16000, MotionOptions(), None, lambda stage, f: seen.append((stage, f)))
+    fractions = [f for _, f in seen]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
+    assert sum(stage == "phones" for stage, _ in seen) >= 2  # per chunk, not only per stage

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import structlog
@@ -118,7 +119,8 @@ def recognize_phone_loop(samples: np.ndarray) -> list[PhoneSegment]:
     return _merge_silence(segs)
 
 
-def align_transcript(samples: np.ndarray, text: str) -> list[PhoneSegment] | None:
+def align_transcript(samples: np.ndarray, text: str,
+                     progress: Callable[[float], None] | None = None) -> list[PhoneSegment] | None:
     """Force-align `text` to the audio. Returns None when the words cannot be aligned
     (the caller then falls back to free recognition).
 
@@ -140,7 +142,9 @@ def align_transcript(samples: np.ndarray, text: str) -> list[PhoneSegment] | Non
             _decode(dec, samples)
             spans = _phrases([(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()])
         segs: list[PhoneSegment] = []
-        for start, end, chunk_words in spans:
+        for i, (start, end, chunk_words) in enumerate(spans):
+            if progress:
+                progress(i / len(spans))
             segs += _align_phones(dec, samples[start * HOP_SAMPLES: end * HOP_SAMPLES], chunk_words, start)
     except (RuntimeError, ValueError) as exc:
         log.info("phones.align_failed", error=str(exc), words=len(words))

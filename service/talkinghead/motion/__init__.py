@@ -38,7 +38,7 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
     report("features", 0.0)
     feat = analyze(samples)
     report("phones", 0.2)
-    segments = _viseme_segments(samples, feat, options, transcript)
+    segments = _viseme_segments(samples, feat, options, transcript, lambda f: report("phones", 0.2 + 0.5 * f))
     report("motion", 0.7)
     speech = feat.at("speech", times).astype(bool)
     gain = (0.7 + 0.6 * feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
@@ -55,14 +55,14 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
 
 
 def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
-                     transcript: str | None) -> list[VisemeSegment]:
+                     transcript: str | None, progress: Callable[[float], None]) -> list[VisemeSegment]:
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
-    phones = _aligned(samples, feat, transcript) if transcript and transcript.strip() else None
+    phones = _aligned(samples, feat, transcript, progress) if transcript and transcript.strip() else None
     source = "transcript"
     if phones is None:
         source = "recognized"
-        phones = _recognize_in_chunks(samples, feat)
+        phones = _recognize_in_chunks(samples, feat, progress)
     segments = visemes_from_phones(phones)
     if options.lipsync == "auto":
         segments = _fill_uncovered(segments, feat)
@@ -70,8 +70,9 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
     return segments
 
 
-def _aligned(samples: np.ndarray, feat: SpeechFeatures, transcript: str) -> list[PhoneSegment] | None:
-    phones = align_transcript(samples, transcript)
+def _aligned(samples: np.ndarray, feat: SpeechFeatures, transcript: str,
+             progress: Callable[[float], None]) -> list[PhoneSegment] | None:
+    phones = align_transcript(samples, transcript, lambda f: progress(0.7 * f))
     if phones is not None and transcript_fits(phones, recognize_phone_loop(samples), feat.speech):
         return phones
     log.warning("motion.transcript_not_aligned", hint="the transcript does not seem to match the audio; "
@@ -79,9 +80,12 @@ def _aligned(samples: np.ndarray, feat: SpeechFeatures, transcript: str) -> list
     return None
 
 
-def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures) -> list[PhoneSegment]:
+def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures,
+                         progress: Callable[[float], None]) -> list[PhoneSegment]:
     phones: list[PhoneSegment] = []
-    for start, end in speech_chunks(feat.speech):
+    chunks = speech_chunks(feat.speech)
+    for i, (start, end) in enumerate(chunks):
+        progress(i / len(chunks))
         chunk = samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
         if feat.speech[int(start / HOP): int(end / HOP)].any():
             phones += [PhoneSegment(p.phone, p.start + start, p.end + start) for p in recognize_phones(chunk)]
