@@ -10,13 +10,17 @@ the speech instead of freezing.
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import maximum_filter1d
+from scipy.ndimage import gaussian_filter1d, maximum_filter1d, uniform_filter1d
+from scipy.signal import find_peaks
 
 from talkinghead.audio.features import HOP, SpeechFeatures
 from talkinghead.motion.lips import VisemeSegment
 
-MIN_SEGMENT_S = 0.05
+MIN_SEGMENT_S = 0.04
 CLOSURE_DROP_DB = 15.0   # this far below the local speech peak counts as a closure
+VALLEY_DB = 4.0          # a loudness dip this deep between two syllables narrows the mouth
+MAJORITY_S = 0.07        # vowel classes are decided by majority over this window (no flicker)
+VOWEL_LIKE = ("aa", "E", "I", "O", "U")
 
 
 def _vowel(f1: float, f2: float) -> str:
@@ -48,9 +52,31 @@ def frame_visemes(feat: SpeechFeatures) -> list[str]:
     return labels
 
 
+def _majority(labels: list[str]) -> list[str]:
+    """Each frame takes the most common label in a MAJORITY_S window around it."""
+    names = sorted(set(labels))
+    onehot = np.array([[lab == n for n in names] for lab in labels], float)
+    votes = uniform_filter1d(onehot, size=max(1, int(MAJORITY_S / HOP)), axis=0, mode="nearest")
+    return [names[i] for i in votes.argmax(1)]
+
+
+def _syllable_valleys(feat: SpeechFeatures, labels: list[str]) -> list[str]:
+    """Narrow the mouth at loudness valleys between syllables, so a run of one vowel class still
+    opens and closes with the syllables instead of hanging half open."""
+    env = gaussian_filter1d(feat.rms_db, 2.0)
+    valleys, _ = find_peaks(-env, prominence=VALLEY_DB, distance=int(0.08 / HOP))
+    out = list(labels)
+    for k in valleys:
+        if feat.speech[k]:
+            for j in range(max(0, k - 2), min(len(out), k + 3)):
+                if out[j] in VOWEL_LIKE:
+                    out[j] = "nn"
+    return out
+
+
 def visemes_from_acoustics(feat: SpeechFeatures, start: float = 0.0, end: float | None = None) -> list[VisemeSegment]:
     """Viseme segments for [start, end) seconds of the recording."""
-    labels = frame_visemes(feat)
+    labels = _syllable_valleys(feat, _majority(frame_visemes(feat)))
     k0 = int(start / HOP)
     k1 = len(labels) if end is None else min(len(labels), int(np.ceil(end / HOP)))
     segs: list[VisemeSegment] = []
