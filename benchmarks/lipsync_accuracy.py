@@ -5,7 +5,8 @@
 Each line is padded with 0.8 s of room tone. Prints, per voice and mode, the share of p/b/m
 with a full lip closure within +-40 ms, open vowels that open, rounded phones that round, long
 pauses that stay closed, and vowels whose middle is NOT sealed (precision of the closures); plus
-seconds of CPU per second of audio.
+seconds of CPU per second of audio. *LibriVox: five sentences read by a person (pocketsphinx's test
+data); their reference is pocketsphinx's alignment of the true transcript, not independent truth.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from speech import score, synth_takes  # noqa: E402
+from realspeech import ARPABET_SETS, librivox  # noqa: E402
+from speech import Take, score, synth_takes  # noqa: E402
 
 from talkinghead.audio.decode import load_audio  # noqa: E402
 from talkinghead.motion import motion_from_audio  # noqa: E402
@@ -42,14 +44,18 @@ def main() -> None:
     cpu: dict[str, float] = {}
     audio_s: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for take in synth_takes(SENTENCES, Path(tmp)):
+        human = [Take("LibriVox human*", r.text, r.wav, r.segs, ARPABET_SETS) for r in librivox()]
+        for take in synth_takes(SENTENCES, Path(tmp)) + human:
             samples = load_audio(take.wav)
             for mode, transcript in (("transcript", take.text), ("audio only", None)):
                 t0 = time.process_time()
                 track = motion_from_audio(samples, 16000, MotionOptions(fps=args.fps), transcript)
                 cpu[mode] = cpu.get(mode, 0.0) + time.process_time() - t0
                 audio_s[mode] = audio_s.get(mode, 0.0) + track.duration
-                for key in (f"{take.voice:24s} {mode:10s}", f"{'ALL':24s} {mode:10s}"):
+                keys = [f"{take.voice:24s} {mode:10s}"]
+                if not take.voice.startswith("LibriVox"):
+                    keys.append(f"{'ALL synthetic':24s} {mode:10s}")
+                for key in keys:
                     for check, (hit, n) in score(track, take.segs, take.sets).items():
                         acc = totals.setdefault(key, {}).setdefault(check, [0, 0])
                         acc[0] += hit
