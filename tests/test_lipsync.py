@@ -102,7 +102,7 @@ def test_loudness_scales_articulation(takes):
 
 def test_lower_lip_meets_the_teeth_on_f_and_v(takes):
     n = 0
-    for voice, text, samples, segs, _sets in takes:
+    for _voice, text, samples, segs, _sets in takes:
         track = motion_from_audio(samples, 16000, MotionOptions(), text)
         for s in segs:
             if s.phone in ("f", "v"):  # the same symbols in festival and espeak-ng

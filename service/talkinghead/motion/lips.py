@@ -39,7 +39,6 @@ DIPHTHONG_SPLIT = 0.55        # share of a diphthong spent on its first vowel
 BLOCK_FRAMES = 512            # frames blended at a time
 REACH_S = 0.6                 # segments further than this from a block have no visible pull on it
 SILENCE_RELAX_S = 0.30        # pauses longer than this relax the mouth fully closed
-MOUTH_CHANNELS = np.flatnonzero(POSES.any(axis=0))
 
 
 @dataclass(frozen=True)

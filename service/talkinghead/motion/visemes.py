@@ -33,10 +33,6 @@ PHONE_TO_VISEME: dict[str, str] = {
 DIPHTHONG_SECOND_HALF = {"AW": "UH", "AY": "IY", "EY": "IY", "OW": "UH", "OY": "IY"}
 
 VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
-BILABIALS = frozenset({"P", "B", "M"})
-LABIODENTALS = frozenset({"F", "V"})
-ROUNDED = frozenset({"UW", "UH", "OW", "OY", "AO", "W"})
-OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
 
 # Shapes at full articulation. Left/right pairs are symmetric; write one name for both with "*".
 _POSES: dict[str, dict[str, float]] = {
