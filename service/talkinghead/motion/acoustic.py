@@ -17,6 +17,7 @@ from talkinghead.audio.features import HOP, SpeechFeatures
 from talkinghead.motion.lips import VisemeSegment
 
 MIN_SEGMENT_S = 0.04
+MIN_CLOSURE_S = 0.02     # a loudness gap this short is still a visible closure (stops are brief)
 CLOSURE_DROP_DB = 15.0   # this far below the local speech peak counts as a closure
 VALLEY_DB = 4.0          # a loudness dip this deep between two syllables narrows the mouth
 MAJORITY_S = 0.07        # vowel classes are decided by majority over this window (no flicker)
@@ -86,7 +87,8 @@ def visemes_from_acoustics(feat: SpeechFeatures, start: float = 0.0, end: float 
         while j < k1 and labels[j] == labels[k]:
             j += 1
         seg = VisemeSegment(labels[k], k * HOP, j * HOP, 0.8)
-        if segs and seg.end - seg.start < MIN_SEGMENT_S:  # too short to see: no flicker
+        shortest = MIN_CLOSURE_S if seg.viseme == "PP" else MIN_SEGMENT_S
+        if segs and seg.end - seg.start < shortest:  # too short to see: no flicker
             prev = segs[-1]
             segs[-1] = VisemeSegment(prev.viseme, prev.start, seg.end, prev.weight)
         else:
