@@ -204,3 +204,25 @@ def test_progress_is_reported_in_order_through_long_work(speech):
     fractions = [f for _, f in seen]
     assert fractions == sorted(fractions) and fractions[0] == 0.0 and seen[-1] == ("done", 1.0)
     assert sum(stage == "phones" for stage, _ in seen) >= 2  # per chunk, not only per stage
+
+
+@pytest.mark.parametrize("samples, rate, words", [
+    (np.zeros(16000, np.float32), 0, "sample rate 0 Hz"),
+    (np.zeros((2, 16000), np.float32), 16000, "1-D"),
+    (np.zeros(0, np.float32), 16000, "empty"),
+    (np.full(16000, np.nan, np.float32), 16000, "NaN"),
+])
+def test_raw_samples_from_the_api_are_checked(samples, rate, words):
+    from talkinghead.errors import AudioError
+
+    with pytest.raises(AudioError, match=words):
+        motion_from_audio(samples, rate)
+
+
+def test_any_sample_rate_gives_the_same_motion(speech):
+    import soxr
+
+    at_16k = run(speech)
+    at_44k = motion_from_audio(soxr.resample(speech, 16000, 44100), 44100, MotionOptions(), TEXT)
+    assert at_44k.n_frames == at_16k.n_frames
+    assert np.abs(at_44k.channel("jawOpen") - at_16k.channel("jawOpen")).mean() < 0.03

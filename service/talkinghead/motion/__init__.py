@@ -11,6 +11,7 @@ import structlog
 from talkinghead.audio.features import HOP, SAMPLE_RATE, SpeechFeatures, analyze, speech_chunks
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
+from talkinghead.errors import AudioError
 from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.expression import brow_motion, emotion_layer
 from talkinghead.motion.eyes import eye_motion
@@ -21,6 +22,7 @@ from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
 
+MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; above, a mistake
 UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets acoustic visemes
 
 Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
@@ -30,6 +32,7 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
                       transcript: str | None = None, progress: Progress | None = None) -> MotionTrack:
     """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio."""
     report = progress or (lambda stage, frac: None)
+    samples = _checked(samples, rate)
     if rate != SAMPLE_RATE:
         samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
     duration = len(samples) / SAMPLE_RATE
@@ -52,6 +55,23 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
     log.info("motion.done", seconds=round(duration, 3), frames=track.n_frames, fps=options.fps,
              segments=len(segments), speech_seconds=round(float(feat.speech.sum()) * HOP, 2))
     return track
+
+
+def _checked(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Raw samples from an API caller (the CLI's come through load_audio, already checked)."""
+    samples = np.asarray(samples)
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise AudioError(f"sample rate {rate} Hz is not usable: pass the rate the samples were recorded "
+                         f"at, between {MIN_RATE} and {MAX_RATE} Hz")
+    if samples.ndim != 1:
+        raise AudioError(f"samples have shape {samples.shape}: pass mono audio as a 1-D array "
+                         "(average the channels first)")
+    if samples.size == 0:
+        raise AudioError("the audio is empty: pass at least one sample of speech or silence")
+    samples = samples.astype(np.float32)
+    if not np.isfinite(samples).all():
+        raise AudioError("the audio contains NaN or infinite samples: pass finite values between -1 and 1")
+    return samples
 
 
 def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
