@@ -9,6 +9,8 @@ Every output — JSON, CSV, proto, Blender — indexes blendshapes by this tuple
 
 from __future__ import annotations
 
+import numpy as np
+
 BLENDSHAPE_NAMES: tuple[str, ...] = (
     "eyeBlinkLeft", "eyeLookDownLeft", "eyeLookInLeft", "eyeLookOutLeft", "eyeLookUpLeft",
     "eyeSquintLeft", "eyeWideLeft",
@@ -29,6 +31,18 @@ assert len(BLENDSHAPE_NAMES) == 52 and len(set(BLENDSHAPE_NAMES)) == 52
 
 #: name -> column index into a (frames, 52) blendshape array
 BS: dict[str, int] = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
+
+
+
+def pose_vector(pose: dict[str, float]) -> np.ndarray:
+    """{name: weight} -> shape = (52,) float32 in BLENDSHAPE_NAMES order. A name ending in "*"
+    sets both sides ("mouthSmile*" -> mouthSmileLeft and mouthSmileRight)."""
+    vec = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
+    for name, w in pose.items():
+        for full in ((name[:-1] + "Left", name[:-1] + "Right") if name.endswith("*") else (name,)):
+            vec[BS[full]] = w
+    return vec
+
 
 VISEMES: tuple[str, ...] = (
     "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",

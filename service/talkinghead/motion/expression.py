@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkinghead.arkit import BLENDSHAPE_NAMES, BS
+from talkinghead.arkit import BLENDSHAPE_NAMES, BS, pose_vector
 from talkinghead.audio.features import SpeechFeatures
 from talkinghead.motion.noise import ou_noise, pulse
 from talkinghead.motion.options import MotionOptions
@@ -27,14 +27,6 @@ EMOTION_POSES: dict[str, dict[str, float]] = {
               "mouthFrown*": 0.15},
     "surprised": {"browInnerUp": 0.6, "browOuterUp*": 0.6, "eyeWide*": 0.45},
 }
-
-
-def _expand(pose: dict[str, float]) -> np.ndarray:
-    vec = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
-    for name, w in pose.items():
-        for full in ((name[:-1] + "Left", name[:-1] + "Right") if name.endswith("*") else (name,)):
-            vec[BS[full]] = w
-    return vec
 
 
 def brow_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
@@ -59,7 +51,7 @@ def brow_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
 
 def emotion_layer(n: int, options: MotionOptions, rng: np.random.Generator) -> np.ndarray:
     """The chosen emotion's pose at emotion_intensity, breathing slowly (+-15%); shape = (n, 52)."""
-    pose = _expand(EMOTION_POSES[options.emotion]) * options.emotion_intensity
+    pose = pose_vector(EMOTION_POSES[options.emotion]) * options.emotion_intensity
     if not pose.any():
         return np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
     wobble = 1 + 0.15 * np.clip(ou_noise(n, options.fps, 2.5, 1.0, rng), -1.5, 1.5)

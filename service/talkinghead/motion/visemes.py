@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEMES, VISEME_INDEX
+from talkinghead.arkit import VISEMES, pose_vector
 
 # ARPAbet (pocketsphinx's US-English set) -> viseme. Diphthongs start on their first vowel; the
 # second half is added by `split_diphthongs`.
@@ -58,14 +58,5 @@ _POSES: dict[str, dict[str, float]] = {
 }
 
 
-def _pose_matrix() -> np.ndarray:
-    """shape = (15, 52): row VISEME_INDEX[v] is viseme v's full-articulation pose."""
-    poses = np.zeros((len(VISEMES), len(BLENDSHAPE_NAMES)), np.float32)
-    for vis, shape in _POSES.items():
-        for name, w in shape.items():
-            for full in ((name[:-1] + "Left", name[:-1] + "Right") if name.endswith("*") else (name,)):
-                poses[VISEME_INDEX[vis], BS[full]] = w
-    return poses
-
-
-POSES = _pose_matrix()
+# shape = (15, 52): row VISEME_INDEX[v] is viseme v's full-articulation pose
+POSES = np.stack([pose_vector(_POSES[v]) for v in VISEMES])
