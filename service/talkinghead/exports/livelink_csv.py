@@ -67,23 +67,17 @@ from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import ExportError
 from talkinghead.track import MotionTrack
 
-#: The app's 52 curve columns, in the app's order and capitalisation (see module docstring).
-LLF_BLENDSHAPE_COLUMNS: tuple[str, ...] = (
-    "EyeBlinkLeft", "EyeLookDownLeft", "EyeLookInLeft", "EyeLookOutLeft", "EyeLookUpLeft",
-    "EyeSquintLeft", "EyeWideLeft",
-    "EyeBlinkRight", "EyeLookDownRight", "EyeLookInRight", "EyeLookOutRight", "EyeLookUpRight",
-    "EyeSquintRight", "EyeWideRight",
-    "JawForward", "JawRight", "JawLeft", "JawOpen",
-    "MouthClose", "MouthFunnel", "MouthPucker", "MouthRight", "MouthLeft",
-    "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
-    "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight",
-    "MouthRollLower", "MouthRollUpper", "MouthShrugLower", "MouthShrugUpper",
-    "MouthPressLeft", "MouthPressRight", "MouthLowerDownLeft", "MouthLowerDownRight",
-    "MouthUpperUpLeft", "MouthUpperUpRight",
-    "BrowDownLeft", "BrowDownRight", "BrowInnerUp", "BrowOuterUpLeft", "BrowOuterUpRight",
-    "CheekPuff", "CheekSquintLeft", "CheekSquintRight", "NoseSneerLeft", "NoseSneerRight",
-    "TongueOut",
-)
+# The app lists ARKit's curves in ARKit's order, capitalised, except that it puts the Right of
+# jaw and mouth before the Left (see module docstring); derived from the one name constant.
+_APP_ORDER_SWAPS = {"jawLeft": "jawRight", "jawRight": "jawLeft", "mouthLeft": "mouthRight", "mouthRight": "mouthLeft"}
+
+
+def _app_name(arkit_name: str) -> str:
+    return arkit_name[0].upper() + arkit_name[1:]
+
+
+#: The app's 52 curve columns, in the app's order and capitalisation.
+LLF_BLENDSHAPE_COLUMNS: tuple[str, ...] = tuple(_app_name(_APP_ORDER_SWAPS.get(n, n)) for n in BLENDSHAPE_NAMES)
 LLF_ROTATION_COLUMNS: tuple[str, ...] = (
     "HeadYaw", "HeadPitch", "HeadRoll",
     "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
@@ -95,7 +89,7 @@ BLENDSHAPE_COUNT = len(LLF_CURVE_COLUMNS)  # 61, as the app writes it
 assert len(LLF_BLENDSHAPE_COLUMNS) == 52 and BLENDSHAPE_COUNT == 61
 
 #: our ARKit name -> the app's column name (same shape, capitalised first letter)
-ARKIT_TO_LLF: dict[str, str] = {name: name[0].upper() + name[1:] for name in BLENDSHAPE_NAMES}
+ARKIT_TO_LLF: dict[str, str] = {name: _app_name(name) for name in BLENDSHAPE_NAMES}
 assert set(ARKIT_TO_LLF.values()) == set(LLF_BLENDSHAPE_COLUMNS)
 
 VALUE_DECIMALS = 6
