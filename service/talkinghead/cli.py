@@ -39,10 +39,9 @@ def _params_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_params(args: argparse.Namespace) -> None:
-    from talkinghead.audio.decode import load_audio
+    from talkinghead.audio.decode import SAMPLE_RATE, load_audio
     from talkinghead.exports import write_track
     from talkinghead.motion import motion_from_audio
-    from talkinghead.audio.decode import SAMPLE_RATE
 
     options = MotionOptions(fps=args.fps, seed=args.seed, expressiveness=args.expressiveness,
                             head_motion=args.head_motion, blink_rate=args.blink_rate, emotion=args.emotion,

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
+
+from talkinghead.audio.decode import SAMPLE_RATE
+from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
 from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
 from scipy.signal import find_peaks
 
-SAMPLE_RATE = 16000
-HOP = 0.01                 # seconds per feature frame
-HOP_SAMPLES = int(SAMPLE_RATE * HOP)
+HOP = 1 / FRAME_RATE       # seconds per feature frame: the recogniser's frames, so masks line up
+
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses
 VAD_MIN_SPEECH_S = 0.06    # shorter bursts are clicks
@@ -70,7 +72,7 @@ def analyze(samples: np.ndarray) -> SpeechFeatures:
 def _voice_activity(samples: np.ndarray, rms_db: np.ndarray) -> np.ndarray:
     vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
     step = vad.frame_bytes // 2
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    pcm = pcm16(samples)
     n = len(rms_db)
     speech = np.zeros(n, bool)
     per = step // HOP_SAMPLES
@@ -88,9 +90,10 @@ def _voice_activity(samples: np.ndarray, rms_db: np.ndarray) -> np.ndarray:
 def _on_grid(pitch: parselmouth.Pitch, n: int) -> np.ndarray:
     """Praat's frame k is centred at xs[k]; put values on our grid of frame centres (k+0.5)*HOP."""
     values = pitch.selected_array["frequency"]
+    if not len(values):  # shorter than one pitch window
+        return np.zeros(n)
     centres = (np.arange(n) + 0.5) * HOP
-    idx = np.clip(np.round((centres - pitch.xs()[0]) / HOP).astype(int), 0, len(values) - 1) if len(values) else None
-    return values[idx] if idx is not None else np.zeros(n)
+    return values[np.clip(np.round((centres - pitch.xs()[0]) / HOP).astype(int), 0, len(values) - 1)]
 
 
 def _formants(sound: parselmouth.Sound, n: int, voiced: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +153,12 @@ def _pitch_accents(nuclei: np.ndarray, strength: np.ndarray, f0: np.ndarray) -> 
     return np.array(sorted(chosen))
 
 
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the runs of True in a 1-D bool array."""
+    edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
 def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[float, float]]:
     """Split a recording into spans (start s, end s) of at most ~max_seconds, cut in the middle of
     pauses, so the recogniser decodes phrase-sized utterances (long ones are slow and memory-hungry)."""
@@ -161,10 +170,8 @@ def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[f
         lo, hi = cuts[-1] + limit // 4, cuts[-1] + limit
         window = quiet[lo:hi]
         if window.any():  # the middle of the longest pause in the window
-            runs = np.diff(np.concatenate([[0], window.astype(int), [0]]))
-            starts, ends = np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)
-            best = int(np.argmax(ends - starts))
-            cuts.append(lo + (starts[best] + ends[best]) // 2)
+            a, b = max(true_runs(window), key=lambda r: r[1] - r[0])
+            cuts.append(lo + (a + b) // 2)
         else:  # no pause at all: cut anyway
             cuts.append(hi)
     cuts.append(n)

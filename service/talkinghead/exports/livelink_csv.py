@@ -155,7 +155,7 @@ def _from_rotation_columns(rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _rows(track: MotionTrack) -> Iterable[list[str]]:
-    order = [BLENDSHAPE_NAMES.index(name[0].lower() + name[1:]) for name in LLF_BLENDSHAPE_COLUMNS]
+    order = [BLENDSHAPE_NAMES.index(_APP_ORDER_SWAPS.get(n, n)) for n in BLENDSHAPE_NAMES]  # ARKit -> app order
     bs = np.asarray(track.blendshapes, dtype=np.float64)[:, order]
     rot = _rotation_columns(np.asarray(track.head, np.float64), np.asarray(track.gaze, np.float64))
     values = np.concatenate([bs, rot], axis=1)

@@ -8,7 +8,8 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.audio.features import HOP, SAMPLE_RATE, SpeechFeatures, analyze, speech_chunks
+from talkinghead.audio.decode import SAMPLE_RATE
+from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
 from talkinghead.errors import AudioError
@@ -118,13 +119,13 @@ def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list
     for s in segments:
         if s.viseme != "sil":
             covered[int(s.start / HOP): int(np.ceil(s.end / HOP))] = True
-    gap = feat.speech & ~covered
-    runs = np.diff(np.concatenate([[0], gap.astype(int), [0]]))
-    extra: list[VisemeSegment] = []
-    for a, b in zip(np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)):
-        if (b - a) * HOP >= UNCOVERED_SPEECH_S:
-            extra += [s for s in visemes_from_acoustics(feat, a * HOP, b * HOP) if s.viseme != "sil"]
-    if not extra:
+    gaps = [(a * HOP, b * HOP) for a, b in true_runs(feat.speech & ~covered) if (b - a) * HOP >= UNCOVERED_SPEECH_S]
+    if not gaps:
         return segments
-    kept = [s for s in segments if s.viseme != "sil" or not any(e.start < s.end and s.start < e.end for e in extra)]
+    filled = np.zeros(len(feat.speech), bool)
+    for a, b in gaps:
+        filled[int(a / HOP): int(b / HOP)] = True
+    # the recogniser's silences over the filled gaps give way to the acoustic visemes
+    kept = [s for s in segments if s.viseme != "sil" or not filled[int(s.start / HOP): int(np.ceil(s.end / HOP))].any()]
+    extra = [s for s in visemes_from_acoustics(feat, gaps) if s.viseme != "sil"]
     return sorted(kept + extra, key=lambda s: s.start)

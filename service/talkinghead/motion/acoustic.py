@@ -75,11 +75,18 @@ def _syllable_valleys(feat: SpeechFeatures, labels: list[str]) -> list[str]:
     return out
 
 
-def visemes_from_acoustics(feat: SpeechFeatures, start: float = 0.0, end: float | None = None) -> list[VisemeSegment]:
-    """Viseme segments for [start, end) seconds of the recording."""
+def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]] | None = None) -> list[VisemeSegment]:
+    """Viseme segments for the given (start s, end s) spans of the recording (default: all of it).
+    The frame labels are computed once for the whole take, however many spans are asked for."""
     labels = _syllable_valleys(feat, _majority(frame_visemes(feat)))
-    k0 = int(start / HOP)
-    k1 = len(labels) if end is None else min(len(labels), int(np.ceil(end / HOP)))
+    segs: list[VisemeSegment] = []
+    for start, end in spans if spans is not None else [(0.0, len(labels) * HOP)]:
+        segs += _segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))))
+    return segs
+
+
+def _segments(labels: list[str], k0: int, k1: int) -> list[VisemeSegment]:
+    """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous."""
     segs: list[VisemeSegment] = []
     k = k0
     while k < k1:

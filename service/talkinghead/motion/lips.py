@@ -17,6 +17,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEME_INDEX
+from talkinghead.audio.features import true_runs
 from talkinghead.audio.phones import PhoneSegment
 from talkinghead.motion.visemes import DIPHTHONG_SECOND_HALF, PHONE_TO_VISEME, POSES, VOWELS
 
@@ -121,20 +122,27 @@ def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.n
     active = speech.copy()
     for s in segments:  # a recognised phone keeps the mouth active even where the VAD hesitates
         if s.viseme != "sil":
-            active[(times >= s.start) & (times < s.end)] = True
+            active[slice(*_frame_span(s, times))] = True
     gap = int(SILENCE_RELAX_S * fps)
     quiet = ~active
     if gap > 1:  # only long pauses close the mouth; short gaps are stop closures or breaths
-        runs = np.diff(np.concatenate([[0], quiet.astype(int), [0]]))
-        for a, b in zip(np.flatnonzero(runs == 1), np.flatnonzero(runs == -1)):
+        for a, b in true_runs(quiet):
             if b - a < gap:
                 quiet[a:b] = False
     return 1.0 - np.clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
 
 
+def _frame_span(seg: VisemeSegment, times: np.ndarray) -> tuple[int, int]:
+    """[i0, i1): the frames whose times fall inside the segment (times ascending)."""
+    return int(np.searchsorted(times, seg.start)), int(np.searchsorted(times, seg.end))
+
+
 def _contact_frames(seg: VisemeSegment, times: np.ndarray) -> np.ndarray:
-    inside = np.flatnonzero((times >= seg.start) & (times < seg.end))
-    return inside if len(inside) else np.array([int(np.argmin(np.abs(times - seg.center)))])
+    """Frames inside the segment, or the nearest one when it falls between frames."""
+    i0, i1 = _frame_span(seg, times)
+    if i1 > i0:
+        return np.arange(i0, i1)
+    return np.array([int(np.argmin(np.abs(times - seg.center)))])
 
 
 def _enforce_contacts(out: np.ndarray, labels: list[str], segments: list[VisemeSegment], times: np.ndarray) -> None:
