@@ -10,7 +10,7 @@ import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, pose_vector
 from talkinghead.audio.features import SpeechFeatures
-from talkinghead.motion.noise import ou_noise, pulse
+from talkinghead.motion.noise import add_pulse, ou_noise
 from talkinghead.motion.options import MotionOptions
 
 BROW_ACCENT = 0.35          # browInnerUp/OuterUp for a pitch accent at expressiveness 1
@@ -36,7 +36,7 @@ def brow_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
     lift = np.zeros(len(times))
     for t in feat.accents:
         if rng.random() < BROW_ACCENT_CHANCE:
-            lift += rng.uniform(0.6, 1.2) * pulse(times, t - 0.15, 0.12, 0.35)
+            add_pulse(lift, times, rng.uniform(0.6, 1.2), t - 0.15, 0.12, 0.35)
     f0 = feat.at("f0", times)
     voiced = feat.f0[feat.f0 > 0]
     if len(voiced):

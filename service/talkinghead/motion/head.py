@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkinghead.audio.features import SpeechFeatures
-from talkinghead.motion.noise import ou_noise, pulse, smooth_mask
+from talkinghead.motion.noise import add_pulse, ou_noise, smooth_mask
 from talkinghead.motion.options import MotionOptions
 
 # Drift: standard deviation (deg) and correlation time (s) per axis while speaking.
@@ -49,11 +49,11 @@ def head_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
 def _nods(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generator) -> np.ndarray:
     """Downward pitch pulses on stressed syllables, larger on pitch accents."""
     out = np.zeros(len(times))
-    accents = set(np.round(feat.accents, 3).tolist())
-    for t, s in zip(feat.nuclei, feat.nucleus_strength):
-        amp = NOD_DEG if round(float(t), 3) in accents else BEAT_DEG * s
+    accented = np.isin(feat.nuclei, feat.accents)  # accents are a subset of the nuclei
+    for t, s, accent in zip(feat.nuclei, feat.nucleus_strength, accented):
+        amp = NOD_DEG if accent else BEAT_DEG * s
         amp *= rng.uniform(0.7, 1.3)
-        out -= amp * pulse(times, t - NOD_LEAD_S - 0.12, 0.12, 0.22)
+        add_pulse(out, times, -amp, t - NOD_LEAD_S - 0.12, 0.12, 0.22)
     return out
 
 
@@ -62,7 +62,7 @@ def _beat_sweeps(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generat
     out = np.zeros(len(times))
     for t in feat.accents:
         if rng.random() < 0.5:
-            out += rng.choice([-1, 1]) * rng.uniform(1.0, 2.5) * pulse(times, t - 0.2, 0.2, 0.5)
+            add_pulse(out, times, rng.choice([-1, 1]) * rng.uniform(1.0, 2.5), t - 0.2, 0.2, 0.5)
     return out
 
 
