@@ -25,3 +25,15 @@ class OptionsError(TalkingHeadError):
 
 class ExportError(TalkingHeadError):
     """The output cannot be written (unknown format, unwritable path)."""
+
+
+class PortraitError(TalkingHeadError):
+    """The portrait cannot be used: not an image, no face, a face too small (maps to INVALID_ARGUMENT)."""
+
+
+class ModelError(TalkingHeadError):
+    """A model file is missing, cannot be fetched, or fails its SHA-256 check (maps to FAILED_PRECONDITION)."""
+
+
+class MediaError(TalkingHeadError):
+    """A video or image cannot be written or encoded (unwritable path, unsupported size or fps)."""

@@ -1,0 +1,137 @@
+"""The CPU renderer (numpy + OpenCV): one FaceParams -> one RGB frame.
+
+Per frame:
+1. landmark displacement = sum of active blendshapes' basis rows (+ the lip seal);
+2. spread over the coarse grid (sparse product), turn the head in 3-D about its centre with
+   each point's depth, weighted by how much the point belongs to the head: a forward map
+   source -> output on the grid;
+3. invert it by fixed-point iteration (output x: source s = x - D(s)), upsample to a per-pixel
+   backward map, and `cv2.remap` the portrait once;
+4. composite the layers a warp cannot make: irises inside the moved eye openings, and the
+   mouth's interior inside the moved inner lips.
+
+Pixels the head never reaches map to themselves exactly, so the background stays bit-identical.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from talkinghead.arkit import BS
+from talkinghead.face.rig import CAMERA_DISTANCE_MM, Rig
+from talkinghead.render.layers import composite_eyes, composite_mouth
+from talkinghead.track import FaceParams, HeadPose
+
+INVERT_ITERATIONS = 5
+ACTIVE = 1e-4
+_JAW, _CLOSE = BS["jawOpen"], BS["mouthClose"]
+
+
+def seal_fraction(weights: np.ndarray) -> float:
+    """How sealed the lips are, 0..1: mouthClose relative to the jaw's opening (mouthClose =
+    jawOpen is a p/b/m). Scales the closing of the photo's own lip gap."""
+    return float(np.clip(weights[_CLOSE] / max(weights[_JAW], 0.05), 0.0, 1.0))
+
+
+def head_matrix(head: HeadPose) -> np.ndarray:
+    """Rotation (3, 3) in picture axes (x right, y down, z away from the camera) for the
+    track's conventions: + yaw turns the face to the subject's left (the nose moves to +x),
+    + pitch lifts the chin (the nose moves up), + roll tilts the top to the subject's left."""
+    y, p, r = np.radians([head.yaw, head.pitch, head.roll])
+    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
+    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
+    return rz @ rx @ ry
+
+
+def _apply_head(rig: Rig, points: np.ndarray, head: HeadPose) -> np.ndarray:
+    """points (n, 3) -> turned and moved (n, 2) picture positions."""
+    m = head_matrix(head).astype(np.float32)
+    turned = (points - rig.pivot) @ m.T + rig.pivot
+    scale = CAMERA_DISTANCE_MM / (CAMERA_DISTANCE_MM - head.z)   # nearer looks larger
+    shift = np.array([head.x, -head.y], np.float32) * rig.px_per_mm
+    return (turned[:, :2] - rig.pivot[:2]) * scale + rig.pivot[:2] + shift
+
+
+def landmark_displacement(rig: Rig, weights: np.ndarray) -> np.ndarray:
+    """shape = (478, 3) pixels: the expression's move of each landmark (before the head)."""
+    active = np.flatnonzero(weights > ACTIVE)
+    disp = np.tensordot(weights[active], rig.basis[active], 1) if len(active) else np.zeros_like(rig.seal)
+    seal = seal_fraction(weights)
+    if seal > 0 and rig.mouth.photo_interior:
+        disp = disp + seal * rig.seal
+    return disp.astype(np.float32)
+
+
+def deformed_landmarks(rig: Rig, params: FaceParams) -> np.ndarray:
+    """Where the landmarks land in the output frame, shape = (478, 2) pixels."""
+    disp = landmark_displacement(rig, np.asarray(params.blendshapes, np.float32))
+    return _apply_head(rig, rig.landmarks + disp, params.head)
+
+
+def backward_map(rig: Rig, params: FaceParams, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel source coordinates (map_x, map_y), each shape = (H, W) float32."""
+    gh, gw = rig.grid_xy.shape[:2]
+    grid = rig.grid_xy.reshape(-1, 2)
+    expr = rig.spread @ disp                                    # (n, 3)
+    moved = np.column_stack([grid, rig.grid_z]) + expr
+    turned = _apply_head(rig, moved, params.head)
+    fwd = expr[:, :2] + rig.head_mask[:, None] * (turned - moved[:, :2])
+    fwd = fwd.reshape(gh, gw, 2)
+    src = invert_grid(fwd, rig.grid_xy, rig.cell)
+    back = src - rig.grid_xy
+    full = cv2.resize(back, (gw * rig.cell, gh * rig.cell), interpolation=cv2.INTER_LINEAR)
+    w, h = rig.size
+    xs, ys = _pixel_coords(w, h)
+    return xs + full[:h, :w, 0], ys + full[:h, :w, 1]
+
+
+def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int = INVERT_ITERATIONS) -> np.ndarray:
+    """Invert the forward map x = s + D(s) on the grid: for each output grid point x, the
+    source s. Newton's method (the Jacobian I + dD/ds from the grid's finite differences):
+    plain fixed-point iteration diverges wherever the skin stretches by more than 2x (a lid
+    unfolding in a blink, the skin under a dropping jaw). Where the map folds (det J small),
+    a fixed-point step instead.
+
+    fwd, grid_xy: shape = (gh, gw, 2) float32 pixels. Returns shape = (gh, gw, 2) float32.
+    """
+    c = float(cell)
+    gy, gx = np.gradient(fwd, c, axis=(0, 1))                  # d/dy, d/dx of (Dx, Dy)
+    jac = np.dstack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]]).astype(np.float32)
+    src = grid_xy - fwd
+    for _ in range(iterations):
+        at = (src + 0.5) / c - 0.5
+        d = cv2.remap(fwd, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        j = cv2.remap(jac, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        rx, ry = src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1]
+        a, b, cc, dd = 1 + j[..., 0], j[..., 1], j[..., 2], 1 + j[..., 3]
+        det = a * dd - b * cc
+        ok = det > 0.15
+        safe = np.where(ok, det, 1.0)
+        sx = np.where(ok, (dd * rx - b * ry) / safe, rx)
+        sy = np.where(ok, (a * ry - cc * rx) / safe, ry)
+        src = src - np.stack([sx, sy], -1)
+    return src.astype(np.float32)
+
+
+_COORDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pixel_coords(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
+    if (w, h) not in _COORDS:
+        ys, xs = np.mgrid[:h, :w].astype(np.float32)
+        _COORDS[(w, h)] = (xs, ys)
+    return _COORDS[(w, h)]
+
+
+def render(rig: Rig, params: FaceParams) -> np.ndarray:
+    """One frame: shape = (H, W, 3) uint8 RGB."""
+    weights = np.asarray(params.blendshapes, np.float32)
+    disp = landmark_displacement(rig, weights)
+    map_x, map_y = backward_map(rig, params, disp)
+    frame = cv2.remap(rig.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    landmarks = _apply_head(rig, rig.landmarks + disp, params.head)
+    composite_mouth(frame, rig, landmarks, weights)
+    composite_eyes(frame, rig, landmarks)
+    return frame

@@ -1,0 +1,163 @@
+"""What a warp cannot make, drawn over the warped frame in small regions of interest.
+
+- Eyes: the iris (cut out of the photo by the rig) is drawn at its moved centre, clipped by the
+  moved eye opening, so gaze moves the iris inside fixed lids and a blink covers it.
+- Mouth: inside the moved inner-lip contour, the interior. Positions there are measured from
+  the moved upper lip down and from the moved lower lip up, in the face's own frame: the upper
+  teeth hang from the upper lip, the lower teeth and the tongue ride on the jaw, and the
+  cavity fills what is between. The teeth are the photo's own when it shows them, otherwise
+  synthesized: shaded with the face's light, darker towards the corners and the back.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from talkinghead.face import regions as R
+from talkinghead.face.expressions import FaceFrame
+from talkinghead.face.rig import Rig
+
+_UP, _LO = list(R.LIP_UPPER_INNER), list(R.LIP_LOWER_INNER)
+_MOUTH_POLY = list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))
+
+
+def _roi(points: np.ndarray, pad: int, w: int, h: int) -> tuple[int, int, int, int] | None:
+    x0, y0 = np.floor(points.min(0)).astype(int) - pad
+    x1, y1 = np.ceil(points.max(0)).astype(int) + pad + 1
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def _mask(shape: tuple[int, int], pts: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+    m = np.zeros(shape, np.uint8)
+    cv2.fillPoly(m, [np.round((pts - origin) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
+    return m.astype(np.float32) * (1 / 255)
+
+
+def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2x3 matrix of the similarity (rotation, scale, shift) taking src[0], src[1] to dst[0], dst[1]."""
+    a, b = src[1] - src[0], dst[1] - dst[0]
+    k = complex(b[0], b[1]) / complex(a[0], a[1]) if np.hypot(*a) > 1e-6 else 1.0
+    m = np.array([[k.real, -k.imag], [k.imag, k.real]])
+    return np.column_stack([m, dst[0] - m @ src[0]])
+
+
+def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
+    """Draw each eyeball (moved rigidly with the eye's corners) and its iris (at its moved
+    centre) inside the moved eye opening (in place). A closed eye has no opening to draw in."""
+    h, w = frame.shape[:2]
+    for eye in rig.eyes:
+        if eye.iris_radius <= 0:
+            continue
+        poly = landmarks[list(eye.polygon)]
+        box = _roi(poly, 2, w, h)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        opening = _mask((y1 - y0, x1 - x0), poly, (x0, y0))
+        if opening.max() < 0.05:
+            continue
+        size = (x1 - x0, y1 - y0)
+        corners = list(eye.corners)
+        move = _similarity(rig.landmarks[corners, :2] - eye.origin, landmarks[corners] - (x0, y0))
+        k = np.hypot(move[0, 0], move[1, 0])
+        ball = cv2.warpAffine(eye.eyeball, move, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        ox, oy = eye.iris_offset
+        cx, cy = landmarks[eye.iris_index] - (x0, y0)
+        place = np.array([[k, 0, cx - k * ox], [0, k, cy - k * oy]], np.float64)
+        iris = cv2.warpAffine(eye.iris_patch, place, size, flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
+        ball += (iris[..., :3] - ball) * (iris[..., 3] * np.clip(opening * 2, 0, 1))[..., None]
+        # The opening grown by a pixel (the rig painted that rim the lash colour), fading out
+        # as the lids meet so a closed eye shows the lash line, not a sliver of eyeball.
+        closing = np.clip(opening.sum() / max(0.15 * eye.open_area * k * k, 1e-6), 0, 1)
+        rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+        alpha = (rim * closing)[..., None]
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + (ball - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def _curves(frame: FaceFrame, upper: np.ndarray, lower: np.ndarray):
+    """Inner lip contours in the face frame: (u_left_corner, u_right_corner, f_up(t), f_lo(t)),
+    t = 0..1 from one inner corner to the other."""
+    uu, ul = frame.to_local(upper), frame.to_local(lower)
+    ua, ub = uu[0, 0], uu[-1, 0]
+    span = ub - ua if abs(ub - ua) > 1e-6 else 1e-6
+    tu, tl = (uu[:, 0] - ua) / span, (ul[:, 0] - ua) / span
+    ou, ol = np.argsort(tu), np.argsort(tl)
+    return ua, span, (lambda t: np.interp(t, tu[ou], uu[ou, 1])), (lambda t: np.interp(t, tl[ol], ul[ol, 1]))
+
+
+def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights: np.ndarray) -> None:
+    """Fill the moved inner-lip opening with the mouth's interior (in place)."""
+    h, w = frame.shape[:2]
+    poly = landmarks[_MOUTH_POLY]
+    box = _roi(poly, 2, w, h)
+    if box is None:
+        return
+    x0, y0, x1, y1 = box
+    opening = _mask((y1 - y0, x1 - x0), poly, (x0, y0))
+    if opening.max() < 0.02:
+        return                                              # lips together
+    now = FaceFrame.of(landmarks)
+    ua, span, f_up, f_lo = _curves(now, landmarks[_UP], landmarks[_LO])
+    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
+    uv = now.to_local(np.stack([xs, ys], -1))
+    t = np.clip((uv[..., 0] - ua) / span, 0, 1)
+    below_upper = uv[..., 1] - f_up(t)                       # s units, >= 0 inside
+    above_lower = f_lo(t) - uv[..., 1]
+    gap = np.maximum(below_upper + above_lower, 1e-4)
+    m = rig.mouth
+    side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 3     # 1 mid-mouth, 0 at the corners
+    depth = np.clip(above_lower / np.maximum(gap, 0.02), 0, 1)  # 0 at the lower lip, 1 at the upper
+    cavity = m.lip_color * (0.34 - 0.14 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
+    # Tongue: a low, rounded hump on the floor of the mouth, seen when the jaw is well open.
+    tongue_h = np.clip(gap * 0.35, 0, 0.07) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
+    tongue = (above_lower < tongue_h)[..., None]
+    tongue_col = (m.lip_color * np.array([0.78, 0.55, 0.58]) + 10) * (0.5 + 0.35 * side)[..., None]
+    out = np.where(tongue, tongue_col, cavity)
+    # Lips shade what is just inside them.
+    edge = np.clip(np.minimum(below_upper, above_lower) / 0.012, 0, 1)
+    out *= (0.65 + 0.35 * edge)[..., None]
+    if m.photo_interior:
+        out = _photo_interior(rig, out, t, below_upper, above_lower)
+    else:
+        out = _synth_interior(rig, out, t, side, below_upper, above_lower, gap)
+    roi = frame[y0:y1, x0:x1].astype(np.float32)
+    alpha = np.clip(opening * 2.0, 0, 1)[..., None]       # sharpened, as for the eyes
+    frame[y0:y1, x0:x1] = np.clip(roi + (out - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def _synth_interior(rig, out, t, side, below_upper, above_lower, gap):
+    m = rig.mouth
+    # Upper incisors and canines hang from the upper lip; lower ones show when wide open.
+    up_h = 0.085 * np.clip(1 - ((t - 0.5) / 0.46) ** 4, 0, 1)
+    lo_h = 0.055 * np.clip((gap - 0.07) / 0.08, 0, 1) * np.clip(1 - ((t - 0.5) / 0.40) ** 4, 0, 1)
+    tooth_w = 0.115                                           # in t: the central incisors
+    ridge = np.abs(((t - 0.5) / tooth_w + 0.5) % 1.0 - 0.5)   # 0 at tooth edges
+    gaps = 0.88 + 0.12 * np.clip(ridge / 0.12, 0, 1)
+    for band, height, bright in ((above_lower, lo_h, 0.72), (below_upper, up_h, 1.0)):
+        tooth = band < height
+        tip = np.clip((height - band) / np.maximum(height * 0.35, 1e-4), 0, 1)   # darker at the biting edge
+        col = m.teeth_color * (bright * (0.5 + 0.5 * side) * gaps * (0.8 + 0.2 * tip))[..., None]
+        out = np.where(tooth[..., None], col, out)
+    return out
+
+
+def _photo_interior(rig, out, t, below_upper, above_lower):
+    """The photo's own interior: its upper half hangs from the upper lip, its lower half rides
+    on the lower lip; a wider opening than the photo's shows cavity between them."""
+    base = rig.frame
+    lm = rig.landmarks
+    ua, span, f_up, f_lo = _curves(base, lm[_UP], lm[_LO])
+    half = np.maximum((f_lo(t) - f_up(t)) / 2, 1e-4)
+    use_upper = (below_upper <= half) & (below_upper <= above_lower)
+    use_lower = (above_lower <= half) & ~use_upper
+    u_src = ua + t * span
+    v_src = np.where(use_upper, f_up(t) + below_upper, f_lo(t) - above_lower)
+    src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
+    sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
+                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    use = (use_upper | use_lower)[..., None]
+    return np.where(use, sample, out)
