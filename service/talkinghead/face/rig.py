@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import scipy.sparse as sp
+from scipy.ndimage import grey_erosion
 import structlog
 
 from talkinghead.errors import OptionsError
@@ -37,6 +38,7 @@ GRID_POINTS = 128        # grid points along the longer side: 4 px cells at 512
 EYE_DISTANCE_MM = 93.0   # adult outer-eye-corner distance: converts head x/y/z mm to pixels
 HEAD_CENTRE_DEPTH = 0.35  # rotation centre behind the ear line, in s (outer-eye-corner distance)
 CAMERA_DISTANCE_MM = 600.0
+MAX_DEPTH_SLOPE = 1.5     # depth pixels per picture pixel: folds only past a 34 degree turn
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class MouthRig:
     lip_color: np.ndarray
     skin_color: np.ndarray
     teeth_color: np.ndarray
+    rim: int = 3
 
 
 @dataclass(frozen=True)
@@ -218,6 +221,19 @@ def _spread_operator(lm: np.ndarray, grid_xy: np.ndarray, cell: int, frame: Face
     return spread, z.astype(np.float32), inside
 
 
+def _limit_slope(z: np.ndarray, cell: int) -> np.ndarray:
+    """Bring the depth's steep slopes (the face's silhouette, where depth changes fast across
+    a few pixels) down to MAX_DEPTH_SLOPE by taking the lower envelope min_q z(q) + k |p - q|.
+    A turn of the head by angle a folds the picture over itself wherever the depth rises
+    faster than cot(a) (2.7 at 20 degrees); a fold has no unique inverse and tears.
+    z: shape = (gh, gw) pixels. Returns the same shape."""
+    r = 6
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    cone = -MAX_DEPTH_SLOPE * cell * np.hypot(yy, xx)
+    out = grey_erosion(z.astype(np.float64), structure=cone, mode="nearest")
+    return out.astype(np.float32)
+
+
 def _head_mask(lm: np.ndarray, grid_xy: np.ndarray, frame: FaceFrame, inside: np.ndarray) -> np.ndarray:
     """1 on the head (face, hair, ears), fading to 0 over the neck and the background: an
     ellipse around the face outline, taller above it for the hair."""
@@ -231,7 +247,7 @@ def _head_mask(lm: np.ndarray, grid_xy: np.ndarray, frame: FaceFrame, inside: np
     dy = np.where(g[:, 1] < mid, (g[:, 1] - mid) / (mid - top), (g[:, 1] - mid) / (chin - mid))
     rho = np.hypot(dx, dy)
     # The band is narrower below the chin: the neck bends, the collar and torso stay.
-    band = np.where(g[:, 1] > chin, 0.25, 0.45)
+    band = np.where(g[:, 1] > chin, 0.3, 0.45)
     t = np.clip((rho - 1.0) / band, 0, 1)
     mask = 1 - t * t * (3 - 2 * t)
     mask[inside] = 1.0
@@ -350,7 +366,9 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
             lum = bright.mean(1)
             top = bright[lum >= np.percentile(lum, 80)]
             teeth = top.mean(0)
-    return MouthRig(gap, photo_interior, lip_color.astype(np.float32), skin.astype(np.float32), teeth.astype(np.float32))
+    rim = max(3, int(round(0.02 * frame.s)) | 1)
+    return MouthRig(gap, photo_interior, lip_color.astype(np.float32), skin.astype(np.float32),
+                    teeth.astype(np.float32), rim)
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing: str = "face",
@@ -362,6 +380,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
     height, width = picture.shape[:2]
     cell, grid_xy = _grid(width, height)
     spread, grid_z, inside = _spread_operator(lm, grid_xy, cell, frame)
+    grid_z = _limit_slope(grid_z.reshape(grid_xy.shape[:2]), cell).ravel()
     head_mask = _head_mask(lm, grid_xy, frame, inside)
     hinge = lm[list(R.JAW_HINGES)].mean(0)
     pivot = np.array([lm[list(R.FACE_OVAL), 0].mean(), hinge[1], hinge[2] + HEAD_CENTRE_DEPTH * frame.s], np.float32)
@@ -376,7 +395,10 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
         # The renderer draws the photo's interior itself; in the warped picture a closing mouth
         # should leave the dark seam of lips meeting, not a streak of squeezed teeth.
         inner = _polygon_mask((height, width), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))])
-        irisless = np.where((inner > 0.5)[..., None], (mouth.lip_color * 0.5).astype(np.uint8), irisless)
+        # (grown by a couple of percent of the face: the landmark contour runs a little inside
+        # the teeth's true edge, and teeth left outside it would streak a closed mouth)
+        rim = cv2.dilate((inner > 0.02).astype(np.uint8), np.ones((mouth.rim, mouth.rim), np.uint8))
+        irisless = np.where(rim[..., None] > 0, (mouth.lip_color * 0.5).astype(np.uint8), irisless)
     rig = Rig(size=(width, height), cell=cell, image=irisless, photo=np.ascontiguousarray(picture), landmarks=lm,
               basis=expression_basis(lm), seal=seal_displacement(lm), grid_xy=grid_xy, grid_z=grid_z,
               head_mask=head_mask, spread=spread, pivot=pivot, px_per_mm=frame.s / EYE_DISTANCE_MM,

@@ -1,5 +1,7 @@
-"""Rendering: a rig + FaceParams -> RGB frames (the CPU renderer by default)."""
+"""Rendering: a rig + FaceParams -> RGB frames (the CPU renderer by default), and whole takes
+to MP4."""
 
+from talkinghead.render.clip import render_frames, render_video
 from talkinghead.render.cpu import deformed_landmarks, render
 
-__all__ = ["deformed_landmarks", "render"]
+__all__ = ["deformed_landmarks", "render", "render_frames", "render_video"]

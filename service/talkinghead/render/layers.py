@@ -93,7 +93,7 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     """Fill the moved inner-lip opening with the mouth's interior (in place)."""
     h, w = frame.shape[:2]
     poly = landmarks[_MOUTH_POLY]
-    box = _roi(poly, 2, w, h)
+    box = _roi(poly, 2 + rig.mouth.rim, w, h)
     if box is None:
         return
     x0, y0, x1, y1 = box
@@ -104,7 +104,8 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     ua, span, f_up, f_lo = _curves(now, landmarks[_UP], landmarks[_LO])
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     uv = now.to_local(np.stack([xs, ys], -1))
-    t = np.clip((uv[..., 0] - ua) / span, 0, 1)
+    t_raw = (uv[..., 0] - ua) / span
+    t = np.clip(t_raw, 0, 1)
     below_upper = uv[..., 1] - f_up(t)                       # s units, >= 0 inside
     above_lower = f_lo(t) - uv[..., 1]
     gap = np.maximum(below_upper + above_lower, 1e-4)
@@ -112,20 +113,27 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 3     # 1 mid-mouth, 0 at the corners
     depth = np.clip(above_lower / np.maximum(gap, 0.02), 0, 1)  # 0 at the lower lip, 1 at the upper
     cavity = m.lip_color * (0.34 - 0.14 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
-    # Tongue: a low, rounded hump on the floor of the mouth, seen when the jaw is well open.
-    tongue_h = np.clip(gap * 0.35, 0, 0.07) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
-    tongue = (above_lower < tongue_h)[..., None]
-    tongue_col = (m.lip_color * np.array([0.78, 0.55, 0.58]) + 10) * (0.5 + 0.35 * side)[..., None]
+    # Tongue: a low, rounded hump on the floor of the mouth behind the lower teeth, seen
+    # when the jaw is well open.
+    lower_band = _photo_half_gap(rig, t) if m.photo_interior else _lower_teeth_height(t, gap)
+    tongue_h = np.clip(gap * 0.3, 0, 0.06) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
+    tongue = (above_lower < lower_band + tongue_h)[..., None]
+    hump = np.clip((lower_band + tongue_h - above_lower) / np.maximum(tongue_h, 1e-4), 0, 1)   # 0 at its top edge
+    tongue_col = (m.lip_color * np.array([0.72, 0.5, 0.52]) + 8) * ((0.35 + 0.3 * hump) * (0.6 + 0.4 * side))[..., None]
     out = np.where(tongue, tongue_col, cavity)
     # Lips shade what is just inside them.
     edge = np.clip(np.minimum(below_upper, above_lower) / 0.012, 0, 1)
     out *= (0.65 + 0.35 * edge)[..., None]
     if m.photo_interior:
-        out = _photo_interior(rig, out, t, below_upper, above_lower)
+        out = _photo_interior(rig, out, t, t_raw, below_upper, above_lower)
     else:
         out = _synth_interior(rig, out, t, side, below_upper, above_lower, gap)
     roi = frame[y0:y1, x0:x1].astype(np.float32)
-    alpha = np.clip(opening * 2.0, 0, 1)[..., None]       # sharpened, as for the eyes
+    # The opening grown by a pixel (the rig painted that rim dark), fading out as the lips
+    # meet, so sealed lips show their dark seam and not a sliver of teeth.
+    closing = np.clip(opening.sum() / (0.0015 * now.s * now.s), 0, 1)
+    rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
+    alpha = (rim * closing)[..., None]
     frame[y0:y1, x0:x1] = np.clip(roi + (out - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
@@ -133,7 +141,7 @@ def _synth_interior(rig, out, t, side, below_upper, above_lower, gap):
     m = rig.mouth
     # Upper incisors and canines hang from the upper lip; lower ones show when wide open.
     up_h = 0.085 * np.clip(1 - ((t - 0.5) / 0.46) ** 4, 0, 1)
-    lo_h = 0.055 * np.clip((gap - 0.07) / 0.08, 0, 1) * np.clip(1 - ((t - 0.5) / 0.40) ** 4, 0, 1)
+    lo_h = _lower_teeth_height(t, gap)
     tooth_w = 0.115                                           # in t: the central incisors
     ridge = np.abs(((t - 0.5) / tooth_w + 0.5) % 1.0 - 0.5)   # 0 at tooth edges
     gaps = 0.88 + 0.12 * np.clip(ridge / 0.12, 0, 1)
@@ -145,16 +153,26 @@ def _synth_interior(rig, out, t, side, below_upper, above_lower, gap):
     return out
 
 
-def _photo_interior(rig, out, t, below_upper, above_lower):
+def _lower_teeth_height(t: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Synthesized lower teeth show (in s units) only once the jaw is well open."""
+    return 0.055 * np.clip((gap - 0.07) / 0.08, 0, 1) * np.clip(1 - ((t - 0.5) / 0.40) ** 4, 0, 1)
+
+
+def _photo_half_gap(rig: Rig, t: np.ndarray) -> np.ndarray:
+    _, _, f_up, f_lo = _curves(rig.frame, rig.landmarks[_UP], rig.landmarks[_LO])
+    return np.maximum((f_lo(t) - f_up(t)) / 2, 1e-4)
+
+
+def _photo_interior(rig, out, t, t_raw, below_upper, above_lower):
     """The photo's own interior: its upper half hangs from the upper lip, its lower half rides
     on the lower lip; a wider opening than the photo's shows cavity between them."""
     base = rig.frame
     lm = rig.landmarks
     ua, span, f_up, f_lo = _curves(base, lm[_UP], lm[_LO])
-    half = np.maximum((f_lo(t) - f_up(t)) / 2, 1e-4)
+    half = _photo_half_gap(rig, t)
     use_upper = (below_upper <= half) & (below_upper <= above_lower)
     use_lower = (above_lower <= half) & ~use_upper
-    u_src = ua + t * span
+    u_src = ua + t_raw * span                # unclipped: identity at rest, past the corners too
     v_src = np.where(use_upper, f_up(t) + below_upper, f_lo(t) - above_lower)
     src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
     sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
