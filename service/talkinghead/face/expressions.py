@@ -231,7 +231,7 @@ def _eyes(b: _Builder) -> None:
             d += b.spread(lo_i, d[lo_i], 0.05, below & ~np.isin(np.arange(b.n), lo_i)) * 0.4
             return d
 
-        b.add(f"eyeBlink{side}", lids(0.92, 0.08))
+        b.add(f"eyeBlink{side}", lids(1.15, 0.1))
         b.add(f"eyeSquint{side}", lids(0.10, 0.28))
         b.add(f"eyeWide{side}", lids(-0.30, -0.05))
         look = {"Up": (0.0, -0.055), "Down": (0.0, 0.055), "Out": (0.10 * sign, 0.0), "In": (-0.10 * sign, 0.0)}

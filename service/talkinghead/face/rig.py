@@ -38,6 +38,7 @@ GRID_POINTS = 128        # grid points along the longer side: 4 px cells at 512
 EYE_DISTANCE_MM = 93.0   # adult outer-eye-corner distance: converts head x/y/z mm to pixels
 HEAD_CENTRE_DEPTH = 0.35  # rotation centre behind the ear line, in s (outer-eye-corner distance)
 CAMERA_DISTANCE_MM = 600.0
+DEPTH_GAIN = 2.0
 MAX_DEPTH_SLOPE = 1.5     # depth pixels per picture pixel: folds only past a 34 degree turn
 
 
@@ -58,6 +59,8 @@ class EyeRig:
     origin: tuple[int, int]
     open_area: float = 1.0
     iris_offset: tuple[float, float] = (0.0, 0.0)
+    lid_color: tuple[float, float, float] = (200.0, 160.0, 140.0)
+    lash_color: tuple[float, float, float] = (60.0, 40.0, 30.0)
 
 
 @dataclass(frozen=True)
@@ -339,8 +342,16 @@ def _eye(image: np.ndarray, lm: np.ndarray, upper, lower, iris) -> tuple[EyeRig,
     lash = np.percentile(roi[ring > 0], 15, axis=0) if ring.any() else roi.min((0, 1))
     out = image.copy()
     out[y0:y1, x0:x1] = np.where(rim[..., None] > 0, lash, roi).astype(np.uint8)
+    # The closed lid's skin: what lies between the crease and the brow, above the lashes.
+    up = lm[list(upper), :2].astype(np.float64)
+    lift = np.array([0.0, -1.0]) * eye_w
+    band = _polygon_mask(shape, np.concatenate([up + 0.15 * lift, (up + 0.35 * lift)[::-1]]), (x0, y0)) > 0.5
+    skin = roi[band] if band.any() else roi.reshape(-1, 3)
+    lum = skin.mean(1)
+    lid = np.median(skin[lum >= np.percentile(lum, 40)], 0)
     return EyeRig(polygon, corners, iris[0], iris_patch, radius, eyeball.astype(np.float32), (int(x0), int(y0)),
-                  float(opening.sum()), (float(offset[0]), float(offset[1]))), out
+                  float(opening.sum()), (float(offset[0]), float(offset[1])), tuple(map(float, lid)),
+                  tuple(map(float, lash))), out
 
 
 def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:

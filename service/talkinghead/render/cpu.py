@@ -20,12 +20,15 @@ import numpy as np
 
 from talkinghead.arkit import BS
 from talkinghead.face.rig import CAMERA_DISTANCE_MM, Rig
-from talkinghead.render.layers import composite_eyes, composite_mouth
+from talkinghead.render.layers import composite_eyes, composite_lids, composite_mouth
 from talkinghead.track import FaceParams, HeadPose
 
 INVERT_ITERATIONS = 5
+YAW_RELIEF = 2.0
+PITCH_RELIEF = (1.45, 1.1)  # (chin down, chin up): a face looking down is read as turning less
 ACTIVE = 1e-4
 _JAW, _CLOSE = BS["jawOpen"], BS["mouthClose"]
+_BLINKS = [BS["eyeBlinkRight"], BS["eyeBlinkLeft"]]   # in the order of Rig.eyes
 
 
 def seal_fraction(weights: np.ndarray) -> float:
@@ -46,12 +49,25 @@ def head_matrix(head: HeadPose) -> np.ndarray:
 
 
 def _apply_head(rig: Rig, points: np.ndarray, head: HeadPose) -> np.ndarray:
-    """points (n, 3) -> turned and moved (n, 2) picture positions."""
-    m = head_matrix(head).astype(np.float32)
-    turned = (points - rig.pivot) @ m.T + rig.pivot
+    """points (n, 3) -> turned and moved (n, 2) picture positions.
+
+    Yaw and pitch turn a relief deeper than the landmarks' own (YAW_RELIEF, PITCH_RELIEF): a
+    2-D warp lacks the shading and occlusion cues of a real turn, so at true depth the same
+    angle reads as about half the turn (the landmark model measures it so, and so does the
+    eye). With the deeper relief the model measures the commanded angle back."""
+    y, p, r = (float(a) for a in np.radians([head.yaw, head.pitch, head.roll]))
+    q = (points - rig.pivot).astype(np.float32)
+    x, yy, z = q[:, 0], q[:, 1], q[:, 2]
+    zy = z * YAW_RELIEF
+    x, zy = x * np.cos(y) - zy * np.sin(y), x * np.sin(y) + zy * np.cos(y)
+    relief = PITCH_RELIEF[0] if p < 0 else PITCH_RELIEF[1]
+    zp = zy / YAW_RELIEF * relief
+    yy, zp = yy * np.cos(p) + zp * np.sin(p), -yy * np.sin(p) + zp * np.cos(p)
+    x, yy = x * np.cos(r) - yy * np.sin(r), x * np.sin(r) + yy * np.cos(r)
+    turned = np.stack([x, yy], -1) + rig.pivot[:2]
     scale = CAMERA_DISTANCE_MM / (CAMERA_DISTANCE_MM - head.z)   # nearer looks larger
     shift = np.array([head.x, -head.y], np.float32) * rig.px_per_mm
-    return (turned[:, :2] - rig.pivot[:2]) * scale + rig.pivot[:2] + shift
+    return ((turned - rig.pivot[:2]) * scale + rig.pivot[:2] + shift).astype(np.float32)
 
 
 def landmark_displacement(rig: Rig, weights: np.ndarray) -> np.ndarray:
@@ -134,4 +150,8 @@ def render(rig: Rig, params: FaceParams) -> np.ndarray:
     landmarks = _apply_head(rig, rig.landmarks + disp, params.head)
     composite_mouth(frame, rig, landmarks, weights)
     composite_eyes(frame, rig, landmarks)
+    if weights[_BLINKS].max() > ACTIVE:
+        # Where the lids would be without the blink: the band between is the closing lid.
+        unblinked = disp - np.tensordot(weights[_BLINKS], rig.basis[_BLINKS], 1)
+        composite_lids(frame, rig, landmarks, _apply_head(rig, rig.landmarks + unblinked, params.head))
     return frame

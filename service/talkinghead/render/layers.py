@@ -78,6 +78,61 @@ def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
         frame[y0:y1, x0:x1] = np.clip(roi + (ball - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
+def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked: np.ndarray) -> None:
+    """Draw the closing upper lids (in place): the band between where each upper lid would be
+    without the blink and where it is, filled with the lid's own skin (lighter than the
+    lashes the warp would otherwise stretch over the eye), the lash line along its edge."""
+    h, w = frame.shape[:2]
+    n_up = len(R.EYE_LEFT_UPPER)
+    for eye in rig.eyes:
+        upper = list(eye.polygon[:n_up])
+        now, before = landmarks[upper], unblinked[upper]
+        if np.abs(now - before).max() < 0.5:
+            continue
+        band = np.concatenate([before, now[::-1]])
+        box = _roi(band, 3, w, h)
+        if box is None:
+            continue
+        x0, y0, x1, y1 = box
+        eye_w = np.hypot(*(now[-1] - now[0]))
+        cover = _mask((y1 - y0, x1 - x0), band, (x0, y0))
+        # Feathered, so the lid's top blends into the skin above it.
+        cover = np.minimum(cover, cv2.GaussianBlur(cover, (0, 0), max(0.03 * eye_w, 0.6)) * 1.6)
+        # The lid's skin: the skin just above where the lid was, mirrored down across that
+        # line (continuous with it, with the photo's own texture and light), shaded a little
+        # darker towards the lashes, where the lid curves away.
+        xs = np.arange(x0, x1, dtype=np.float32)
+        order = np.argsort(before[:, 0])
+        top = np.interp(xs, before[order, 0], before[order, 1]).astype(np.float32)
+        ys = np.arange(y0, y1, dtype=np.float32)[:, None]
+        map_y = np.clip(2 * top[None, :] - ys, 0, h - 1).astype(np.float32)
+        map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
+        skin = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        depth = np.clip((ys - top[None, :]) / max(0.3 * eye_w, 1.0), 0, 1)
+        layer = skin * (1.0 - 0.12 * depth)[..., None]
+        lash = np.zeros((y1 - y0, x1 - x0), np.uint8)
+        thick = max(1, int(round(0.035 * eye_w)))
+        # As the lids meet, the lashes fold down over the lower lid's margin: one dark line,
+        # not two (two thin dark lines read as an eye still a little open).
+        shut = np.clip(1 - opening_height(now, eye, landmarks) / max(0.05 * eye_w, 1e-6), 0, 1)
+        line = now + np.array([0.0, 0.6 * thick * shut])
+        cv2.polylines(lash, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, thick,
+                      cv2.LINE_AA, shift=4)
+        lash = cv2.GaussianBlur(lash, (0, 0), max(0.012 * eye_w, 0.5))
+        a_lash = lash.astype(np.float32)[..., None] / 255
+        layer = layer + (np.asarray(eye.lash_color, np.float32) - layer) * a_lash
+        alpha = np.maximum(cover, lash.astype(np.float32) / 255)[..., None]
+        roi = frame[y0:y1, x0:x1].astype(np.float32)
+        frame[y0:y1, x0:x1] = np.clip(roi + (layer - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
+    """The largest gap between an eye's upper and lower contours, in pixels."""
+    n_up = len(upper)
+    lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+    return float(np.max(np.hypot(*(upper[1:-1] - lower[1:-1]).T)))
+
+
 def _curves(frame: FaceFrame, upper: np.ndarray, lower: np.ndarray):
     """Inner lip contours in the face frame: (u_left_corner, u_right_corner, f_up(t), f_lo(t)),
     t = 0..1 from one inner corner to the other."""
