@@ -141,12 +141,11 @@ def _pixel_coords(w: int, h: int) -> tuple[np.ndarray, np.ndarray]:
     return _COORDS[(w, h)]
 
 
-def render(rig: Rig, params: FaceParams) -> np.ndarray:
-    """One frame: shape = (H, W, 3) uint8 RGB."""
+def composite_layers(frame: np.ndarray, rig: Rig, params: FaceParams, disp: np.ndarray) -> np.ndarray:
+    """Step 4, shared by every backend: draw the mouth's interior, the eyes and the closing lids
+    over a warped frame (shape = (H, W, 3) uint8, modified in place and returned). `disp` is
+    `landmark_displacement(rig, weights)`."""
     weights = np.asarray(params.blendshapes, np.float32)
-    disp = landmark_displacement(rig, weights)
-    map_x, map_y = backward_map(rig, params, disp)
-    frame = cv2.remap(rig.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     landmarks = _apply_head(rig, rig.landmarks + disp, params.head)
     composite_mouth(frame, rig, landmarks, weights)
     composite_eyes(frame, rig, landmarks)
@@ -155,3 +154,11 @@ def render(rig: Rig, params: FaceParams) -> np.ndarray:
         unblinked = disp - np.tensordot(weights[_BLINKS], rig.basis[_BLINKS], 1)
         composite_lids(frame, rig, landmarks, _apply_head(rig, rig.landmarks + unblinked, params.head))
     return frame
+
+
+def render(rig: Rig, params: FaceParams) -> np.ndarray:
+    """One frame: shape = (H, W, 3) uint8 RGB."""
+    disp = landmark_displacement(rig, np.asarray(params.blendshapes, np.float32))
+    map_x, map_y = backward_map(rig, params, disp)
+    frame = cv2.remap(rig.image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return composite_layers(frame, rig, params, disp)
