@@ -153,6 +153,15 @@ def test_transcript_that_does_not_match_falls_back_to_recognition(speech, capsys
     assert "transcript_not_aligned" in capsys.readouterr().err
 
 
+def test_long_take_cut_short_of_its_transcript_falls_back_instead_of_crashing(speech, capsys):
+    """Over 20 s the words are aligned first over the whole take; when the audio stops before
+    the transcript does, that search finds no path, and recognition takes over."""
+    take = np.concatenate([speech] * 5)[: 22 * 16000]
+    track = motion_from_audio(take, 16000, MotionOptions(), " ".join([TEXT] * 6))
+    assert track.duration == pytest.approx(22, abs=0.05)
+    assert aperture(track).max() > 0.3 and "PP" in track.visemes
+
+
 def test_head_nods_on_stressed_syllables(speech):
     from talkinghead.audio.features import analyze
 

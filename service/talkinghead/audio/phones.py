@@ -139,7 +139,10 @@ def align_transcript(samples: np.ndarray, text: str,
         if len(samples) > ALIGN_CHUNK_S * SAMPLE_RATE:
             dec.set_align_text(" ".join(words))
             _decode(dec, samples)
-            spans = _phrases([(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame + 1) for s in dec.seg()])
+            words_found = dec.seg()
+            if words_found is None:      # the search found no path through all the words
+                raise ValueError("the transcript's words do not fit the audio")
+            spans = _phrases([(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame + 1) for s in words_found])
         segs: list[PhoneSegment] = []
         for i, (start, end, chunk_words) in enumerate(spans):
             if progress:
