@@ -56,8 +56,10 @@ def end_to_end(seconds: float) -> None:
     line = load_audio(EXAMPLES / "hello.flac")
     text = (EXAMPLES / "hello.txt").read_text()
     pause = np.random.default_rng(0).normal(0, 3e-4, SAMPLE_RATE // 2).astype(np.float32)
-    reps = int(np.ceil(seconds * SAMPLE_RATE / (len(line) + len(pause))))
-    audio = np.concatenate([np.concatenate([line, pause])] * reps)[: int(seconds * SAMPLE_RATE)]
+    reps = int(seconds * SAMPLE_RATE // (len(line) + len(pause)))
+    audio = np.concatenate([np.concatenate([line, pause])] * reps)
+    tail = np.random.default_rng(1).normal(0, 3e-4, int(seconds * SAMPLE_RATE) - len(audio)).astype(np.float32)
+    audio = np.concatenate([audio, tail])        # whole lines only, so the transcript fits
     t0 = time.perf_counter()
     rig = analyze_portrait(data.astronaut(), 512, "face")
     t1 = time.perf_counter()
