@@ -16,8 +16,10 @@ array it wants and its result into plain arrays in the project's conventions:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import sys
 import threading
 import weakref
 from dataclasses import dataclass
@@ -250,6 +252,27 @@ def head_angles(matrix: np.ndarray) -> tuple[float, float, float]:
     return math.degrees(a), -math.degrees(b), -math.degrees(c)
 
 
+@contextlib.contextmanager
+def _native_stderr_quiet():
+    """Silence what MediaPipe's C++ core writes straight to file descriptor 2 while it loads
+    (glog and TFLite banners: 'Logging before InitGoogle', 'Created TensorFlow Lite XNNPACK
+    delegate', ...), which would otherwise break the one-event-per-line log on stderr.
+    Python's own sys.stderr is flushed first and restored after; failures still raise."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 class FaceLandmarker:
     """A reusable MediaPipe FaceLandmarker (IMAGE mode, blendshapes + transformation matrix).
 
@@ -263,6 +286,7 @@ class FaceLandmarker:
     def __init__(self, model: str | os.PathLike | None = None, *, num_faces: int = 4,
                  min_confidence: float = 0.5) -> None:
         """`model`: an explicit face_landmarker.task (SHA-256-checked); default: the registry's."""
+        import mediapipe as mp
         from mediapipe.tasks.python import BaseOptions, vision  # heavy import: only when used
 
         path = model_path("face_landmarker", model)
@@ -275,7 +299,10 @@ class FaceLandmarker:
             output_face_blendshapes=True,
             output_facial_transformation_matrixes=True,
         )
-        self._mp = vision.FaceLandmarker.create_from_options(options)
+        with _native_stderr_quiet():
+            self._mp = vision.FaceLandmarker.create_from_options(options)
+            # The first inference prints more of the same (XNNPACK, feedback tensors).
+            self._mp.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=np.zeros((64, 64, 3), np.uint8)))
         self._lock = threading.Lock()
         # weakref.finalize runs at garbage collection, at interpreter exit, or when close()
         # calls it; afterwards mediapipe's own __del__ finds the task closed and does nothing
