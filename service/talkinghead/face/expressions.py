@@ -25,7 +25,7 @@ import numpy as np
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS
 from talkinghead.face import regions as R
 
-JAW_DROP = 0.30        # lower-lip drop at jawOpen = 1, in s
+JAW_DROP = 0.26        # lower-lip drop at jawOpen = 1, in s
 CLOSE_SHARE = 0.30     # where sealed lips meet with the jaw open: this share of the drop below rest
 SIDES = (("Left", +1.0), ("Right", -1.0))
 
@@ -131,7 +131,7 @@ def _mouth(b: _Builder, landmarks: np.ndarray) -> None:
     lips = b.upper_lip | b.lower_lip
     jaw = _jaw_weight(b, landmarks)
     center_pull = -(uv[:, 0] - b.mouth_u) / max(b.mouth_half, 1e-6)   # -1..1 towards the centre
-    b.add("jawOpen", np.stack([0.03 * center_pull * jaw * lips, JAW_DROP * jaw], -1))
+    b.add("jawOpen", np.stack([0.05 * center_pull * jaw * lips, JAW_DROP * jaw], -1))
     for name, sign in (("jawLeft", 1.0), ("jawRight", -1.0)):
         b.add(name, np.stack([0.08 * sign * jaw, 0.0 * jaw], -1))
     b.add("jawForward", np.stack([0.0 * jaw, -0.03 * jaw], -1))

@@ -409,6 +409,11 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
         # (grown by a couple of percent of the face: the landmark contour runs a little inside
         # the teeth's true edge, and teeth left outside it would streak a closed mouth)
         rim = cv2.dilate((inner > 0.02).astype(np.uint8), np.ones((mouth.rim, mouth.rim), np.uint8))
+        # ...but not past the corners, where the lips themselves meet.
+        ys, xs = np.mgrid[:height, :width]
+        u = frame.to_local(np.stack([xs, ys], -1).astype(np.float32))[..., 0]
+        ua, ub = sorted(frame.to_local(lm[list(R.MOUTH_INNER_CORNERS), :2])[:, 0])
+        rim = rim * ((u >= ua) & (u <= ub) | (inner > 0.02))
         irisless = np.where(rim[..., None] > 0, (mouth.lip_color * 0.5).astype(np.uint8), irisless)
     rig = Rig(size=(width, height), cell=cell, image=irisless, photo=np.ascontiguousarray(picture), landmarks=lm,
               basis=expression_basis(lm), seal=seal_displacement(lm), grid_xy=grid_xy, grid_z=grid_z,

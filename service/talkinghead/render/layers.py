@@ -167,14 +167,14 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     m = rig.mouth
     side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 3     # 1 mid-mouth, 0 at the corners
     depth = np.clip(above_lower / np.maximum(gap, 0.02), 0, 1)  # 0 at the lower lip, 1 at the upper
-    cavity = m.lip_color * (0.34 - 0.14 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
+    cavity = m.lip_color * (0.42 - 0.17 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
     # Tongue: a low, rounded hump on the floor of the mouth behind the lower teeth, seen
     # when the jaw is well open.
     lower_band = _photo_half_gap(rig, t) if m.photo_interior else _lower_teeth_height(t, gap)
     tongue_h = np.clip(gap * 0.3, 0, 0.06) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
     tongue = (above_lower < lower_band + tongue_h)[..., None]
     hump = np.clip((lower_band + tongue_h - above_lower) / np.maximum(tongue_h, 1e-4), 0, 1)   # 0 at its top edge
-    tongue_col = (m.lip_color * np.array([0.72, 0.5, 0.52]) + 8) * ((0.35 + 0.3 * hump) * (0.6 + 0.4 * side))[..., None]
+    tongue_col = (m.lip_color * np.array([0.8, 0.52, 0.55]) + 10) * ((0.5 + 0.35 * hump) * (0.6 + 0.4 * side))[..., None]
     out = np.where(tongue, tongue_col, cavity)
     # Lips shade what is just inside them.
     edge = np.clip(np.minimum(below_upper, above_lower) / 0.012, 0, 1)
@@ -188,6 +188,7 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     # meet, so sealed lips show their dark seam and not a sliver of teeth.
     closing = np.clip(opening.sum() / (0.0015 * now.s * now.s), 0, 1)
     rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
+    rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)       # not past the corners (as the rig)
     alpha = (rim * closing)[..., None]
     frame[y0:y1, x0:x1] = np.clip(roi + (out - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
