@@ -195,3 +195,40 @@ def test_spoken_clip_has_no_black_nan_or_frozen_frames(spoken):
     assert means.min() > 40
     still = [i for i in range(1, len(frames)) if np.array_equal(frames[i], frames[i - 1])]
     assert not still, f"frozen frames at {still[:10]}"
+
+
+def _region_of(name: str) -> str:
+    if name.startswith("cheek"):
+        return "cheeks"
+    if name.startswith("eye"):
+        return "eyes"
+    if name.startswith("brow"):
+        return "brows"
+    return "mouth"
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("talkinghead.arkit", fromlist=["x"]).BLENDSHAPE_NAMES
+                                  if n != "tongueOut"])
+def test_every_blendshape_moves_its_own_part_of_the_face(rig, name):
+    """Each channel changes the picture, mostly where that part of the face is, and a Left
+    channel changes the subject's left (the image's right) more than the other side."""
+    lm = rig.landmarks
+    diff = np.abs(frame(rig, **{name: 1.0}).astype(int) - rig.photo).max(2) > 12
+    ys, xs = np.nonzero(diff)
+    assert len(ys) > 20, f"{name} hardly changes the frame"
+    s = np.hypot(*(lm[263, :2] - lm[33, :2]))
+    centres = {"eyes": (lm[[33, 133, 263, 362], 1].mean(), 0.35 * s),
+               "brows": (lm[[105, 334, 66, 296], 1].mean(), 0.45 * s),
+               "mouth": (lm[[13, 14, 61, 291], 1].mean(), 0.55 * s),
+               "cheeks": (lm[[33, 263, 61, 291], 1].mean(), 0.5 * s)}
+    y0, reach = centres[_region_of(name)]
+    assert abs(np.median(ys) - y0) < reach, f"{name} moves rows around {np.median(ys):.0f}, expected {y0:.0f}"
+    mid = lm[[33, 263], 0].mean()
+    if name in ("jawLeft", "jawRight", "mouthLeft", "mouthRight"):
+        # These move the whole jaw or mouth sideways: towards the subject's left is image +x.
+        moved = deformed_landmarks(rig, FaceParams(0.0, pose_vector({name: 1.0})))[[152, 14, 13]] - lm[[152, 14, 13], :2]
+        assert np.sign(moved[:, 0].sum()) == (1 if name.endswith("Left") else -1)
+    elif name.endswith("Left"):
+        assert (xs > mid).sum() > 1.5 * (xs < mid).sum()
+    elif name.endswith("Right"):
+        assert (xs < mid).sum() > 1.5 * (xs > mid).sum()
