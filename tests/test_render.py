@@ -232,3 +232,23 @@ def test_every_blendshape_moves_its_own_part_of_the_face(rig, name):
         assert (xs > mid).sum() > 1.5 * (xs < mid).sum()
     elif name.endswith("Right"):
         assert (xs < mid).sum() > 1.5 * (xs > mid).sum()
+
+
+def test_closed_mouth_photo_gets_a_synthesized_interior(rig, landmarker):
+    """A portrait with its lips together (made here by sealing the astronaut's smile) keeps its
+    closed mouth at rest; opening the jaw shows synthesized teeth (bright, under the upper lip)
+    over a dark cavity, and the landmark model sees the mouth open."""
+    closed = frame(rig, jawOpen=0.25, mouthClose=0.25)
+    closed_rig = analyze_portrait(closed, SIZE, "full", landmarker)
+    assert not closed_rig.mouth.photo_interior
+    assert np.abs(frame(closed_rig).astype(int) - closed_rig.photo).max() <= 2
+    opened = frame(closed_rig, jawOpen=0.5)
+    lm = deformed_landmarks(closed_rig, FaceParams(0.0, pose_vector({"jawOpen": 0.5})))
+    up, lo = lm[13], lm[14]
+    x = int(round((up[0] + lo[0]) / 2))
+    column = opened[int(up[1]) + 1:int(lo[1]), x].astype(float).mean(1)
+    assert len(column) >= 8
+    top, rest = column[: len(column) // 3], column[len(column) // 3:]
+    assert top.max() > 150, "teeth under the upper lip"
+    assert rest.min() < 90, "a dark cavity below them"
+    assert lip_gap(measure(landmarker, opened)) > 2 * lip_gap(measure(landmarker, closed)) + 0.05

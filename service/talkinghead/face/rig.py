@@ -74,6 +74,7 @@ class MouthRig:
     skin_color: np.ndarray
     teeth_color: np.ndarray
     rim: int = 3
+    open_area: float = 0.0     # the photo's inner-lip opening, pixels
 
 
 @dataclass(frozen=True)
@@ -367,8 +368,8 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
     skin = np.median(np.concatenate([image[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4].reshape(-1, 3) for x, y in cheek]), 0) \
         if len(cheek) else lip_color
     # Teeth take the face's light: a warm off-white scaled by how bright the skin is lit.
-    light = np.clip(skin.mean() / 170.0, 0.45, 1.15)
-    teeth = np.clip(np.array([236, 230, 214]) * light, 0, 255)
+    light = np.clip(skin.mean() / 180.0, 0.4, 1.0)
+    teeth = np.array([222, 214, 196]) * light    # in the lips' shade: never whiter than the skin's light
     photo_interior = bool(np.median(gap) > 0.04 * frame.s)
     if photo_interior:
         inner = _polygon_mask((H, W), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))])
@@ -378,8 +379,9 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
             top = bright[lum >= np.percentile(lum, 80)]
             teeth = top.mean(0)
     rim = max(3, int(round(0.02 * frame.s)) | 1)
+    area = float(_polygon_mask((H, W), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))]).sum())
     return MouthRig(gap, photo_interior, lip_color.astype(np.float32), skin.astype(np.float32),
-                    teeth.astype(np.float32), rim)
+                    teeth.astype(np.float32), rim, area)
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing: str = "face",

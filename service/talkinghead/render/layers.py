@@ -186,7 +186,9 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     roi = frame[y0:y1, x0:x1].astype(np.float32)
     # The opening grown by a pixel (the rig painted that rim dark), fading out as the lips
     # meet, so sealed lips show their dark seam and not a sliver of teeth.
-    closing = np.clip(opening.sum() / (0.0015 * now.s * now.s), 0, 1)
+    # A photo with its lips (nearly) together keeps its own mouth until the lips part further.
+    extra = opening.sum() - (0.0 if m.photo_interior else m.open_area)
+    closing = np.clip(extra / (0.0015 * now.s * now.s), 0, 1)
     rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
     rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)       # not past the corners (as the rig)
     alpha = (rim * closing)[..., None]
@@ -196,15 +198,15 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
 def _synth_interior(rig, out, t, side, below_upper, above_lower, gap):
     m = rig.mouth
     # Upper incisors and canines hang from the upper lip; lower ones show when wide open.
-    up_h = 0.085 * np.clip(1 - ((t - 0.5) / 0.46) ** 4, 0, 1)
+    up_h = 0.07 * np.clip(1 - ((t - 0.5) / 0.46) ** 4, 0, 1)
     lo_h = _lower_teeth_height(t, gap)
     tooth_w = 0.115                                           # in t: the central incisors
     ridge = np.abs(((t - 0.5) / tooth_w + 0.5) % 1.0 - 0.5)   # 0 at tooth edges
-    gaps = 0.88 + 0.12 * np.clip(ridge / 0.12, 0, 1)
-    for band, height, bright in ((above_lower, lo_h, 0.72), (below_upper, up_h, 1.0)):
+    gaps = 0.93 + 0.07 * np.clip(ridge / 0.12, 0, 1)
+    for band, height, bright in ((above_lower, lo_h, 0.8), (below_upper, up_h, 1.0)):
         tooth = band < height
         tip = np.clip((height - band) / np.maximum(height * 0.35, 1e-4), 0, 1)   # darker at the biting edge
-        col = m.teeth_color * (bright * (0.5 + 0.5 * side) * gaps * (0.8 + 0.2 * tip))[..., None]
+        col = m.teeth_color * (bright * (0.62 + 0.38 * side) * gaps * (0.85 + 0.15 * tip))[..., None]
         out = np.where(tooth[..., None], col, out)
     return out
 
