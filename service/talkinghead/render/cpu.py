@@ -11,9 +11,14 @@ Per frame:
    mouth's interior inside the moved inner lips.
 
 Pixels the head never reaches map to themselves exactly, so the background stays bit-identical.
+
+The per-point arithmetic (`turn_points`, `newton_step`) and step 4 (`composite_layers`) are
+shared with the batched torch renderer (`torch_backend.py`).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -24,6 +29,7 @@ from talkinghead.render.layers import composite_eyes, composite_lids, composite_
 from talkinghead.track import FaceParams, HeadPose
 
 INVERT_ITERATIONS = 5
+DET_MIN = 0.15   # Jacobian determinant below which the map folds: a fixed-point step there
 YAW_RELIEF = 2.0
 PITCH_RELIEF = (1.45, 1.1)  # (chin down, chin up): a face looking down is read as turning less
 ACTIVE = 1e-4
@@ -48,26 +54,61 @@ def head_matrix(head: HeadPose) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def _apply_head(rig: Rig, points: np.ndarray, head: HeadPose) -> np.ndarray:
-    """points (n, 3) -> turned and moved (n, 2) picture positions.
+@dataclass(frozen=True)
+class HeadTurn:
+    """One frame's head move as the numbers `turn_points` needs: the cosines and sines of yaw,
+    pitch and roll, the pitch's relief (PITCH_RELIEF for the direction of the nod), the
+    perspective scale of moving nearer, and the shift in pixels. Scalars for one frame; a
+    batched backend stacks them into arrays of shape (B, 1) that broadcast over the points."""
+
+    cos_yaw: float
+    sin_yaw: float
+    cos_pitch: float
+    sin_pitch: float
+    cos_roll: float
+    sin_roll: float
+    relief: float
+    scale: float
+    shift_x: float
+    shift_y: float
+
+
+def head_turn(rig: Rig, head: HeadPose) -> HeadTurn:
+    """The HeadTurn for `head` in this rig's pixels (the cosines are numpy float64: numpy then
+    promotes the float32 points to float64 for the turn, as this renderer always has)."""
+    y, p, r = (float(a) for a in np.radians([head.yaw, head.pitch, head.roll]))
+    shift = np.array([head.x, -head.y], np.float32) * rig.px_per_mm
+    return HeadTurn(np.cos(y), np.sin(y), np.cos(p), np.sin(p), np.cos(r), np.sin(r),
+                    relief=PITCH_RELIEF[0] if p < 0 else PITCH_RELIEF[1],
+                    scale=CAMERA_DISTANCE_MM / (CAMERA_DISTANCE_MM - head.z),   # nearer looks larger
+                    shift_x=shift[0], shift_y=shift[1])
+
+
+def turn_points(x, y, z, turn: HeadTurn, pivot: np.ndarray):
+    """Points relative to the pivot (x, y, z: arrays of one shape, numpy or torch) -> their
+    turned and moved picture positions (x, y). Only arithmetic, so every backend shares it.
 
     Yaw and pitch turn a relief deeper than the landmarks' own (YAW_RELIEF, PITCH_RELIEF): a
     2-D warp lacks the shading and occlusion cues of a real turn, so at true depth the same
     angle reads as about half the turn (the landmark model measures it so, and so does the
     eye). With the deeper relief the model measures the commanded angle back."""
-    y, p, r = (float(a) for a in np.radians([head.yaw, head.pitch, head.roll]))
-    q = (points - rig.pivot).astype(np.float32)
-    x, yy, z = q[:, 0], q[:, 1], q[:, 2]
+    t = turn
     zy = z * YAW_RELIEF
-    x, zy = x * np.cos(y) - zy * np.sin(y), x * np.sin(y) + zy * np.cos(y)
-    relief = PITCH_RELIEF[0] if p < 0 else PITCH_RELIEF[1]
-    zp = zy / YAW_RELIEF * relief
-    yy, zp = yy * np.cos(p) + zp * np.sin(p), -yy * np.sin(p) + zp * np.cos(p)
-    x, yy = x * np.cos(r) - yy * np.sin(r), x * np.sin(r) + yy * np.cos(r)
-    turned = np.stack([x, yy], -1) + rig.pivot[:2]
-    scale = CAMERA_DISTANCE_MM / (CAMERA_DISTANCE_MM - head.z)   # nearer looks larger
-    shift = np.array([head.x, -head.y], np.float32) * rig.px_per_mm
-    return ((turned - rig.pivot[:2]) * scale + rig.pivot[:2] + shift).astype(np.float32)
+    x, zy = x * t.cos_yaw - zy * t.sin_yaw, x * t.sin_yaw + zy * t.cos_yaw
+    zp = zy / YAW_RELIEF * t.relief
+    y, zp = y * t.cos_pitch + zp * t.sin_pitch, -y * t.sin_pitch + zp * t.cos_pitch
+    x, y = x * t.cos_roll - y * t.sin_roll, x * t.sin_roll + y * t.cos_roll
+    # Back to the picture, then scaled about the pivot: in this order the CPU renderer's
+    # floating point (and so its frames) stays bit for bit what it was.
+    px, py = pivot[0], pivot[1]
+    return (x + px - px) * t.scale + px + t.shift_x, (y + py - py) * t.scale + py + t.shift_y
+
+
+def _apply_head(rig: Rig, points: np.ndarray, head: HeadPose) -> np.ndarray:
+    """points (n, 3) -> turned and moved (n, 2) picture positions (`turn_points`)."""
+    q = (points - rig.pivot).astype(np.float32)
+    x, y = turn_points(q[:, 0], q[:, 1], q[:, 2], head_turn(rig, head), rig.pivot)
+    return np.stack([x, y], -1).astype(np.float32)
 
 
 def landmark_displacement(rig: Rig, weights: np.ndarray) -> np.ndarray:
@@ -120,15 +161,23 @@ def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int
         at = (src + 0.5) / c - 0.5
         d = cv2.remap(fwd, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         j = cv2.remap(jac, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        rx, ry = src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1]
-        a, b, cc, dd = 1 + j[..., 0], j[..., 1], j[..., 2], 1 + j[..., 3]
-        det = a * dd - b * cc
-        ok = det > 0.15
-        safe = np.where(ok, det, 1.0)
-        sx = np.where(ok, (dd * rx - b * ry) / safe, rx)
-        sy = np.where(ok, (a * ry - cc * rx) / safe, ry)
-        src = src - np.stack([sx, sy], -1)
+        src = newton_step(src, d, j, grid_xy, np)
     return src.astype(np.float32)
+
+
+def newton_step(src, d, j, grid_xy, xp):
+    """One step of `invert_grid`, for any array module `xp` (numpy, torch: it needs `where`
+    and `stack`). src, d (the forward displacement sampled at src), grid_xy: shape = (..., 2);
+    j (the Jacobian of the displacement sampled at src: dDx/dx, dDx/dy, dDy/dx, dDy/dy):
+    shape = (..., 4). Returns the next src, shape = (..., 2)."""
+    rx, ry = src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1]
+    a, b, cc, dd = 1 + j[..., 0], j[..., 1], j[..., 2], 1 + j[..., 3]
+    det = a * dd - b * cc
+    ok = det > DET_MIN
+    safe = xp.where(ok, det, 1.0)
+    sx = xp.where(ok, (dd * rx - b * ry) / safe, rx)
+    sy = xp.where(ok, (a * ry - cc * rx) / safe, ry)
+    return src - xp.stack([sx, sy], -1)
 
 
 _COORDS: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}

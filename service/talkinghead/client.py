@@ -1,0 +1,161 @@
+"""A small Python client for the talkinghead gRPC service (used by the CLI, the tests and the add-ons).
+
+    with TalkingHeadClient("127.0.0.1:50051", token="secret") as client:
+        avatar = client.create_avatar("face.jpg")
+        header, frames, summary = client.generate_all("line.wav", avatar=avatar.avatar_id)
+
+Every call raises `ClientError` (a TalkingHeadError) with the server's status code and sentence.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import grpc
+
+from talkinghead.errors import TalkingHeadError
+from talkinghead.motion.options import MotionOptions
+from talkinghead.v1 import talkinghead_pb2 as pb
+from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
+
+ENCODINGS = {"jpeg": pb.IMAGE_ENCODING_JPEG, "png": pb.IMAGE_ENCODING_PNG, "raw": pb.IMAGE_ENCODING_RAW_RGB}
+FRAMINGS = {"face": pb.FRAMING_FACE, "full": pb.FRAMING_FULL}
+
+
+class ClientError(TalkingHeadError):
+    """The server refused or failed a call; `code` is its gRPC status code."""
+
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(f"{details} ({code.name})")
+        self.code, self.details = code, details
+
+
+def _bytes(data: bytes | str | os.PathLike) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    try:
+        return Path(data).read_bytes()
+    except OSError as exc:
+        raise TalkingHeadError(f"cannot read {data}: {exc.strerror}; check the path") from exc
+
+
+def motion_message(options: MotionOptions | None) -> pb.MotionOptions:
+    o = options or MotionOptions()
+    return pb.MotionOptions(fps=o.fps, seed=o.seed, expressiveness=o.expressiveness, head_motion=o.head_motion,
+                            blink_rate=o.blink_rate, emotion=o.emotion, emotion_intensity=o.emotion_intensity,
+                            gaze=o.gaze, lipsync=o.lipsync)
+
+
+def output_message(params_only: bool = False, encoding: str = "jpeg", quality: int = 90) -> pb.OutputOptions:
+    return pb.OutputOptions(params_only=params_only, encoding=ENCODINGS[encoding], jpeg_quality=quality)
+
+
+def portrait_message(avatar: str | None = None, image: bytes | str | os.PathLike | None = None,
+                     size: int = 512, framing: str = "face") -> pb.Portrait | None:
+    if avatar:
+        return pb.Portrait(avatar_id=avatar)
+    if image is not None:
+        return pb.Portrait(inline=pb.CreateAvatarRequest(image=_bytes(image), size=size, framing=FRAMINGS[framing]))
+    return None
+
+
+class TalkingHeadClient:
+    """Blocking client. `target` is host:port; TLS when `ca` (the server's CA, PEM) is given,
+    mutual TLS with `cert` + `key` as well."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, token: str | None = None, ca: bytes | str | None = None,
+                 cert: bytes | str | None = None, key: bytes | str | None = None, timeout: float | None = None,
+                 max_message_bytes: int = 64 << 20) -> None:
+        options = [("grpc.max_receive_message_length", max_message_bytes),
+                   ("grpc.max_send_message_length", max_message_bytes)]
+        if ca is not None:
+            creds = grpc.ssl_channel_credentials(_bytes(ca), _bytes(key) if key else None, _bytes(cert) if cert else None)
+            self.channel = grpc.secure_channel(target, creds, options)
+        else:
+            self.channel = grpc.insecure_channel(target, options)
+        self.stub = pb_grpc.TalkingHeadStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "TalkingHeadClient":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method, request, timeout=None):
+        try:
+            return method(request, metadata=self.metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as exc:
+            raise ClientError(exc.code(), exc.details()) from None
+
+    def _stream(self, responses) -> Iterator:
+        try:
+            yield from responses
+        except grpc.RpcError as exc:
+            raise ClientError(exc.code(), exc.details()) from None
+
+    def health(self, service: str = "") -> str:
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        reply = self._call(stub.Check, health_pb2.HealthCheckRequest(service=service), 10)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    def create_avatar(self, image, size: int = 512, framing: str = "face", ttl_seconds: int = 0) -> pb.Avatar:
+        return self._call(self.stub.CreateAvatar, pb.CreateAvatarRequest(
+            image=_bytes(image), size=size, framing=FRAMINGS[framing], ttl_seconds=ttl_seconds))
+
+    def delete_avatar(self, avatar_id: str) -> None:
+        self._call(self.stub.DeleteAvatar, pb.DeleteAvatarRequest(avatar_id=avatar_id))
+
+    def generate(self, audio, *, avatar: str | None = None, image=None, transcript: str = "",
+                 motion: MotionOptions | None = None, params_only: bool = False, encoding: str = "jpeg",
+                 quality: int = 90, size: int = 512, framing: str = "face",
+                 timeout: float | None = None) -> Iterator[pb.GenerateResponse]:
+        """The response stream: header, progress..., frame..., summary. `audio`: a file's bytes or path."""
+        request = pb.GenerateRequest(portrait=portrait_message(avatar, image, size, framing),
+                                     audio=pb.Audio(file=_bytes(audio)), transcript=transcript,
+                                     motion=motion_message(motion), output=output_message(params_only, encoding, quality))
+        call = self.stub.Generate(request, metadata=self.metadata, timeout=timeout or self.timeout)
+        return self._stream(call)
+
+    def generate_all(self, audio, **kw) -> tuple[pb.Header, list[pb.Frame], pb.Summary]:
+        header, frames, summary = None, [], None
+        for msg in self.generate(audio, **kw):
+            which = msg.WhichOneof("payload")
+            if which == "header":
+                header = msg.header
+            elif which == "frame":
+                frames.append(msg.frame)
+            elif which == "summary":
+                summary = msg.summary
+        return header, frames, summary
+
+    def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None):
+        """Bidirectional stream: `requests` yields StreamRequest (config first). Returns the
+        response iterator; call `.cancel()` on it to stop."""
+        return self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout)
+
+
+def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, motion: MotionOptions | None = None,
+                  params_only: bool = False, encoding: str = "jpeg", quality: int = 90, realtime: bool = True,
+                  size: int = 512, framing: str = "face") -> pb.StreamRequest:
+    return pb.StreamRequest(config=pb.StreamConfig(
+        portrait=portrait_message(avatar, image, size, framing), motion=motion_message(motion),
+        output=output_message(params_only, encoding, quality), sample_rate=sample_rate, realtime=realtime))
+
+
+def audio_chunk(pcm16: bytes) -> pb.StreamRequest:
+    return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16))
+
+
+def control(action: str, idle_frames: int = 0) -> pb.StreamRequest:
+    actions = {"flush": pb.Control.ACTION_FLUSH, "interrupt": pb.Control.ACTION_INTERRUPT,
+               "idle": pb.Control.ACTION_IDLE}
+    return pb.StreamRequest(control=pb.Control(action=actions[action], idle_frames=idle_frames))

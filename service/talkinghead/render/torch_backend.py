@@ -1,0 +1,185 @@
+"""The torch renderer: the CPU renderer's warp, batched, on a GPU (or torch's CPU).
+
+Per batch of B frames:
+1. each frame's landmark displacement with the CPU renderer's numpy (478 x 3, tiny), uploaded;
+2. on the device, for the whole batch: the spread over the grid, the head turn (the CPU
+   renderer's own arithmetic, `cpu.turn_points`), the forward map;
+3. the same Newton inversion as `cpu.invert_grid` (`cpu.newton_step`), the upsampling of the
+   backward displacement as cv2.resize does it, and one bilinear sampling of the portrait;
+4. download, then the CPU renderer's `composite_layers` per frame (small ROIs, numpy + OpenCV).
+
+The output equals the CPU renderer's within a few levels on a few pixels (tests/test_render_torch.py
+measures it, and says where the differences come from).
+
+This module imports torch: import it only once `device.pick_backend` chose torch.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import astuple
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from talkinghead.face.rig import Rig
+from talkinghead.render.cpu import (
+    INVERT_ITERATIONS,
+    HeadTurn,
+    composite_layers,
+    head_turn,
+    landmark_displacement,
+    newton_step,
+    turn_points,
+)
+from talkinghead.track import FaceParams
+
+
+def _upload(a: np.ndarray, device: torch.device, dtype=torch.float32) -> torch.Tensor:
+    # np.array copies: the rig's arrays are read-only, and torch wants writable memory.
+    return torch.from_numpy(np.array(a)).to(device=device, dtype=dtype)
+
+
+@functools.cache
+def _cv2_snaps(dtype: type, channels: int) -> bool:
+    """Whether cv2.remap (INTER_LINEAR) snaps its coordinates to 1/32 pixel for images of this
+    type: all of them before OpenCV 4.11 (INTER_BITS = 5 fixed point); since then the 2-channel
+    float path still does, the 1-, 3- and 4-channel ones interpolate exactly. Asked of cv2
+    itself (one pixel at x = 0.51), since the CPU renderer's output depends on it: where the
+    Newton inversion does not converge (the fold of a turned head) that 1/64 pixel decides
+    which of the folded layers a pixel shows."""
+    image = np.zeros((1, 2, channels), dtype)
+    image[0, 1] = 200
+    at = np.array([[0.51]], np.float32)
+    out = cv2.remap(image, at, np.zeros_like(at), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return abs(float(np.ravel(out)[0]) - 102.0) > 0.5          # snapped: 100
+
+
+def _like_cv2(at: torch.Tensor, dtype: type, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates (..., 2) -> x, y as cv2.remap uses them for such an image."""
+    if _cv2_snaps(dtype, channels):
+        at = torch.round(at * 32) / 32                  # cvRound: to nearest, ties to even, as torch
+    return at[..., 0], at[..., 1]
+
+
+def _sample(image: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Bilinear sampling with cv2.remap's conventions (pixel centres at integer coordinates,
+    BORDER_REPLICATE: clamping the coordinate to the edge pixels' centres is the same thing
+    for bilinear). image: shape = (N, C, h, w); x, y: shape = (N, H, W) pixels.
+    Returns shape = (N, C, H, W)."""
+    h, w = image.shape[-2:]
+    grid = torch.stack([x * (2 / (w - 1)) - 1, y * (2 / (h - 1)) - 1], -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+
+class TorchRenderer:
+    """One rig's arrays, uploaded once to `device` ("cuda", "cpu", a torch.device); then
+    `render_batch(params)` renders any number of frames per call."""
+
+    def __init__(self, rig: Rig, device: str | torch.device = "cpu") -> None:
+        self.rig = rig
+        self.device = dev = torch.device(device)
+        w, h = rig.size
+        gh, gw = rig.grid_xy.shape[:2]
+        # The portrait, (1, 3, H, W) float32 0..255.
+        self.image = _upload(rig.image, dev).permute(2, 0, 1)[None].contiguous()
+        self.grid = _upload(rig.grid_xy, dev)                                    # (gh, gw, 2)
+        self.points = torch.cat([self.grid.reshape(-1, 2), _upload(rig.grid_z, dev)[:, None]], 1)   # (n, 3)
+        self.head_mask = _upload(rig.head_mask, dev)[:, None]                    # (n, 1)
+        self.pivot = _upload(rig.pivot, dev)                                     # (3,)
+        # The spread operator in ELL form: each grid point's (at most 4) landmarks and weights,
+        # shape = (n, k). A gather and k multiply-adds: fast on any device, no sparse kernels, and
+        # summed in the CPU renderer's order (scipy adds a row's entries one by one).
+        spread = rig.spread.tocsr()
+        counts = np.diff(spread.indptr)
+        k = max(int(counts.max()), 1)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        slot = np.arange(spread.nnz) - np.repeat(spread.indptr[:-1], counts)
+        cols = np.zeros((len(counts), k), np.int64)
+        vals = np.zeros((len(counts), k), np.float32)
+        cols[rows, slot], vals[rows, slot] = spread.indices, spread.data
+        self.spread_cols = torch.from_numpy(cols).to(dev)
+        self.spread_vals = torch.from_numpy(vals).to(dev)
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=dev),
+                                torch.arange(w, dtype=torch.float32, device=dev), indexing="ij")
+        self.pixels = torch.stack([xs, ys], -1)                                  # (H, W, 2)
+        self.cell = rig.cell
+        self.shape = (gh, gw)
+
+    @torch.inference_mode()
+    def render_batch(self, params: Sequence[FaceParams], composite: bool = True) -> np.ndarray:
+        """Frames for `params`, shape = (B, H, W, 3) uint8 RGB; `composite=False` leaves out the
+        eye and mouth layers (the warp alone)."""
+        w, h = self.rig.size
+        if not params:
+            return np.empty((0, h, w, 3), np.uint8)
+        disps = [landmark_displacement(self.rig, np.asarray(p.blendshapes, np.float32)) for p in params]
+        maps = self.backward_maps(params, disps)
+        # One sampling of the portrait for the whole batch: its frames stacked as one tall
+        # grid (so the photo is not copied B times).
+        b = len(params)
+        warped = _sample(self.image, *_like_cv2(maps.reshape(1, b * h, w, 2), np.uint8, 3))
+        # To nearest, as cv2.remap does since OpenCV 4.11 (before: fixed point, ties rounded
+        # up; with the snapped coordinates those ties then differ by a level on a few pixels).
+        frames = warped.round_().clamp_(0, 255).to(torch.uint8).reshape(3, b, h, w).permute(1, 2, 3, 0)
+        out = frames.contiguous().cpu().numpy()
+        if composite:
+            for frame, p, disp in zip(out, params, disps):
+                composite_layers(frame, self.rig, p, disp)
+        return out
+
+    @torch.inference_mode()
+    def backward_maps(self, params: Sequence[FaceParams], disps: Sequence[np.ndarray]) -> torch.Tensor:
+        """Per-pixel source coordinates, shape = (B, H, W, 2) float32 pixels (x, y): what
+        `cpu.backward_map` gives per frame. `disps`: each frame's `landmark_displacement`."""
+        gh, gw = self.shape
+        w, h = self.rig.size
+        b = len(params)
+        disp = torch.from_numpy(np.stack(disps)).to(self.device)               # (B, 478, 3)
+        expr = self.spread_vals[:, 0, None] * disp[:, self.spread_cols[:, 0]]
+        for k in range(1, self.spread_cols.shape[1]):
+            expr = expr + self.spread_vals[:, k, None] * disp[:, self.spread_cols[:, k]]
+        moved = self.points + expr                                             # (B, n, 3)
+        q = (moved - self.pivot).double()
+        # float64 as numpy promotes the CPU renderer's turn (float32 points times float64
+        # cosines): a few thousand points per frame, so it costs nothing and matches to the bit.
+        x, y = turn_points(q[..., 0], q[..., 1], q[..., 2], self._turns(params), self.rig.pivot.tolist())
+        turned = torch.stack([x, y], -1).float()
+        fwd = expr[..., :2] + self.head_mask * (turned - moved[..., :2])
+        src = self._invert(fwd.reshape(b, gh, gw, 2))
+        back = (src - self.grid).permute(0, 3, 1, 2)
+        # cv2.resize INTER_LINEAR: half-pixel centres, the edge rows and columns replicated.
+        full = F.interpolate(back, scale_factor=self.cell, mode="bilinear", align_corners=False)
+        return self.pixels + full[:, :, :h, :w].permute(0, 2, 3, 1)
+
+    def _turns(self, params: Sequence[FaceParams]) -> HeadTurn:
+        """The frames' HeadTurns as one, each field shape = (B, 1) float64."""
+        turns = np.array([astuple(head_turn(self.rig, p.head)) for p in params], np.float64)
+        cols = torch.from_numpy(turns).to(self.device)[:, :, None]
+        return HeadTurn(*cols.unbind(1))
+
+    def _invert(self, fwd: torch.Tensor) -> torch.Tensor:
+        """`cpu.invert_grid` for a batch: fwd shape = (B, gh, gw, 2) -> src, the same shape."""
+        c = float(self.cell)
+        # np.gradient's: central differences inside, one-sided at the edges.
+        def diff(f: torch.Tensor, dim: int) -> torch.Tensor:
+            n = f.shape[dim]
+            inner = (f.narrow(dim, 2, n - 2) - f.narrow(dim, 0, n - 2)) / (2.0 * c)
+            first = (f.narrow(dim, 1, 1) - f.narrow(dim, 0, 1)) / c
+            last = (f.narrow(dim, n - 1, 1) - f.narrow(dim, n - 2, 1)) / c
+            return torch.cat([first, inner, last], dim)
+
+        gy, gx = diff(fwd, 1), diff(fwd, 2)
+        jac = torch.stack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]], -1)
+        fwd_c = fwd.permute(0, 3, 1, 2).contiguous()                              # (B, 2, gh, gw)
+        jac_c = jac.permute(0, 3, 1, 2).contiguous()                              # (B, 4, gh, gw)
+        src = self.grid - fwd
+        for _ in range(INVERT_ITERATIONS):
+            at = (src + 0.5) / c - 0.5
+            d = _sample(fwd_c, *_like_cv2(at, np.float32, 2)).permute(0, 2, 3, 1)
+            j = _sample(jac_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)
+            src = newton_step(src, d, j, self.grid, torch)
+        return src

@@ -1,0 +1,382 @@
+"""The TalkingHead servicer: parse, run the pipeline as cancellable work, yield.
+
+Heavy work (face analysis, speech analysis, rendering, encoding) runs on a thread pool so the
+event loop keeps serving other calls; each call has a `threading.Event` that its work checks, set
+when the call ends for any reason (done, failed, cancelled by the client, past its deadline), so
+a client that goes away stops its work within a frame or a progress step. Domain errors become
+status codes in one place (`status.code_for`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator, Callable
+
+import grpc
+import numpy as np
+import soxr
+import structlog
+
+from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
+from talkinghead.face import analyze_face, build_rig, load_portrait
+from talkinghead.face.rig import Rig
+from talkinghead.media import encode_frame
+from talkinghead.motion import motion_from_audio
+from talkinghead.render import render
+from talkinghead.server import convert
+from talkinghead.server.avatars import AvatarCache
+from talkinghead.server.limits import Limits, Slots
+from talkinghead.server.status import LimitError, code_for
+from talkinghead.track import FaceParams
+from talkinghead.v1 import talkinghead_pb2 as pb
+from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
+
+log = structlog.get_logger(__name__)
+
+RENDER_BATCH = 8            # Generate: frames rendered per trip to the thread pool
+AUTO_FLUSH_S = 1.0          # Stream: a line with no new audio for this long is finished
+STREAM_RATES = (8000, 48000)
+
+
+class Cancelled(Exception):
+    """The call ended; its work stops."""
+
+
+def _client_of(context) -> str:
+    """The client a call counts against: its address without the port."""
+    peer = context.peer() or "unknown"
+    return peer.rsplit(":", 1)[0] if peer.count(":") >= 2 else peer
+
+
+class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
+    def __init__(self, limits: Limits = Limits(), workers: int = 4) -> None:
+        self.limits = limits
+        self.slots = Slots(limits)
+        self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
+
+    async def _run(self, fn: Callable, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    # -- avatars -----------------------------------------------------------------------------
+
+    def _analyze(self, req: pb.CreateAvatarRequest) -> tuple[Rig, int]:
+        if not req.image:
+            raise PortraitError("the portrait image is empty (0 bytes): send the bytes of a JPEG or PNG photo")
+        if len(req.image) > self.limits.max_image_bytes:
+            raise LimitError(f"the portrait is {len(req.image) / 1e6:.1f} MB, over the server's limit of "
+                             f"{self.limits.max_image_bytes / 1e6:.0f} MB: send a smaller JPEG")
+        image = load_portrait(bytes(req.image))
+        face = analyze_face(image)
+        rig = build_rig(image, face.landmarks, req.size or convert.DEFAULT_SIZE, convert.framing(req.framing),
+                        photo_blendshapes=face.blendshapes)
+        return rig, face.n_faces
+
+    async def CreateAvatar(self, request, context):
+        try:
+            rig, n_faces = await self._run(self._analyze, request)
+            avatar_id, ttl = self.avatars.put(rig, request.ttl_seconds)
+            return pb.Avatar(avatar_id=avatar_id, width=rig.width, height=rig.height, ttl_seconds=int(ttl),
+                             faces_found=n_faces)
+        except TalkingHeadError as exc:
+            await context.abort(code_for(exc), str(exc))
+
+    async def DeleteAvatar(self, request, context):
+        try:
+            self.avatars.delete(request.avatar_id)
+            return pb.DeleteAvatarResponse()
+        except TalkingHeadError as exc:
+            await context.abort(code_for(exc), str(exc))
+
+    async def _rig(self, portrait: pb.Portrait) -> Rig:
+        which = portrait.WhichOneof("source")
+        if which == "avatar_id":
+            return self.avatars.get(portrait.avatar_id)
+        if which == "inline":
+            return (await self._run(self._analyze, portrait.inline))[0]
+        raise PortraitError("no portrait in the request: set portrait.avatar_id (from CreateAvatar) or "
+                            "portrait.inline, or ask for output.params_only")
+
+    # -- Generate ----------------------------------------------------------------------------
+
+    def _audio(self, audio: pb.Audio) -> np.ndarray:
+        if audio.file:
+            return load_audio(bytes(audio.file), max_seconds=self.limits.max_audio_seconds)
+        if audio.pcm16:
+            samples = pcm16_samples(bytes(audio.pcm16), audio.sample_rate, (8000, 192000))
+            if len(samples) / audio.sample_rate > self.limits.max_audio_seconds:
+                raise LimitError(f"the audio is {len(samples) / audio.sample_rate:.0f} s long, over the server's "
+                                 f"limit of {self.limits.max_audio_seconds:.0f} s: split it into shorter clips")
+            return soxr.resample(samples, audio.sample_rate, SAMPLE_RATE).astype(np.float32)
+        raise AudioError("no audio in the request: set audio.file (a WAV/FLAC/MP3/... file's bytes) or "
+                         "audio.pcm16 with audio.sample_rate")
+
+    async def Generate(self, request, context):
+        cancel = threading.Event()
+        started = time.perf_counter()
+        try:
+            with self.slots.take(_client_of(context)):
+                options = convert.motion_options(request.motion)
+                params_only = request.output.params_only
+                enc, quality = convert.encoding(request.output)
+                rig = None
+                if not params_only:
+                    convert.check_video_fps(options.fps)
+                    rig = await self._rig(request.portrait)
+                samples = await self._run(self._audio, request.audio)
+                yield pb.GenerateResponse(header=convert.header(options.fps, rig.size if rig else None,
+                                                                request.output.encoding))
+                track = None
+                async for item in self._motion(samples, options, request.transcript, cancel):
+                    if isinstance(item, pb.Progress):
+                        yield pb.GenerateResponse(progress=item)
+                    else:
+                        track = item
+                for start in range(0, track.n_frames, RENDER_BATCH):
+                    stop = min(start + RENDER_BATCH, track.n_frames)
+                    frames = await self._run(self._frames, rig, track, start, stop, enc, quality, cancel)
+                    for frame in frames:
+                        yield pb.GenerateResponse(frame=frame)
+                yield pb.GenerateResponse(summary=pb.Summary(frames=track.n_frames, duration_seconds=track.duration,
+                                                             compute_seconds=time.perf_counter() - started))
+        except TalkingHeadError as exc:
+            await context.abort(code_for(exc), str(exc))
+        finally:
+            cancel.set()
+
+    async def _motion(self, samples, options, transcript, cancel) -> AsyncIterator:
+        """Runs motion_from_audio on the pool; yields pb.Progress while it works, then the track."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        def progress(stage: str, fraction: float) -> None:
+            if cancel.is_set():
+                raise Cancelled()
+            loop.call_soon_threadsafe(queue.put_nowait, pb.Progress(stage=stage, fraction=0.2 * fraction))
+
+        task = loop.run_in_executor(self.pool, motion_from_audio, samples, SAMPLE_RATE, options,
+                                    transcript or None, progress)
+        while not task.done():
+            with contextlib.suppress(asyncio.TimeoutError):
+                yield await asyncio.wait_for(queue.get(), 0.1)
+        while not queue.empty():
+            yield queue.get_nowait()
+        yield await task
+
+    @staticmethod
+    def _frames(rig, track, start, stop, enc, quality, cancel) -> list[pb.Frame]:
+        out = []
+        for i in range(start, stop):
+            if cancel.is_set():
+                raise Cancelled()
+            params = track.frame(i)
+            image = encode_frame(render(rig, params), enc, quality) if rig is not None else b""
+            out.append(pb.Frame(index=i, time=params.t, params=convert.face_params_msg(params), image=image))
+        return out
+
+    # -- Stream ------------------------------------------------------------------------------
+
+    async def Stream(self, request_iterator, context):
+        cancel = threading.Event()
+        started = time.perf_counter()
+        try:
+            with self.slots.take(_client_of(context)):
+                first = await anext(aiter(request_iterator), None)
+                if first is None or first.WhichOneof("payload") != "config":
+                    raise OptionsError("the first message of a Stream must be a StreamConfig (config)")
+                session = await self._stream_session(first.config)
+                yield pb.StreamResponse(header=session.header)
+                async for response in session.run(request_iterator, cancel):
+                    yield response
+                yield pb.StreamResponse(summary=pb.Summary(frames=session.sent,
+                                                           duration_seconds=session.sent / session.fps,
+                                                           compute_seconds=time.perf_counter() - started))
+        except TalkingHeadError as exc:
+            await context.abort(code_for(exc), str(exc))
+        finally:
+            cancel.set()
+
+    async def _stream_session(self, cfg: pb.StreamConfig) -> "StreamSession":
+        from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
+
+        options = convert.motion_options(cfg.motion, streaming=True)
+        if not STREAM_RATES[0] <= cfg.sample_rate <= STREAM_RATES[1]:
+            raise AudioError(f"sample_rate {cfg.sample_rate} Hz is not usable for a stream: send PCM16 at "
+                             f"{STREAM_RATES[0]}..{STREAM_RATES[1]} Hz and say which rate in StreamConfig.sample_rate")
+        enc, quality = convert.encoding(cfg.output)
+        rig = None
+        if not cfg.output.params_only:
+            convert.check_video_fps(options.fps)
+            rig = await self._rig(cfg.portrait)
+        header = convert.header(options.fps, rig.size if rig else None, cfg.output.encoding, LOOKAHEAD_S)
+        return StreamSession(self, MotionStream(options), options.fps, cfg.sample_rate, rig, enc, quality,
+                             cfg.realtime, header)
+
+
+def pcm16_samples(data: bytes, rate: int, allowed: tuple[int, int]) -> np.ndarray:
+    """PCM16 little-endian mono bytes -> float32 samples, checked."""
+    if not allowed[0] <= rate <= allowed[1]:
+        raise AudioError(f"sample_rate {rate} Hz is not usable: say the rate the PCM16 samples were recorded at, "
+                         f"{allowed[0]}..{allowed[1]} Hz")
+    if len(data) % 2:
+        raise AudioError(f"PCM16 audio must have an even number of bytes (2 per sample), got {len(data)}: "
+                         "send whole 16-bit little-endian mono samples")
+    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+
+
+class StreamSession:
+    """One Stream call: reads audio and controls, turns them into frames, paces and sends them.
+
+    The stream has one clock: frame i is at i / fps. In realtime mode frame i is sent at
+    start + i / fps (or as soon as it is ready, when late); while no line is playing, idle frames
+    fill the clock so the face stays alive. A line starts with its first audio chunk and ends
+    with a flush, an interrupt, or AUTO_FLUSH_S without new audio.
+    """
+
+    def __init__(self, servicer: TalkingHeadServicer, motion, fps: float, rate: int, rig: Rig | None,
+                 enc: str, quality: int, realtime: bool, header: pb.Header) -> None:
+        self.servicer, self.motion, self.fps, self.rate, self.rig = servicer, motion, fps, rate, rig
+        self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
+        self.limits = servicer.limits
+        self.sent = 0
+        self.pending: collections.deque = collections.deque()   # (FaceParams, idle) or pb.StreamEvent
+        self.wake = asyncio.Event()
+        self.lock = threading.Lock()          # MotionStream is not thread-safe
+        self.line_active = False
+        self.last_audio = 0.0
+        self.audio_seconds = 0.0              # audio received in this session
+        self.done = False
+
+    # Motion calls run on the pool, one at a time per stream.
+    def _call(self, fn, *args):
+        with self.lock:
+            return fn(*args)
+
+    def _queue_frames(self, frames: list[FaceParams], idle: bool) -> None:
+        for f in frames:
+            self.pending.append((f, idle))
+        self.wake.set()
+
+    def _event(self, kind: int, index: int) -> None:
+        self.pending.append(pb.StreamEvent(kind=kind, frame_index=index))
+        self.wake.set()
+
+    async def _read(self, requests, cancel: threading.Event) -> None:
+        run = self.servicer._run
+        try:
+            async for msg in requests:
+                which = msg.WhichOneof("payload")
+                if which == "audio":
+                    samples = pcm16_samples(bytes(msg.audio.pcm16), self.rate, STREAM_RATES)
+                    seconds = len(samples) / self.rate
+                    if seconds > self.limits.max_chunk_seconds:
+                        raise AudioError(f"an audio chunk of {seconds:.2f} s is too long: send at most "
+                                         f"{self.limits.max_chunk_seconds:g} s per AudioChunk")
+                    ahead = self.audio_seconds - self.sent / self.fps
+                    if self.realtime and ahead + seconds > self.limits.max_buffered_seconds:
+                        raise LimitError(f"{ahead:.1f} s of audio are waiting to be played: send audio no faster "
+                                         f"than {self.limits.max_buffered_seconds:g} s ahead of real time")
+                    if self.rate != SAMPLE_RATE:
+                        samples = soxr.resample(samples, self.rate, SAMPLE_RATE).astype(np.float32)
+                    if not self.line_active:
+                        self.line_active = True
+                        self._event(pb.StreamEvent.KIND_LINE_STARTED, self.motion.frames_emitted)
+                    self.audio_seconds += seconds
+                    self.last_audio = time.monotonic()
+                    self._queue_frames(await run(self._call, self.motion.push, samples), False)
+                elif which == "control":
+                    await self._control(msg.control)
+                elif which == "config":
+                    raise OptionsError("a Stream takes one StreamConfig, as its first message only")
+                if cancel.is_set():
+                    return
+        finally:
+            if self.line_active:
+                await self._finish_line(self.motion.flush, pb.StreamEvent.KIND_LINE_FINISHED)
+            self.done = True
+            self.wake.set()
+
+    async def _control(self, control: pb.Control) -> None:
+        action = control.action
+        if action == pb.Control.ACTION_FLUSH:
+            if self.line_active:
+                await self._finish_line(self.motion.flush, pb.StreamEvent.KIND_LINE_FINISHED)
+        elif action == pb.Control.ACTION_INTERRUPT:
+            # Frames computed but not yet sent are dropped: the interrupt is heard now.
+            self.pending = collections.deque(p for p in self.pending if not isinstance(p, tuple))
+            await self._finish_line(self.motion.interrupt, pb.StreamEvent.KIND_INTERRUPTED)
+        elif action == pb.Control.ACTION_IDLE:
+            n = min(int(control.idle_frames), int(60 * self.fps))
+            self._queue_frames(await self.servicer._run(self._call, self.motion.idle, n), True)
+        else:
+            raise OptionsError("Control.action must be FLUSH, INTERRUPT or IDLE")
+
+    async def _finish_line(self, how, kind: int) -> None:
+        frames = await self.servicer._run(self._call, how)
+        self._queue_frames(frames, False)
+        self.line_active = False
+        self._event(kind, max(self.motion.frames_emitted - 1, 0))
+
+    async def run(self, requests, cancel: threading.Event) -> AsyncIterator[pb.StreamResponse]:
+        reader = asyncio.ensure_future(self._read(requests, cancel))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            while True:
+                if reader.done() and reader.exception() is not None:
+                    raise reader.exception()
+                if self.pending:
+                    item = self.pending[0]
+                    if isinstance(item, pb.StreamEvent):
+                        self.pending.popleft()
+                        yield pb.StreamResponse(event=item)
+                        continue
+                    params, idle = item
+                    if self.realtime:
+                        delay = start + params.t - loop.time()
+                        if delay > 0:
+                            self.wake.clear()
+                            with contextlib.suppress(asyncio.TimeoutError):
+                                await asyncio.wait_for(self.wake.wait(), delay)
+                            continue              # re-check: an interrupt may have emptied the queue
+                    self.pending.popleft()
+                    yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
+                    continue
+                if self.done and reader.done():
+                    if reader.exception() is not None:
+                        raise reader.exception()
+                    return
+                if self.line_active and time.monotonic() - self.last_audio > AUTO_FLUSH_S:
+                    await self._finish_line(self.motion.flush, pb.StreamEvent.KIND_LINE_FINISHED)
+                    continue
+                if self.realtime and not self.line_active:
+                    due = start + self.motion.frames_emitted / self.fps
+                    if loop.time() >= due:            # nothing playing: the face idles on the clock
+                        n = max(1, int((loop.time() - due) * self.fps) + 1)
+                        self._queue_frames(await self.servicer._run(self._call, self.motion.idle, n), True)
+                        continue
+                    timeout = due - loop.time()
+                else:
+                    timeout = 0.1
+                self.wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), max(timeout, 0.001))
+        finally:
+            cancel.set()
+            reader.cancel()
+            with contextlib.suppress(BaseException):
+                await reader
+
+    async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event) -> pb.Frame:
+        index = int(round(params.t * self.fps))
+        image = b""
+        if self.rig is not None:
+            image = await self.servicer._run(lambda: encode_frame(render(self.rig, params), self.enc, self.quality))
+        self.sent += 1
+        return pb.Frame(index=index, time=params.t, params=convert.face_params_msg(params), image=image, idle=idle)

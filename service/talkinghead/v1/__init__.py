@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC stubs of protos/talkinghead/v1 (written by the build: setup.py)."""
