@@ -214,3 +214,69 @@ def test_sigterm_style_stop_lets_in_flight_calls_finish(wav):
         TalkingHeadClient(target, timeout=3).generate_all(wav, params_only=True)
     assert err.value.code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
     c.close()
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    from tls_certs import make_chain
+
+    folder = tmp_path_factory.mktemp("tls")
+    c = make_chain()
+    for name in ("ca", "server_cert", "server_key", "client_cert", "client_key"):
+        (folder / f"{name}.pem").write_bytes(getattr(c, name))
+    return folder
+
+
+def test_tls_serves_only_clients_that_trust_it(chain, wav):
+    config = ServerConfig(port=0, tls_cert=chain / "server_cert.pem", tls_key=chain / "server_key.pem")
+    with ServerThread(config) as srv:
+        with TalkingHeadClient(srv.target, ca=chain / "ca.pem", timeout=60) as c:
+            assert c.health() == "SERVING"
+            assert c.generate_all(wav, params_only=True)[2].frames > 0
+        with TalkingHeadClient(srv.target, timeout=5) as plain, pytest.raises(ClientError) as err:
+            plain.health()
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_ca(chain):
+    config = ServerConfig(port=0, tls_cert=chain / "server_cert.pem", tls_key=chain / "server_key.pem",
+                          client_ca=chain / "ca.pem")
+    with ServerThread(config) as srv:
+        with TalkingHeadClient(srv.target, ca=chain / "ca.pem", cert=chain / "client_cert.pem",
+                               key=chain / "client_key.pem", timeout=10) as c:
+            assert c.health() == "SERVING"
+        with TalkingHeadClient(srv.target, ca=chain / "ca.pem", timeout=5) as anonymous, \
+                pytest.raises(ClientError) as err:
+            anonymous.health()
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_tls_configuration_mistakes_are_explained(chain):
+    from talkinghead.errors import OptionsError
+
+    with pytest.raises(OptionsError, match="both"):
+        ServerConfig(tls_cert=chain / "server_cert.pem").credentials()
+    with pytest.raises(OptionsError, match="needs TLS"):
+        ServerConfig(client_ca=chain / "ca.pem").credentials()
+    with pytest.raises(OptionsError, match="cannot read"):
+        ServerConfig(tls_cert=chain / "nope.pem", tls_key=chain / "server_key.pem").credentials()
+
+
+def test_concurrent_calls_get_their_own_results(wav):
+    """Eight calls at once, each with its own seed: each gets exactly its own motion."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio = load_audio(wav)
+    expected = {s: motion_from_audio(audio, SAMPLE_RATE, MotionOptions(seed=s, lipsync="acoustic")).head
+                for s in range(8)}
+
+    def one(seed):
+        with TalkingHeadClient(srv.target, timeout=120) as c:
+            _, frames, _ = c.generate_all(wav, params_only=True,
+                                          motion=MotionOptions(seed=seed, lipsync="acoustic"))
+            return seed, np.array([[f.params.head.yaw, f.params.head.pitch, f.params.head.roll,
+                                    f.params.head.x, f.params.head.y, f.params.head.z] for f in frames])
+
+    with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=8))) as srv, ThreadPoolExecutor(8) as pool:
+        for seed, head in pool.map(one, range(8)):
+            np.testing.assert_allclose(head, expected[seed], atol=1e-4)
