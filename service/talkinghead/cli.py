@@ -44,6 +44,7 @@ def _params_parser(sub: argparse._SubParsersAction) -> None:
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
     from talkinghead.face.rig import FRAMINGS, MAX_SIZE, MIN_SIZE
+    from talkinghead.render.device import BACKENDS
 
     p = sub.add_parser("render", help="portrait + speech -> lip-synced talking-face MP4",
                        description="Animate one portrait photo with speech: an H.264 + AAC MP4 of the "
@@ -55,7 +56,28 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framing", choices=FRAMINGS, default="face",
                    help="face: a square around the head; full: the whole photo (longer side = --size)")
     p.add_argument("--contact-sheet", type=Path, help="also write a PNG of sample frames (closed, open, rounded, blink, turned)")
+    p.add_argument("--renderer", choices=BACKENDS, default="auto",
+                   help="auto: torch on a CUDA GPU when torch is installed, else cpu (numpy + OpenCV); "
+                        "torch: the batched torch renderer, on the CPU without a GPU (default auto)")
     p.set_defaults(func=_cmd_render)
+
+
+def _livelink_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("livelink", help="speech -> live ARKit face stream to Unreal (Live Link Face UDP)",
+                       description="Animate a face from speech and stream it, paced to real time, as the Live Link "
+                                   "Face app's UDP packets: Unreal's Live Link (Apple ARKit source) drives any "
+                                   "MetaHuman or ARKit rig with it.")
+    _add_motion_args(p, fps_help="frames per second sent (default 30; the Live Link Face app sends 60)")
+    p.add_argument("--target", default="127.0.0.1:11111",
+                   help="HOST:PORT of the machine running Unreal (default 127.0.0.1:11111)")
+    p.add_argument("--subject", default="talkinghead",
+                   help="Live Link subject name, up to 256 UTF-8 bytes (default talkinghead)")
+    p.add_argument("--device-id", help="device id in the packets (default: derived from the subject)")
+    p.add_argument("--idle-after", type=float, default=0.0, metavar="SECONDS",
+                   help="after the line, keep sending idle frames (blinks, gaze, small head motion) for this "
+                        "long; 'inf' = until Ctrl-C (default 0)")
+    p.add_argument("--loop", action="store_true", help="repeat the line (and its idle) until Ctrl-C")
+    p.set_defaults(func=_cmd_livelink)
 
 
 def _motion_options(args: argparse.Namespace) -> MotionOptions:
@@ -104,12 +126,14 @@ def _cmd_render(args: argparse.Namespace) -> None:
     from talkinghead.face import analyze_portrait, load_portrait
     from talkinghead.media import FPS_CHOICES
     from talkinghead.render import render_video
+    from talkinghead.render.device import pick_backend
 
     if args.fps not in FPS_CHOICES:
         raise OptionsError(f"--fps must be one of {', '.join(map(str, FPS_CHOICES))} for video, not {args.fps:g}")
     options = _motion_options(args)
     if args.output.suffix.lower() not in (".mp4", ".m4v"):
         raise OptionsError(f"--output must end in .mp4, not {args.output.name!r}")
+    pick_backend(args.renderer)      # torch asked for but not installed: say so now, not after the analysis
     # The portrait first: a photo with no face should fail before minutes of speech analysis.
     rig = analyze_portrait(load_portrait(args.portrait), args.size, args.framing)
     with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
@@ -119,13 +143,37 @@ def _cmd_render(args: argparse.Namespace) -> None:
         def progress(n: int) -> None:
             bar.update(20 + round(80 * n / max(track.n_frames, 1)) - bar.n)
 
-        info = render_video(rig, track, samples, rate, args.output, progress=progress)
+        info = render_video(rig, track, samples, rate, args.output, progress=progress, backend=args.renderer)
     if args.contact_sheet:
         from talkinghead.render.sheet import write_take_sheet
 
         write_take_sheet(rig, track, args.contact_sheet)
     print(f"wrote {args.output}: {info.n_frames} frames at {track.fps:g} fps, {info.width}x{info.height}, "
           f"{track.duration:.2f} s")
+
+
+def _cmd_livelink(args: argparse.Namespace) -> None:
+    from talkinghead.exports.livelink_udp import LiveLinkSender, line_and_idle
+
+    options = _motion_options(args)
+    if not args.idle_after >= 0:
+        raise OptionsError(f"--idle-after must be 0 or more seconds (or inf), got {args.idle_after}")
+    # The sender first: a bad target, subject or fps should fail before the speech analysis.
+    with LiveLinkSender(args.target, args.subject, device_id=args.device_id, fps=options.fps) as sender:
+        with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
+            _, _, track = _track(args, options, bar, 100)
+        print(f"streaming {track.n_frames} frames ({track.duration:.2f} s) at {sender.fps:g} fps to "
+              f"{sender.host}:{sender.port}, subject {sender.subject!r}"
+              + (" (Ctrl-C stops)" if args.loop or args.idle_after > 0 else ""), file=sys.stderr)
+        try:
+            for part in line_and_idle(track, options, args.idle_after, args.loop):
+                sender.send_track(part)
+        except KeyboardInterrupt:
+            pass  # Ctrl-C is how a looping or endless idle stream ends: report and exit normally
+        t = sender.totals
+    print(f"sent {t.frames_sent} frames ({t.seconds:.2f} s) to {sender.host}:{sender.port} as subject "
+          f"{sender.subject!r}" + (f"; {t.refused} refused, nothing listening there" if t.refused else "")
+          + (f"; {t.frames_skipped} skipped to keep real time" if t.frames_skipped else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _params_parser(sub)
     _render_parser(sub)
+    _livelink_parser(sub)
+    from talkinghead import cli_service  # grpc is imported only when these commands run
+
+    cli_service.add_parsers(sub, _add_motion_args, _motion_options)
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_json)
     try:

@@ -1,4 +1,5 @@
-"""Writing a MotionTrack to disk: JSON track (`.json`) or Live Link Face CSV take (`.csv`).
+"""Writing a MotionTrack to disk: JSON track (`.json`) or Live Link Face CSV take (`.csv`);
+streaming it live as Live Link Face UDP packets (`LiveLinkSender`).
 
 `write_track` picks the format from the file suffix and turns every failure into an
 `ExportError` whose message says what to do.
@@ -12,12 +13,18 @@ from pathlib import Path
 from talkinghead.errors import ExportError
 from talkinghead.exports.json_track import read_json, track_to_dict, write_json
 from talkinghead.exports.livelink_csv import read_livelink_csv, write_livelink_csv
+from talkinghead.exports.livelink_udp import LIVE_LINK_PORT, LiveLinkSender, SendStats, idle_tracks, line_and_idle
 from talkinghead.track import MotionTrack
 
 WRITERS = {".json": write_json, ".csv": write_livelink_csv}
 
 __all__ = [
+    "LIVE_LINK_PORT",
+    "LiveLinkSender",
+    "SendStats",
     "WRITERS",
+    "idle_tracks",
+    "line_and_idle",
     "read_json",
     "read_livelink_csv",
     "track_to_dict",
