@@ -56,7 +56,7 @@ def _serve_parser(sub) -> None:
 def _cmd_serve(args) -> None:
     from dataclasses import replace
 
-    from talkinghead.server import ServerConfig, serve
+    from talkinghead.server.app import ServerConfig, serve
     from talkinghead.server.limits import Limits
 
     if args.workers < 1 or args.max_concurrent < 1 or args.max_per_client < 1:

@@ -37,3 +37,11 @@ class ModelError(TalkingHeadError):
 
 class MediaError(TalkingHeadError):
     """A video or image cannot be written or encoded (unwritable path, unsupported size or fps)."""
+
+
+class NotFoundError(TalkingHeadError):
+    """An id the server does not know, e.g. an avatar that expired or was deleted (maps to NOT_FOUND)."""
+
+
+class LimitError(TalkingHeadError):
+    """A limit of the server was reached: concurrency, size or rate (maps to RESOURCE_EXHAUSTED)."""

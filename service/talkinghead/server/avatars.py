@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import structlog
 
 from talkinghead.face.rig import Rig
-from talkinghead.server.status import NotFoundError
+from talkinghead.errors import NotFoundError
 
 log = structlog.get_logger(__name__)
 

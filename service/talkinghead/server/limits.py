@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 
-from talkinghead.server.status import LimitError
+from talkinghead.errors import LimitError
 
 
 @dataclass(frozen=True)

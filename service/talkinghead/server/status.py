@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import grpc
 
-from talkinghead.errors import (AudioError, AudioTooLongError, ExportError, MediaError, ModelError, OptionsError,
-                                PortraitError, TalkingHeadError)
+from talkinghead.errors import (AudioError, AudioTooLongError, ExportError, LimitError, MediaError, ModelError,
+                                NotFoundError, OptionsError, PortraitError, TalkingHeadError)
 
-
-class NotFoundError(TalkingHeadError):
-    """An id the server does not know (an avatar that expired or was deleted)."""
-
-
-class LimitError(TalkingHeadError):
-    """A limit of the server was reached (concurrency, size, rate)."""
+__all__ = ["LimitError", "NotFoundError", "code_for"]
 
 
 # First match wins: subclasses before their bases.
