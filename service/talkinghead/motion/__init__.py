@@ -19,6 +19,7 @@ from talkinghead.motion.eyes import eye_motion
 from talkinghead.motion.head import head_motion
 from talkinghead.motion.lips import VisemeSegment, lip_motion, visemes_from_phones
 from talkinghead.motion.options import MotionOptions
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream  # noqa: F401 - the streaming stage
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)

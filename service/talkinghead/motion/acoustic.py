@@ -18,7 +18,8 @@ from talkinghead.motion.lips import VisemeSegment
 
 MIN_SEGMENT_S = 0.04
 MIN_CLOSURE_S = 0.02     # a loudness gap this short is still a visible closure (stops are brief)
-CLOSURE_DROP_DB = 15.0   # this far below the local speech peak counts as a closure
+CLOSURE_DROP_DB = 15.0   # this far below the local speech peak counts as a closure...
+LOCAL_PEAK_S = 0.6       # ...the loudest frame in a window this long around it
 VALLEY_DB = 4.0          # a loudness dip this deep between two syllables narrows the mouth
 MAJORITY_S = 0.07        # vowel classes are decided by majority over this window (no flicker)
 VOWEL_LIKE = ("aa", "E", "I", "O", "U")
@@ -35,9 +36,11 @@ def _vowel(f1: float, f2: float) -> str:
     return "U" if f2 < 1250 else "E"
 
 
-def frame_visemes(feat: SpeechFeatures) -> list[str]:
-    """One viseme per feature frame (HOP seconds)."""
-    local_peak = maximum_filter1d(feat.rms_db, size=int(0.6 / HOP), mode="nearest")
+def frame_visemes(feat: SpeechFeatures, local_peak: np.ndarray | None = None) -> list[str]:
+    """One viseme per feature frame (HOP seconds). local_peak: shape = (n,) dBFS, the level closures
+    are measured against (default: the loudest frame within LOCAL_PEAK_S centred on each frame)."""
+    if local_peak is None:
+        local_peak = maximum_filter1d(feat.rms_db, size=int(LOCAL_PEAK_S / HOP), mode="nearest")
     labels = []
     for k in range(len(feat.rms_db)):
         if not feat.speech[k]:
@@ -75,18 +78,22 @@ def _syllable_valleys(feat: SpeechFeatures, labels: list[str]) -> list[str]:
     return out
 
 
-def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]] | None = None) -> list[VisemeSegment]:
+def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]] | None = None,
+                           local_peak: np.ndarray | None = None, open_end: bool = False) -> list[VisemeSegment]:
     """Viseme segments for the given (start s, end s) spans of the recording (default: all of it).
-    The frame labels are computed once for the whole take, however many spans are asked for."""
-    labels = _syllable_valleys(feat, _majority(frame_visemes(feat)))
+    The frame labels are computed once for the whole take, however many spans are asked for.
+    local_peak: see frame_visemes. open_end: the sound goes on past feat's last frame (streaming),
+    so a short run of labels at the end is the start of a longer one, not a flicker to drop."""
+    labels = _syllable_valleys(feat, _majority(frame_visemes(feat, local_peak)))
     segs: list[VisemeSegment] = []
     for start, end in spans if spans is not None else [(0.0, len(labels) * HOP)]:
-        segs += _segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))))
+        segs += _segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))), open_end)
     return segs
 
 
-def _segments(labels: list[str], k0: int, k1: int) -> list[VisemeSegment]:
-    """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous."""
+def _segments(labels: list[str], k0: int, k1: int, open_end: bool = False) -> list[VisemeSegment]:
+    """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous
+    (except, with open_end, the last run, which is still growing)."""
     segs: list[VisemeSegment] = []
     k = k0
     while k < k1:
@@ -95,7 +102,7 @@ def _segments(labels: list[str], k0: int, k1: int) -> list[VisemeSegment]:
             j += 1
         seg = VisemeSegment(labels[k], k * HOP, j * HOP, 0.8)
         shortest = MIN_CLOSURE_S if seg.viseme == "PP" else MIN_SEGMENT_S
-        if segs and seg.end - seg.start < shortest:  # too short to see: no flicker
+        if segs and seg.end - seg.start < shortest and not (open_end and j == k1):  # too short to see: no flicker
             prev = segs[-1]
             segs[-1] = VisemeSegment(prev.viseme, prev.start, seg.end, prev.weight)
         else:

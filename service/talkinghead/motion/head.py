@@ -15,7 +15,14 @@ PAUSE_DRIFT_SCALE = 0.45     # drift shrinks toward rest in pauses
 NOD_DEG = 2.2                # pitch dip for a full-strength pitch accent
 BEAT_DEG = 0.8               # pitch dip for an ordinary stressed syllable
 NOD_LEAD_S = 0.08            # the head moves slightly ahead of the stressed syllable
+NOD_RISE_S, NOD_DECAY_S = 0.12, 0.22      # a nod's pulse: rise to the dip, Gaussian return (s)
+SWEEP_DEG = (1.0, 2.5)       # a sideways turn on an accent (yaw amplitude range)...
+SWEEP_RISE_S, SWEEP_DECAY_S = 0.2, 0.5    # ...peaking on the accent
+SWEEP_CHANCE = 0.5           # share of accents that also turn the head
 BREATH_HZ = (0.22, 0.30)     # breathing rate range at rest
+BREATH_RATE_TAU_S = 4.0      # correlation time of the breathing rate's wander...
+BREATH_DEPTH_TAU_S = 3.0     # ...and of its depth
+SWAY_MM, SWAY_TAU_S = 1.5, 2.0            # slow forward/back sway (sd mm, correlation time s)
 NECK_PIVOT_MM = 100.0        # head centre above the neck pivot: rotations translate the head
 EMOTION_POSE = {  # pitch bias (deg), motion scale
     "neutral": (0.0, 1.0), "happy": (1.5, 1.2), "sad": (-5.0, 0.6),
@@ -34,15 +41,22 @@ def head_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
     rot[:, 1] += _nods(times, feat, rng) * options.expressiveness
     rot[:, 0] += _beat_sweeps(times, feat, rng) * options.expressiveness
     breath = _breathing(times, rng)
+    return head_pose(rot, breath, ou_noise(n, fps, SWAY_TAU_S, SWAY_MM, rng), options)
+
+
+def head_pose(rot: np.ndarray, breath: np.ndarray, sway: np.ndarray, options: MotionOptions) -> np.ndarray:
+    """Drift, nods and sweeps -> the final pose, shape = (n, 6) like head_motion's (shared with the
+    streaming stage). rot: shape = (n, 3) yaw, pitch, roll (deg), modified in place; breath: shape =
+    (n,) -1..1 chest rise; sway: shape = (n,) mm of slow forward/back drift."""
     rot[:, 1] += 0.35 * breath
     bias, scale = EMOTION_POSE[options.emotion]
     k = options.emotion_intensity
     rot *= options.head_motion * (1 + (scale - 1) * k)
     rot[:, 1] += bias * k
-    pos = np.zeros((n, 3))
+    pos = np.zeros((len(rot), 3))
     pos[:, 0] = NECK_PIVOT_MM * np.sin(np.radians(rot[:, 2]))
     pos[:, 1] = 0.8 * breath * options.head_motion
-    pos[:, 2] = -NECK_PIVOT_MM * np.sin(np.radians(rot[:, 1])) * 0.3 + ou_noise(n, fps, 2.0, 1.5, rng) * options.head_motion
+    pos[:, 2] = -NECK_PIVOT_MM * np.sin(np.radians(rot[:, 1])) * 0.3 + sway * options.head_motion
     return np.concatenate([rot, pos], axis=1).astype(np.float32)
 
 
@@ -53,7 +67,7 @@ def _nods(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generator) -> 
     for t, s, accent in zip(feat.nuclei, feat.nucleus_strength, accented):
         amp = NOD_DEG if accent else BEAT_DEG * s
         amp *= rng.uniform(0.7, 1.3)
-        add_pulse(out, times, -amp, t - NOD_LEAD_S - 0.12, 0.12, 0.22)
+        add_pulse(out, times, -amp, t - NOD_LEAD_S - NOD_RISE_S, NOD_RISE_S, NOD_DECAY_S)
     return out
 
 
@@ -61,8 +75,9 @@ def _beat_sweeps(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generat
     """Some accents also turn the head a little to one side, as speakers do on emphasis."""
     out = np.zeros(len(times))
     for t in feat.accents:
-        if rng.random() < 0.5:
-            add_pulse(out, times, rng.choice([-1, 1]) * rng.uniform(1.0, 2.5), t - 0.2, 0.2, 0.5)
+        if rng.random() < SWEEP_CHANCE:
+            add_pulse(out, times, rng.choice([-1, 1]) * rng.uniform(*SWEEP_DEG), t - SWEEP_RISE_S, SWEEP_RISE_S,
+                      SWEEP_DECAY_S)
     return out
 
 
@@ -72,6 +87,11 @@ def _breathing(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(len(times))
     fps = 1 / (times[1] - times[0])
     lo, hi = BREATH_HZ
-    freq = (lo + hi) / 2 + ou_noise(len(times), fps, 4.0, (hi - lo) / 4, rng)
+    freq = (lo + hi) / 2 + ou_noise(len(times), fps, BREATH_RATE_TAU_S, (hi - lo) / 4, rng)
     phase = 2 * np.pi * np.cumsum(freq) / fps + rng.uniform(0, 2 * np.pi)
-    return np.sin(phase) * (0.8 + 0.2 * ou_noise(len(times), fps, 3.0, 1.0, rng).clip(-1, 1))
+    return np.sin(phase) * breath_depth(ou_noise(len(times), fps, BREATH_DEPTH_TAU_S, 1.0, rng))
+
+
+def breath_depth(noise: np.ndarray) -> np.ndarray:
+    """Breath amplitude 0.6..1 from unit-variance slow noise (deep and shallow breaths)."""
+    return 0.8 + 0.2 * noise.clip(-1, 1)

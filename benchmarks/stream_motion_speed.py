@@ -1,0 +1,82 @@
+"""Streaming motion cost: CPU seconds per second of audio for 20, 100 and 500 ms chunks, the time one
+push takes (the server answers a chunk within 150 ms), and idle frames per CPU second.
+
+    taskset -c 0 python benchmarks/stream_motion_speed.py [--seconds 60]
+
+The audio is the bundled example line looped with 1 s of room tone between lines, pushed as a TTS
+engine would send it; the offline acoustic stage on the same audio is the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.motion import motion_from_audio
+from talkinghead.motion.options import MotionOptions
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def speech(seconds: float) -> np.ndarray:
+    line = load_audio(EXAMPLES / "hello.flac")
+    pause = np.random.default_rng(0).normal(0, 3e-4, SAMPLE_RATE).astype(np.float32)
+    reps = int(np.ceil(seconds * SAMPLE_RATE / (len(line) + len(pause))))
+    return np.tile(np.concatenate([line, pause]), reps)[: int(seconds * SAMPLE_RATE)]
+
+
+def stream_cost(samples: np.ndarray, chunk_ms: int) -> dict[str, float]:
+    step = chunk_ms * SAMPLE_RATE // 1000
+    stream = MotionStream()
+    walls = []
+    c0 = time.process_time()
+    for i in range(0, len(samples), step):
+        t0 = time.perf_counter()
+        stream.push(samples[i: i + step])
+        walls.append(time.perf_counter() - t0)
+    stream.flush()
+    cpu = time.process_time() - c0
+    seconds = len(samples) / SAMPLE_RATE
+    return {"cpu_per_s": cpu / seconds, "ms_per_chunk": 1000 * cpu / len(walls),
+            "p99_ms": 1000 * float(np.percentile(walls, 99)), "max_ms": 1000 * max(walls)}
+
+
+def idle_rate(frames_per_call: int, total: int = 9000) -> float:
+    stream = MotionStream()
+    c0 = time.process_time()
+    for _ in range(total // frames_per_call):
+        stream.idle(frames_per_call)
+    return total // frames_per_call * frames_per_call / (time.process_time() - c0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60.0)
+    args = ap.parse_args()
+    samples = speech(args.seconds)
+    MotionStream().push(samples[:SAMPLE_RATE])   # imports and first-call set-up out of the timings
+
+    print(f"{len(samples) / SAMPLE_RATE:.0f} s of speech with pauses, 30 fps, frames final {LOOKAHEAD_S * 1000:.0f} ms "
+          "behind the newest audio")
+    print(f"{'chunk':>8} {'CPU s / s audio':>16} {'CPU ms / chunk':>15} {'push p99 ms':>12} {'push max ms':>12}")
+    for chunk_ms in (20, 100, 500):
+        r = stream_cost(samples, chunk_ms)
+        print(f"{chunk_ms:>6}ms {r['cpu_per_s']:>16.4f} {r['ms_per_chunk']:>15.2f} {r['p99_ms']:>12.2f} "
+              f"{r['max_ms']:>12.2f}")
+    c0 = time.process_time()
+    motion_from_audio(samples, SAMPLE_RATE, MotionOptions(lipsync="acoustic"))
+    print(f"{'offline':>8} {(time.process_time() - c0) / (len(samples) / SAMPLE_RATE):>16.4f}   "
+          "(motion_from_audio, lipsync='acoustic', whole take at once)")
+    print()
+    print(f"{'idle frames per call':>22} {'frames per CPU s':>17}")
+    for per_call in (1, 30, 300):
+        print(f"{per_call:>22} {idle_rate(per_call):>17.0f}")
+
+
+if __name__ == "__main__":
+    main()
