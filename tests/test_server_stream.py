@@ -1,0 +1,233 @@
+"""The Stream RPC (live dialogue) with a real server on a loopback port."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+
+import cv2
+import grpc
+import numpy as np
+import pytest
+from skimage import data
+
+from grpc_server import ServerThread
+from speech import festival_say, have_festival, espeak_say
+from talkinghead.arkit import BS
+from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, stream_config
+from talkinghead.media import decode_frame
+from talkinghead.motion.options import MotionOptions
+from talkinghead.server import ServerConfig
+from talkinghead.server.limits import Limits
+
+LINE = "Bob bought a map of the big palm park."
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory):
+    wav = tmp_path_factory.mktemp("stream") / "line.wav"
+    if have_festival():
+        festival_say(LINE, "kal_diphone", wav)
+    else:
+        espeak_say(LINE, "en-us", wav)
+    return load_audio(wav)
+
+
+def pcm16(x: np.ndarray) -> bytes:
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def chunks(x: np.ndarray, seconds: float):
+    n = int(seconds * SAMPLE_RATE)
+    return [x[i:i + n] for i in range(0, len(x), n)]
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=10, max_concurrent=12))) as srv:
+        yield srv
+
+
+def collect(responses):
+    header, frames, events, summary = None, [], [], None
+    for r in responses:
+        which = r.WhichOneof("payload")
+        if which == "header":
+            header = r.header
+        elif which == "frame":
+            frames.append(r.frame)
+        elif which == "event":
+            events.append(r.event)
+        elif which == "summary":
+            summary = r.summary
+    return header, frames, events, summary
+
+
+def test_a_line_in_chunks_comes_back_as_continuous_frames(server, speech):
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False)]
+        reqs += [audio_chunk(pcm16(ch)) for ch in chunks(speech, 0.1)] + [control("flush")]
+        header, frames, events, summary = collect(c.stream(reqs))
+    assert header.fps == 30 and 0 < header.lookahead_seconds <= 0.15 and len(header.blendshape_names) == 52
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert len(frames) == int(np.ceil(len(speech) / SAMPLE_RATE * 30))
+    np.testing.assert_allclose([f.time for f in frames], np.arange(len(frames)) / 30, atol=1e-9)
+    jaw = np.array([f.params.blendshapes[BS["jawOpen"]] for f in frames])
+    assert jaw.max() > 0.25 and jaw[-3:].max() < 0.1            # speaks, then relaxes closed
+    kinds = [e.kind for e in events]
+    assert kinds[0] == 1 and kinds[-1] == 2                      # LINE_STARTED ... LINE_FINISHED
+    assert summary.frames == len(frames)
+
+
+def test_idle_frames_keep_the_face_alive_in_real_time(server):
+    stop = threading.Event()
+
+    def requests():
+        yield stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=True,
+                            motion=MotionOptions(blink_rate=40, seed=1))
+        stop.wait(3.0)
+
+    with TalkingHeadClient(server.target, timeout=30) as c:
+        responses = c.stream(requests())
+        arrivals, frames = [], []
+        t0 = time.monotonic()
+        for r in responses:
+            if r.WhichOneof("payload") == "frame":
+                arrivals.append(time.monotonic() - t0)
+                frames.append(r.frame)
+                if len(frames) == 75:
+                    break
+        responses.cancel()
+    assert all(f.idle for f in frames)
+    # Paced: 75 frames at 30 fps take about 2.5 s, not a burst.
+    assert 2.0 < arrivals[-1] < 3.2, arrivals[-1]
+    bs = np.array([f.params.blendshapes for f in frames])
+    assert bs[:, BS["jawOpen"]].max() < 0.05                       # mouth shut
+    head = np.array([[f.params.head.yaw, f.params.head.pitch] for f in frames])
+    assert np.ptp(head, 0).max() > 0.05                             # alive, not frozen
+    assert len({f.index for f in frames}) == len(frames)
+
+
+def test_chunks_sent_in_real_time_get_their_frames_within_150_ms(server, speech):
+    lookahead = {}
+    sent_at: dict[int, tuple[float, float]] = {}            # chunk -> (wall time sent, audio end in line)
+    chunk_s = 0.1
+
+    def requests():
+        yield stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=True)
+        time.sleep(0.3)                                         # some idle first
+        for i, ch in enumerate(chunks(speech, chunk_s)):
+            sent_at[i] = (time.monotonic(), (i * chunk_s) + len(ch) / SAMPLE_RATE)
+            yield audio_chunk(pcm16(ch))
+            time.sleep(chunk_s)
+        yield control("flush")
+        time.sleep(0.5)
+
+    got: list[tuple[float, object]] = []
+    with TalkingHeadClient(server.target, timeout=30) as c:
+        for r in c.stream(requests()):
+            which = r.WhichOneof("payload")
+            if which == "header":
+                lookahead["s"] = r.header.lookahead_seconds
+            elif which == "frame":
+                got.append((time.monotonic(), r.frame))
+            elif which == "event" and r.event.kind == 1:
+                lookahead["start"] = r.event.frame_index
+    start = lookahead["start"] / 30
+    latencies = []
+    for i, (sent, audio_end) in sent_at.items():
+        if i == len(sent_at) - 1:
+            break                                               # the last chunk's frames come with the flush
+        ready = start + audio_end - lookahead["s"]              # the last frame this chunk makes final
+        first = next((t for t, f in got if not f.idle and f.time >= ready - 1 / 30 - 1e-9), None)
+        assert first is not None
+        latencies.append(first - sent)
+    lat = np.array(latencies)
+    assert np.percentile(lat, 95) <= 0.15, np.round(lat, 3)
+
+
+def test_interrupt_stops_the_line_and_closes_the_mouth(server, speech):
+    def requests():
+        yield stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False)
+        for ch in chunks(speech[: int(1.2 * SAMPLE_RATE)], 0.1):
+            yield audio_chunk(pcm16(ch))
+        yield control("interrupt")
+        yield control("idle", idle_frames=15)
+
+    with TalkingHeadClient(server.target, timeout=30) as c:
+        _, frames, events, _ = collect(c.stream(requests()))
+    assert 3 in [e.kind for e in events]                          # INTERRUPTED
+    at = next(e.frame_index for e in events if e.kind == 3)
+    assert frames[-1].idle and sum(f.idle for f in frames) == 15
+    jaw = np.array([f.params.blendshapes[BS["jawOpen"]] for f in frames])
+    assert jaw[at + 1:].max() < 0.06 if at + 1 < len(jaw) else True
+    assert len([f for f in frames if not f.idle]) < 1.2 * 30 + 6    # the rest of the audio was dropped
+
+
+def test_stream_images_with_an_avatar(server, speech):
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        avatar = c.create_avatar(png, size=256)
+        reqs = [stream_config(sample_rate=24000, avatar=avatar.avatar_id, realtime=False)]
+        x24 = np.interp(np.arange(0, len(speech), SAMPLE_RATE / 24000), np.arange(len(speech)), speech)
+        reqs += [audio_chunk(pcm16(ch)) for ch in [x24[i:i + 4800] for i in range(0, 24000, 4800)]]
+        reqs += [control("flush")]
+        header, frames, _, _ = collect(c.stream(reqs))
+    assert (header.width, header.height) == (256, 256)
+    images = [decode_frame(f.image, "jpeg") for f in frames]
+    assert all(im.shape == (256, 256, 3) for im in images) and len(images) == 30
+    assert np.abs(images[15].astype(int) - images[0]).mean() > 0.3
+
+
+def test_eight_streams_at_once_do_not_mix(server, speech):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from talkinghead.motion.stream import MotionStream
+
+    pieces = chunks(speech, 0.2)
+
+    def expected(seed):
+        ms = MotionStream(MotionOptions(seed=seed, lipsync="acoustic"))
+        out = []
+        for p in pieces:
+            out += ms.push(p)
+        out += ms.flush()
+        return np.array([f.blendshapes for f in out])
+
+    def one(seed):
+        with TalkingHeadClient(server.target, timeout=60) as c:
+            reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False,
+                                  motion=MotionOptions(seed=seed))]
+            reqs += [audio_chunk(pcm16(p)) for p in pieces] + [control("flush")]
+            frames = collect(c.stream(reqs))[1]
+            return seed, np.array([f.params.blendshapes for f in frames])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(one, range(8)))
+    for seed, got in results:
+        want = expected(seed)
+        assert got.shape == want.shape
+        assert np.abs(got - want).max() < 0.02, seed
+    assert not np.allclose(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("kind, code, words", [
+    ("no config", grpc.StatusCode.INVALID_ARGUMENT, "StreamConfig"),
+    ("long chunk", grpc.StatusCode.INVALID_ARGUMENT, "too long"),
+    ("bad rate", grpc.StatusCode.INVALID_ARGUMENT, "sample_rate"),
+    ("flood", grpc.StatusCode.RESOURCE_EXHAUSTED, "faster"),
+])
+def test_bad_streams_get_the_right_code(server, speech, kind, code, words):
+    cfg = stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=True)
+    second = audio_chunk(pcm16(speech[: SAMPLE_RATE]))
+    plans = {
+        "no config": [second],
+        "long chunk": [cfg, audio_chunk(pcm16(np.zeros(3 * SAMPLE_RATE, np.float32)))],
+        "bad rate": [stream_config(sample_rate=4000, params_only=True)],
+        "flood": [cfg] + [audio_chunk(pcm16(np.zeros(2 * SAMPLE_RATE, np.float32)))] * 20,
+    }
+    with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
+        collect(c._stream(c.stream(plans[kind])))
+    assert err.value.code == code and words in err.value.details, err.value
