@@ -280,3 +280,28 @@ def test_concurrent_calls_get_their_own_results(wav):
     with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=8))) as srv, ThreadPoolExecutor(8) as pool:
         for seed, head in pool.map(one, range(8)):
             np.testing.assert_allclose(head, expected[seed], atol=1e-4)
+
+
+def test_deadline_ends_the_call_and_frees_its_slot(wav, portrait_png):
+    with ServerThread(ServerConfig(port=0)) as srv, TalkingHeadClient(srv.target) as c:
+        with pytest.raises(ClientError) as err:
+            c.generate_all(wav, image=portrait_png, size=1024, timeout=0.5)
+        assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 2
+        while srv.running.servicer.slots.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert srv.running.servicer.slots.in_flight == 0
+
+
+def test_message_size_and_global_limits(wav):
+    limits = Limits(max_message_bytes=1 << 20, max_concurrent=1)
+    with ServerThread(ServerConfig(port=0, limits=limits)) as srv, TalkingHeadClient(srv.target) as c:
+        with pytest.raises(ClientError) as err:
+            c.create_avatar(bytes(2 << 20))
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        first = c.generate(wav, params_only=True)
+        next(first)
+        with TalkingHeadClient(srv.target) as other, pytest.raises(ClientError) as err:
+            other.generate_all(wav, params_only=True)
+        assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in err.value.details
+        assert sum(1 for _ in first) > 0

@@ -1,0 +1,117 @@
+"""`talkinghead serve` and `talkinghead client ...` as real processes: the server answers the CLI
+client, and SIGTERM lets a call in flight finish before the process exits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from speech import espeak_say
+from talkinghead.client import TalkingHeadClient
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+LINE = "Maybe we should move the boat before the storm."
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def talkinghead(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True,
+                          timeout=180, **kw)
+
+
+@pytest.fixture(scope="module")
+def wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("clisrv") / "line.wav"
+    espeak_say(LINE, "en-us", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def served():
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "--log-json", "--log-level", "info", "serve",
+                             "--port", str(port), "--token", "tok"], stderr=subprocess.PIPE, text=True)
+    target = f"127.0.0.1:{port}"
+    with TalkingHeadClient(target, timeout=3) as c:
+        for _ in range(150):
+            try:
+                if c.health() == "SERVING":
+                    break
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(0.1)
+    yield proc, target
+    proc.terminate()
+    proc.wait(30)
+
+
+def test_client_generate_writes_an_mp4_and_a_take(served, wav, tmp_path):
+    _, target = served
+    out = tmp_path / "line.mp4"
+    r = talkinghead("client", "generate", "--server", target, "--token", "tok", "--audio", str(wav),
+                    "--portrait", str(EXAMPLES / "astronaut.jpg"), "--size", "256", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    with av.open(str(out)) as c:
+        assert c.streams.video[0].codec_context.width == 256
+        assert sum(1 for _ in c.decode(video=0)) > 30
+    take = tmp_path / "take.json"
+    r = talkinghead("client", "stream", "--server", target, "--token", "tok", "--audio", str(wav),
+                    "--params-only", "--no-realtime", "-o", str(take))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(take.read_text())
+    assert len(data["blendshape_names"]) == 52 and len(data["frames"]) > 30
+
+
+def test_client_errors_are_one_line(served, wav, tmp_path):
+    _, target = served
+    r = talkinghead("client", "generate", "--server", target, "--token", "wrong", "--audio", str(wav),
+                    "--params-only", "-o", str(tmp_path / "t.json"))
+    assert r.returncode == 2 and "UNAUTHENTICATED" in r.stderr and "Traceback" not in r.stderr
+    r = talkinghead("client", "avatar", "--server", target, "--token", "tok", "--portrait", str(wav))
+    assert r.returncode == 2 and "INVALID_ARGUMENT" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_server_logs_one_json_event_per_request(served, wav, tmp_path):
+    proc, target = served
+    with TalkingHeadClient(target, token="tok", timeout=60) as c:
+        c.generate_all(wav, params_only=True)
+    # the server's stderr is JSON lines; read what is there without blocking
+    os.set_blocking(proc.stderr.fileno(), False)
+    time.sleep(0.3)
+    lines = [line for line in (proc.stderr.read() or "").splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in lines]
+    req = [e for e in events if e.get("event") == "rpc.request" and e.get("method", "").endswith("/Generate")]
+    assert req and req[-1]["status"] == "OK" and req[-1]["seconds"] > 0
+
+
+def test_sigterm_drains_a_call_in_flight_then_exits(wav):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "serve", "--port", str(port)],
+                            stderr=subprocess.DEVNULL)
+    target = f"127.0.0.1:{port}"
+    with TalkingHeadClient(target, timeout=60) as c:
+        for _ in range(150):
+            try:
+                c.health()
+                break
+            except Exception:  # noqa: BLE001
+                time.sleep(0.1)
+        responses = c.generate(wav, image=EXAMPLES / "astronaut.jpg", size=256)
+        next(responses)                                        # the call is in flight
+        proc.send_signal(signal.SIGTERM)
+        frames = sum(1 for r in responses if r.WhichOneof("payload") == "frame")
+    assert frames > 30                                         # it finished
+    assert proc.wait(30) == 0
