@@ -235,3 +235,11 @@ def test_any_sample_rate_gives_the_same_motion(speech):
     at_44k = motion_from_audio(soxr.resample(speech, 16000, 44100), 44100, MotionOptions(), TEXT)
     assert at_44k.n_frames == at_16k.n_frames
     assert np.abs(at_44k.channel("jawOpen") - at_16k.channel("jawOpen")).mean() < 0.03
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.3, 0.7])
+def test_very_short_takes_work(speech, seconds):
+    """A single word or an interjection shorter than the smoothing windows."""
+    track = motion_from_audio(speech[: int(seconds * 16000)], 16000, MotionOptions())
+    assert track.n_frames == int(np.ceil(seconds * 30 - 1e-9))
+    assert np.isfinite(track.blendshapes).all() and np.isfinite(track.head).all()

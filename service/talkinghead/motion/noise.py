@@ -34,4 +34,10 @@ def add_pulse(out: np.ndarray, times: np.ndarray, amplitude: float, onset: float
 def smooth_mask(mask: np.ndarray, fps: float, seconds: float) -> np.ndarray:
     """A 0/1 mask eased with a moving average of `seconds`, shape kept."""
     k = max(1, int(seconds * fps))
-    return np.convolve(mask.astype(float), np.ones(k) / k, mode="same")
+    # mode="same" returns max(len(mask), k) values: a take shorter than the window (a word, an
+    # interjection) must still get one value per frame, so cut the result back to the mask.
+    out = np.convolve(mask.astype(float), np.ones(k) / k, mode="same")
+    if len(out) > len(mask):
+        start = (len(out) - len(mask)) // 2
+        out = out[start:start + len(mask)]
+    return out
