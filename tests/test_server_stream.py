@@ -231,3 +231,38 @@ def test_bad_streams_get_the_right_code(server, speech, kind, code, words):
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
         collect(c._stream(c.stream(plans[kind])))
     assert err.value.code == code and words in err.value.details, err.value
+
+
+def test_stream_also_drives_a_live_link_target(server, speech):
+    """The server sends each frame's parameters to Unreal's Live Link port as it streams them."""
+    import socket
+    import struct
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    port = sock.getsockname()[1]
+    reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False,
+                          livelink_target=f"127.0.0.1:{port}", livelink_subject="NPC_07")]
+    reqs += [audio_chunk(pcm16(ch)) for ch in chunks(speech, 0.25)] + [control("flush")]
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        frames = collect(c.stream(reqs))[1]
+    packets = []
+    for _ in frames:
+        packets.append(sock.recv(2048))
+    sock.close()
+    first = packets[0]
+    assert first[0] == 6                                           # protocol version
+    n = struct.unpack(">i", first[1:5])[0]
+    m = struct.unpack(">i", first[5 + n:9 + n])[0]
+    assert first[9 + n:9 + n + m] == b"NPC_07"
+    values = struct.unpack(">61f", packets[10][-244:])
+    jaw = values[BS["jawOpen"]]
+    assert abs(jaw - frames[10].params.blendshapes[BS["jawOpen"]]) < 1e-6
+
+
+def test_live_link_to_other_hosts_needs_the_servers_permission(server):
+    reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, livelink_target="192.0.2.7:11111")]
+    with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
+        collect(c._stream(c.stream(reqs)))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--livelink-allow" in err.value.details

@@ -145,10 +145,12 @@ class TalkingHeadClient:
 
 def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, motion: MotionOptions | None = None,
                   params_only: bool = False, encoding: str = "jpeg", quality: int = 90, realtime: bool = True,
-                  size: int = 512, framing: str = "face") -> pb.StreamRequest:
+                  size: int = 512, framing: str = "face", livelink_target: str = "",
+                  livelink_subject: str = "") -> pb.StreamRequest:
     return pb.StreamRequest(config=pb.StreamConfig(
         portrait=portrait_message(avatar, image, size, framing), motion=motion_message(motion),
-        output=output_message(params_only, encoding, quality), sample_rate=sample_rate, realtime=realtime))
+        output=output_message(params_only, encoding, quality), sample_rate=sample_rate, realtime=realtime,
+        livelink_target=livelink_target, livelink_subject=livelink_subject))
 
 
 def audio_chunk(pcm16: bytes) -> pb.StreamRequest:

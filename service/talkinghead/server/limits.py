@@ -23,6 +23,9 @@ class Limits:
     max_buffered_seconds: float = 30.0  # Stream audio received but not yet played out (a flood)
     avatar_cache_bytes: int = 2 << 30
     avatar_ttl: float = 3600.0
+    # Hosts a Stream may ask the server to send Live Link UDP to ("*" = any). Loopback by
+    # default: a server that sends packets wherever a client says is a reflector for abuse.
+    livelink_allow: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
 
 
 class Slots:

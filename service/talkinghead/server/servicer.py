@@ -215,8 +215,19 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             convert.check_video_fps(options.fps)
             rig = await self._rig(cfg.portrait)
         header = convert.header(options.fps, rig.size if rig else None, cfg.output.encoding, LOOKAHEAD_S)
+        livelink = self._livelink(cfg, options.fps) if cfg.livelink_target else None
         return StreamSession(self, MotionStream(options), options.fps, cfg.sample_rate, rig, enc, quality,
-                             cfg.realtime, header)
+                             cfg.realtime, header, livelink)
+
+    def _livelink(self, cfg: pb.StreamConfig, fps: float):
+        from talkinghead.exports.livelink_udp import LiveLinkSender, parse_target
+
+        host, _ = parse_target(cfg.livelink_target)
+        allowed = self.limits.livelink_allow
+        if "*" not in allowed and host not in allowed:
+            raise OptionsError(f"this server does not send Live Link to {host!r} (allowed: {', '.join(allowed)}): "
+                               "start it with --livelink-allow HOST, or send to the server's own machine")
+        return LiveLinkSender(cfg.livelink_target, cfg.livelink_subject or "talkinghead", fps=fps)
 
 
 def pcm16_samples(data: bytes, rate: int, allowed: tuple[int, int]) -> np.ndarray:
@@ -240,7 +251,8 @@ class StreamSession:
     """
 
     def __init__(self, servicer: TalkingHeadServicer, motion, fps: float, rate: int, rig: Rig | None,
-                 enc: str, quality: int, realtime: bool, header: pb.Header) -> None:
+                 enc: str, quality: int, realtime: bool, header: pb.Header, livelink=None) -> None:
+        self.livelink = livelink               # a LiveLinkSender, or None
         self.servicer, self.motion, self.fps, self.rate, self.rig = servicer, motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
         self.limits = servicer.limits
@@ -372,6 +384,8 @@ class StreamSession:
             reader.cancel()
             with contextlib.suppress(BaseException):
                 await reader
+            if self.livelink is not None:
+                self.livelink.close()
 
     async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event) -> pb.Frame:
         index = int(round(params.t * self.fps))
@@ -379,4 +393,6 @@ class StreamSession:
         if self.rig is not None:
             image = await self.servicer._run(lambda: encode_frame(render(self.rig, params), self.enc, self.quality))
         self.sent += 1
+        if self.livelink is not None:           # the same frame, at the same moment, to Unreal
+            self.livelink.send(params, index)
         return pb.Frame(index=index, time=params.t, params=convert.face_params_msg(params), image=image, idle=idle)
