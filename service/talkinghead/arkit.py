@@ -1,7 +1,8 @@
 """The one place that names the animation channels.
 
 `BLENDSHAPE_NAMES` is ARKit's 52 face blendshapes in ARKit's order (the order of Apple's
-`ARFaceAnchor.BlendShapeLocation` documentation, also MediaPipe's order after `_neutral`).
+`ARFaceAnchor.BlendShapeLocation` documentation; MediaPipe names the same 51 (no tongueOut) plus
+`_neutral` in alphabetical order, so its scores are mapped by name, never by position).
 Every output — JSON, CSV, proto, Blender — indexes blendshapes by this tuple.
 
 `VISEMES` is the 15 Oculus/Meta viseme names (the Oculus LipSync set).
