@@ -416,7 +416,14 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
         u = frame.to_local(np.stack([xs, ys], -1).astype(np.float32))[..., 0]
         ua, ub = sorted(frame.to_local(lm[list(R.MOUTH_INNER_CORNERS), :2])[:, 0])
         rim = rim * ((u >= ua) & (u <= ub) | (inner > 0.02))
-        irisless = np.where(rim[..., None] > 0, (mouth.lip_color * 0.5).astype(np.uint8), irisless)
+        # Inside the opening: the dark of lips pressed together; on the rim (lip surface the
+        # contour missed): the lips' own colour, so sealed lips meet in one thin dark line.
+        # A squeezed opening keeps some width on the coarse warp grid, so the dark is kept to
+        # its middle (a few pixels from its edges) and the rest reads as lip.
+        depth = cv2.distanceTransform((inner > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
+        dark = np.clip((depth - 2.0) / 4.0, 0, 1)[..., None]
+        fill = mouth.lip_color * (0.9 - 0.45 * dark)
+        irisless = np.where(rim[..., None] > 0, fill.astype(np.uint8), irisless)
     rig = Rig(size=(width, height), cell=cell, image=irisless, photo=np.ascontiguousarray(picture), landmarks=lm,
               basis=expression_basis(lm), seal=seal_displacement(lm), grid_xy=grid_xy, grid_z=grid_z,
               head_mask=head_mask, spread=spread, pivot=pivot, px_per_mm=frame.s / EYE_DISTANCE_MM,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from talkinghead.arkit import BS
 from talkinghead.face import regions as R
 from talkinghead.face.expressions import FaceFrame
 from talkinghead.face.rig import Rig
@@ -189,6 +190,9 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     # A photo with its lips (nearly) together keeps its own mouth until the lips part further.
     extra = opening.sum() - (0.0 if m.photo_interior else m.open_area)
     closing = np.clip(extra / (0.0015 * now.s * now.s), 0, 1)
+    # Sealed lips (p/b/m: mouthClose = jawOpen) have no interior to show.
+    sealed = np.clip(weights[BS["mouthClose"]] / max(weights[BS["jawOpen"]], 0.05), 0, 1)
+    closing *= 1 - sealed ** 2
     rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
     rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)       # not past the corners (as the rig)
     alpha = (rim * closing)[..., None]
