@@ -243,3 +243,19 @@ def test_very_short_takes_work(speech, seconds):
     track = motion_from_audio(speech[: int(seconds * 16000)], 16000, MotionOptions())
     assert track.n_frames == int(np.ceil(seconds * 30 - 1e-9))
     assert np.isfinite(track.blendshapes).all() and np.isfinite(track.head).all()
+
+
+def test_same_input_same_output_on_any_call_in_any_thread(speech):
+    """The recogniser's decoders are reused per thread: the first call and later ones, in the
+    main thread or another, must all give the same motion."""
+    import threading
+
+    first = motion_from_audio(speech, 16000, MotionOptions(lipsync="phones"))
+    again = motion_from_audio(speech, 16000, MotionOptions(lipsync="phones"))
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("t", [motion_from_audio(speech, 16000, MotionOptions(
+        lipsync="phones")) for _ in range(2)]))
+    t.start()
+    t.join()
+    for other in [again, *out["t"]]:
+        assert np.array_equal(other.blendshapes, first.blendshapes) and other.visemes == first.visemes

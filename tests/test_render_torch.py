@@ -112,7 +112,7 @@ def test_render_frames_with_torch_yields_every_frame(rig):
     head = np.column_stack([rng.uniform(-10, 10, (n, 3)), np.zeros((n, 3))]).astype(np.float32)
     track = MotionTrack(fps=25, duration=n / 25, blendshapes=blend, head=head,
                         gaze=np.zeros((n, 4), np.float32), visemes=["aa"] * n)
-    out = list(render_frames(rig, track, backend="torch", batch=2))      # batches of 2, 2, 1
+    out = list(render_frames(rig, track, backend="torch", batch=2, watermark=None))   # batches of 2, 2, 1
     assert len(out) == n
     for i, frame in enumerate(out):
         assert frame.shape == (SIZE, SIZE, 3) and frame.dtype == np.uint8

@@ -19,6 +19,7 @@ from talkinghead.face import analyze_portrait
 from talkinghead.media import decode_frame
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
+from talkinghead.provenance import detect, mark
 from talkinghead.render import render
 from talkinghead.server import ServerConfig
 from talkinghead.server.limits import Limits
@@ -101,7 +102,9 @@ def test_generate_images_with_an_avatar_are_the_renderers_frames(client, wav, po
     track = motion_from_audio(load_audio(wav), SAMPLE_RATE, MotionOptions(seed=2))
     for i in (0, len(frames) // 2, len(frames) - 1):
         image = decode_frame(frames[i].image, "png")
-        assert np.array_equal(image, render(rig, track.frame(i)))
+        assert np.array_equal(image, mark(render(rig, track.frame(i))))   # the renderer's frame, marked
+    found = detect([decode_frame(f.image, "png") for f in frames[:30]])
+    assert found.detected and found.payload.synthetic
     jpeg = client.generate_all(wav, avatar=avatar.avatar_id, encoding="jpeg", quality=80)[1][5].image
     assert jpeg[:2] == b"\xff\xd8" and decode_frame(jpeg, "jpeg").shape == (256, 256, 3)
     client.delete_avatar(avatar.avatar_id)

@@ -59,7 +59,31 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--renderer", choices=BACKENDS, default="auto",
                    help="auto: torch on a CUDA GPU when torch is installed, else cpu (numpy + OpenCV); "
                         "torch: the batched torch renderer, on the CPU without a GPU (default auto)")
+    p.add_argument("--watermark-id", metavar="ID",
+                   help="operator id the invisible watermark carries: a number 0..4294967295, or any text "
+                        "(its 32-bit hash is carried); default 0")
+    p.add_argument("--no-watermark", action="store_true",
+                   help="do NOT mark the frames as synthetic; the video's metadata and C2PA manifest say so")
+    p.add_argument("--c2pa-cert", type=Path, metavar="PEM",
+                   help="certificate chain (signing certificate first) for the video's C2PA content credentials; "
+                        "default $TALKINGHEAD_C2PA_CERT, else a local test signer (valid, not trusted)")
+    p.add_argument("--c2pa-key", type=Path, metavar="PEM", help="the signing certificate's private key (PEM)")
     p.set_defaults(func=_cmd_render)
+
+
+def _verify_parser(sub: argparse._SubParsersAction) -> None:
+    from talkinghead.provenance.verify import VIDEO_SECONDS
+
+    p = sub.add_parser("verify", help="did a video or image come from talkinghead? watermark + C2PA check",
+                       description="Look for talkinghead's invisible watermark (with its confidence and payload) "
+                                   "and check the file's C2PA content credentials (content and validity).")
+    p.add_argument("file", type=Path, help="a video (MP4, MOV, MKV, WebM, ...) or an image (JPEG, PNG, WebP, ...)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--seconds", type=float, default=VIDEO_SECONDS,
+                   help=f"seconds of video read for the watermark (default {VIDEO_SECONDS:g})")
+    p.add_argument("--trust-anchors", type=Path, metavar="PEM",
+                   help="CA certificates whose C2PA signers count as trusted (default: none)")
+    p.set_defaults(func=_cmd_verify)
 
 
 def _livelink_parser(sub: argparse._SubParsersAction) -> None:
@@ -78,6 +102,22 @@ def _livelink_parser(sub: argparse._SubParsersAction) -> None:
                         "long; 'inf' = until Ctrl-C (default 0)")
     p.add_argument("--loop", action="store_true", help="repeat the line (and its idle) until Ctrl-C")
     p.set_defaults(func=_cmd_livelink)
+
+
+def _blender_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("blender-addon", help="build the Blender extension (.zip with its grpcio/protobuf wheels)",
+                       description="Build the talkinghead Blender extension (Blender 4.2 to 5.0): the add-on from "
+                                   "clients/blender, the gRPC stubs generated from protos/, and grpcio + protobuf "
+                                   "wheels for Python 3.11 (pip download). Install the zip with Edit > "
+                                   "Preferences > Get Extensions > Install from Disk.")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="talkinghead_blender.zip, or a folder for the unzipped extension (development)")
+    p.add_argument("--platform", action="append", metavar="PLATFORM",
+                   help="bundle wheels for this Blender platform: linux-x64, linux-arm64, windows-x64, macos-arm64, "
+                        "macos-x64 (repeat it; default: all of them)")
+    p.add_argument("--no-wheels", action="store_true",
+                   help="leave the wheels out (a Blender that already has grpcio and protobuf, or development)")
+    p.set_defaults(func=_cmd_blender_addon)
 
 
 def _motion_options(args: argparse.Namespace) -> MotionOptions:
@@ -134,6 +174,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() not in (".mp4", ".m4v"):
         raise OptionsError(f"--output must end in .mp4, not {args.output.name!r}")
     pick_backend(args.renderer)      # torch asked for but not installed: say so now, not after the analysis
+    watermark, signing = _provenance(args)
     # The portrait first: a photo with no face should fail before minutes of speech analysis.
     rig = analyze_portrait(load_portrait(args.portrait), args.size, args.framing)
     with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
@@ -143,13 +184,44 @@ def _cmd_render(args: argparse.Namespace) -> None:
         def progress(n: int) -> None:
             bar.update(20 + round(80 * n / max(track.n_frames, 1)) - bar.n)
 
-        info = render_video(rig, track, samples, rate, args.output, progress=progress, backend=args.renderer)
+        info = render_video(rig, track, samples, rate, args.output, progress=progress, backend=args.renderer,
+                            watermark=watermark, signing=signing)
     if args.contact_sheet:
         from talkinghead.render.sheet import write_take_sheet
 
         write_take_sheet(rig, track, args.contact_sheet)
     print(f"wrote {args.output}: {info.n_frames} frames at {track.fps:g} fps, {info.width}x{info.height}, "
           f"{track.duration:.2f} s")
+
+
+def _provenance(args: argparse.Namespace):
+    """(watermark payload or None, C2PA signing options) from the render options, checked now:
+    a bad id, certificate or key should fail before minutes of analysis."""
+    from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, operator_id
+    from talkinghead.provenance.c2pa_sign import SigningOptions, resolve_signer
+
+    if args.no_watermark and args.watermark_id is not None:
+        raise OptionsError("--watermark-id has no effect with --no-watermark; drop one of them")
+    watermark = None if args.no_watermark else Payload(version=DEFAULT_PAYLOAD.version,
+                                                       operator=operator_id(args.watermark_id))
+    signing = SigningOptions(cert=args.c2pa_cert, key=args.c2pa_key)
+    resolve_signer(signing)
+    return watermark, signing
+
+
+def _cmd_verify(args: argparse.Namespace) -> None:
+    import json
+
+    from talkinghead.provenance.verify import format_report, verify_file
+
+    anchors = None
+    if args.trust_anchors:
+        try:
+            anchors = args.trust_anchors.read_bytes()
+        except OSError as exc:
+            raise OptionsError(f"cannot read --trust-anchors {args.trust_anchors}: {exc.strerror or exc}") from exc
+    report = verify_file(args.file, seconds=args.seconds, trust_anchors=anchors)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
 
 
 def _cmd_livelink(args: argparse.Namespace) -> None:
@@ -176,6 +248,23 @@ def _cmd_livelink(args: argparse.Namespace) -> None:
           + (f"; {t.frames_skipped} skipped to keep real time" if t.frames_skipped else ""))
 
 
+def _cmd_blender_addon(args: argparse.Namespace) -> None:
+    import importlib.util
+
+    # The add-on and its build live in the source checkout (clients/blender), not in the package.
+    script = Path(__file__).resolve().parents[2] / "clients" / "blender" / "build_extension.py"
+    if not script.is_file():
+        raise TalkingHeadError(f"the Blender add-on's sources are not at {script.parent}: build it from a talkinghead "
+                               "source checkout (pip install -e .)")
+    spec = importlib.util.spec_from_file_location("talkinghead_blender_build", script)
+    build = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = build                     # dataclasses look their module up there
+    spec.loader.exec_module(build)
+    info = build.build(args.output, args.platform, wheels=not args.no_wheels)
+    print(f"wrote {info.output}: the extension for {', '.join(info.platforms) if info.wheels else 'any platform'}"
+          f" with {len(info.wheels)} wheels ({', '.join(info.wheels) or 'none'})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="talkinghead", description="One portrait + speech -> a talking face.")
     parser.add_argument("--version", action="version", version=__version__)
@@ -185,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     _params_parser(sub)
     _render_parser(sub)
     _livelink_parser(sub)
+    _blender_parser(sub)
+    _verify_parser(sub)
     from talkinghead import cli_service  # grpc is imported only when these commands run
 
     cli_service.add_parsers(sub, _add_motion_args, _motion_options)

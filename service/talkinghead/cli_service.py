@@ -50,6 +50,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-message-mb", type=float, default=d.max_message_bytes / 2**20,
                    help=f"largest request message (default {d.max_message_bytes / 2**20:g} MB)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get after SIGTERM (default 30)")
+    p.add_argument("--watermark-id", metavar="ID",
+                   help="operator id carried by the invisible watermark in every image served (number or text)")
     p.add_argument("--livelink-allow", action="append", metavar="HOST",
                    help="a host Streams may ask the server to send Live Link UDP to (repeatable; '*' = any; "
                         "default: this machine only)")
@@ -59,6 +61,7 @@ def _serve_parser(sub) -> None:
 def _cmd_serve(args) -> None:
     from dataclasses import replace
 
+    from talkinghead.provenance import operator_id
     from talkinghead.server.app import ServerConfig, serve
     from talkinghead.server.limits import Limits
 
@@ -66,7 +69,8 @@ def _cmd_serve(args) -> None:
         raise OptionsError("--workers, --max-concurrent and --max-per-client must be at least 1")
     limits = replace(Limits(), max_concurrent=args.max_concurrent, max_per_client=args.max_per_client,
                      max_message_bytes=int(args.max_message_mb * 2**20),
-                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow))
+                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow),
+                     watermark_operator=operator_id(args.watermark_id))
     config = ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, client_ca=args.client_ca, workers=args.workers,
                           grace_seconds=args.grace, limits=limits)

@@ -156,6 +156,11 @@ def align_transcript(samples: np.ndarray, text: str,
 
 
 def _decode(dec: Decoder, samples: np.ndarray) -> None:
+    # The live cepstral mean normalisation adapts from one utterance to the next: the same audio
+    # decoded twice on one decoder gave different phones, and a thread's first call differed from
+    # its later ones. Every utterance starts from the configured initial mean (set_cmn alone
+    # leaves the running sums behind; reinit_feat takes 0.1 ms).
+    dec.reinit_feat()
     dec.start_utt()
     dec.process_raw(pcm16(samples).tobytes(), full_utt=True)
     dec.end_utt()

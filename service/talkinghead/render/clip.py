@@ -1,7 +1,14 @@
-"""A whole take: motion track + rig -> frames, and the MP4 with the speech under them."""
+"""A whole take: motion track + rig -> frames, and the MP4 with the speech under them.
+
+Frames leave this module watermarked (provenance.watermark: invisible, robust, "synthetic,
+made by talkinghead") unless the caller turns that off explicitly with `watermark=None`; the
+rig's own `render()` stays unmarked, so its rest frame is the photo. Videos are also signed
+with C2PA content credentials after they are written.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -12,26 +19,39 @@ from talkinghead import __version__
 from talkinghead.errors import OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.media import VideoInfo, write_mp4
+from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermark_record, watermarker
+from talkinghead.provenance.c2pa_sign import DEFAULT_SIGNING, SigningOptions, resolve_signer, sign_mp4
 from talkinghead.render.cpu import render
 from talkinghead.render.device import pick_backend
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
 
+WATERMARK_TAG = "talkinghead_watermark"  # MP4 metadata key: the watermark_record as JSON
 
-def render_frames(rig: Rig, track: MotionTrack, backend: str = "cpu", batch: int = 16) -> Iterator[np.ndarray]:
+
+def render_frames(rig: Rig, track: MotionTrack, backend: str = "cpu", batch: int = 16, *,
+                  watermark: Payload | None = DEFAULT_PAYLOAD) -> Iterator[np.ndarray]:
     """One RGB frame (shape = (H, W, 3) uint8) per track frame, generated lazily. `backend`:
     "cpu", "torch" or "auto" (`device.pick_backend`); torch renders `batch` frames per call.
-    A backend that cannot run raises OptionsError here, before the first frame."""
+    `watermark`: the payload every frame's invisible watermark carries; None leaves the
+    frames unmarked (an explicit opt-out). A backend that cannot run raises OptionsError here,
+    before the first frame."""
     kind, device = pick_backend(backend)
     if batch < 1:
         raise OptionsError(f"the render batch must be at least 1 frame, not {batch}")
-    log.info("render.backend", backend=kind, device=device, batch=batch if kind == "torch" else 1)
+    log.info("render.backend", backend=kind, device=device, batch=batch if kind == "torch" else 1,
+             watermark=watermark is not None)
     if kind == "cpu":
-        return (render(rig, params) for params in track)
-    from talkinghead.render.torch_backend import TorchRenderer
+        frames = (render(rig, params) for params in track)
+    else:
+        from talkinghead.render.torch_backend import TorchRenderer
 
-    return _batches(TorchRenderer(rig, device), track, batch)
+        frames = _batches(TorchRenderer(rig, device), track, batch)
+    if watermark is None:
+        log.warning("render.watermark_off", note="frames are NOT marked as synthetic (turned off explicitly)")
+        return frames
+    return map(watermarker(watermark).mark, frames)
 
 
 def _batches(renderer, track: MotionTrack, batch: int) -> Iterator[np.ndarray]:
@@ -41,13 +61,28 @@ def _batches(renderer, track: MotionTrack, batch: int) -> Iterator[np.ndarray]:
 
 def render_video(rig: Rig, track: MotionTrack, audio: np.ndarray, audio_rate: int, path: str | Path, *,
                  progress: Callable[[int], None] | None = None, metadata: dict[str, str] | None = None,
-                 backend: str = "cpu") -> VideoInfo:
+                 backend: str = "cpu", watermark: Payload | None = DEFAULT_PAYLOAD,
+                 signing: SigningOptions | None = DEFAULT_SIGNING) -> VideoInfo:
     """Render the take (with `backend`, see `render_frames`) and write it as H.264 + AAC MP4,
     the first frame at t = 0 with the audio's first sample. `progress(n_frames_done)` after
-    every frame."""
+    every frame. `watermark`: the frames' watermark payload, None for none; the MP4's
+    `talkinghead_watermark` tag and its C2PA manifest record which. `signing`: who signs the
+    C2PA manifest (see provenance.c2pa_sign; the default signs with $TALKINGHEAD_C2PA_CERT/KEY
+    or the local test signer); None writes no manifest."""
+    # A bad certificate or key should fail now, not after minutes of rendering.
+    signer = resolve_signer(signing) if signing is not None else None
+    record = watermark_record(watermark)
     meta = {"comment": f"talkinghead {__version__}: synthetic talking face generated from one photo"}
     meta.update(metadata or {})
-    info = write_mp4(path, render_frames(rig, track, backend), track.fps, audio, audio_rate, metadata=meta,
-                     progress=progress)
-    log.info("render.video_written", path=str(path), frames=info.n_frames, fps=track.fps, size=rig.size)
+    meta[WATERMARK_TAG] = json.dumps(record, separators=(",", ":"))  # the truth, whatever `metadata` said
+    info = write_mp4(path, render_frames(rig, track, backend, watermark=watermark), track.fps, audio, audio_rate,
+                     metadata=meta, progress=progress)
+    if signer is not None:
+        try:  # signed into a temporary file that replaces the unsigned one
+            sign_mp4(info.path, info.path, signer, title=info.path.name, watermark=record, generator=__version__)
+        except BaseException:
+            info.path.unlink(missing_ok=True)  # never leave a video that claims less than it should
+            raise
+    log.info("render.video_written", path=str(path), frames=info.n_frames, fps=track.fps, size=rig.size,
+             watermark=watermark is not None, c2pa=signer is not None)
     return info

@@ -28,6 +28,7 @@ from talkinghead.face import analyze_face, build_rig, load_portrait
 from talkinghead.face.rig import Rig
 from talkinghead.media import encode_frame
 from talkinghead.motion import motion_from_audio
+from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker
 from talkinghead.render import render
 from talkinghead.server import convert
 from talkinghead.server.avatars import AvatarCache
@@ -60,6 +61,11 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
+        self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=limits.watermark_operator))
+
+    def image(self, rig: Rig, params: FaceParams, enc: str, quality: int) -> bytes:
+        """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
+        return encode_frame(self.watermark.mark(render(rig, params)), enc, quality)
 
     async def _run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -169,14 +175,13 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             yield queue.get_nowait()
         yield await task
 
-    @staticmethod
-    def _frames(rig, track, start, stop, enc, quality, cancel) -> list[pb.Frame]:
+    def _frames(self, rig, track, start, stop, enc, quality, cancel) -> list[pb.Frame]:
         out = []
         for i in range(start, stop):
             if cancel.is_set():
                 raise Cancelled()
             params = track.frame(i)
-            image = encode_frame(render(rig, params), enc, quality) if rig is not None else b""
+            image = self.image(rig, params, enc, quality) if rig is not None else b""
             out.append(pb.Frame(index=i, time=params.t, params=convert.face_params_msg(params), image=image))
         return out
 
@@ -398,7 +403,7 @@ class StreamSession:
         index = int(round(params.t * self.fps))
         image = b""
         if self.rig is not None:
-            image = await self.servicer._run(lambda: encode_frame(render(self.rig, params), self.enc, self.quality))
+            image = await self.servicer._run(self.servicer.image, self.rig, params, self.enc, self.quality)
         self.sent += 1
         if self.livelink is not None:           # the same frame, at the same moment, to Unreal
             self.livelink.send(params, index)
