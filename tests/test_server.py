@@ -308,3 +308,16 @@ def test_message_size_and_global_limits(wav):
             other.generate_all(wav, params_only=True)
         assert err.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED and "busy" in err.value.details
         assert sum(1 for _ in first) > 0
+
+
+def test_generate_with_the_torch_renderer_gives_the_same_frames(wav, portrait_png):
+    pytest.importorskip("torch")
+    frames = {}
+    for renderer in ("cpu", "torch"):
+        with ServerThread(ServerConfig(port=0, renderer=renderer)) as srv, TalkingHeadClient(srv.target) as c:
+            frames[renderer] = c.generate_all(wav, image=portrait_png, size=256, encoding="png",
+                                              motion=MotionOptions(seed=4))[1]
+    assert len(frames["cpu"]) == len(frames["torch"]) > 30
+    for a, b in zip(frames["cpu"][::10], frames["torch"][::10]):
+        diff = np.abs(decode_frame(a.image, "png").astype(int) - decode_frame(b.image, "png"))
+        assert diff.mean() < 0.05 and np.mean(diff > 1) < 0.002

@@ -44,6 +44,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     p.add_argument("--client-ca", type=Path, help="with TLS: require client certificates signed by this CA (mTLS)")
     p.add_argument("--workers", type=int, default=4, help="threads for analysis, rendering and encoding (default 4)")
+    p.add_argument("--renderer", choices=("auto", "cpu", "torch"), default="auto",
+                   help="Generate's renderer: auto = batched torch on a CUDA GPU when there is one, else cpu")
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help=f"calls at once (default {d.max_concurrent})")
     p.add_argument("--max-per-client", type=int, default=d.max_per_client,
                    help=f"calls at once per client address (default {d.max_per_client})")
@@ -73,7 +75,7 @@ def _cmd_serve(args) -> None:
                      watermark_operator=operator_id(args.watermark_id))
     config = ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, client_ca=args.client_ca, workers=args.workers,
-                          grace_seconds=args.grace, limits=limits)
+                          grace_seconds=args.grace, limits=limits, renderer=args.renderer)
     config.credentials()          # TLS mistakes now, before binding
     print(f"talkinghead serving on {args.host}:{args.port} (Ctrl-C or SIGTERM to stop)", file=sys.stderr)
     asyncio.run(serve(config))

@@ -56,8 +56,14 @@ def _client_of(context) -> str:
 
 
 class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
-    def __init__(self, limits: Limits = Limits(), workers: int = 4) -> None:
+    def __init__(self, limits: Limits = Limits(), workers: int = 4, renderer: str = "cpu") -> None:
+        from talkinghead.render.device import pick_backend
+
         self.limits = limits
+        # Generate renders RENDER_BATCH frames per trip: with the torch backend (a CUDA GPU)
+        # that is one batched warp; Stream renders frame by frame on the CPU renderer.
+        self.backend, self.device = pick_backend(renderer)
+        self._torch: dict[int, object] = {}          # id(rig) -> TorchRenderer, a few recent ones
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
@@ -176,14 +182,32 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         yield await task
 
     def _frames(self, rig, track, start, stop, enc, quality, cancel) -> list[pb.Frame]:
-        out = []
-        for i in range(start, stop):
-            if cancel.is_set():
-                raise Cancelled()
-            params = track.frame(i)
-            image = self.image(rig, params, enc, quality) if rig is not None else b""
-            out.append(pb.Frame(index=i, time=params.t, params=convert.face_params_msg(params), image=image))
-        return out
+        if cancel.is_set():
+            raise Cancelled()
+        params = [track.frame(i) for i in range(start, stop)]
+        if rig is None:
+            images = [b""] * len(params)
+        elif self.backend == "torch":
+            batch = self._torch_renderer(rig).render_batch(params)
+            images = [encode_frame(self.watermark.mark(f), enc, quality) for f in batch]
+        else:
+            images = []
+            for p in params:
+                if cancel.is_set():
+                    raise Cancelled()
+                images.append(self.image(rig, p, enc, quality))
+        return [pb.Frame(index=start + k, time=p.t, params=convert.face_params_msg(p), image=image)
+                for k, (p, image) in enumerate(zip(params, images))]
+
+    def _torch_renderer(self, rig: Rig):
+        from talkinghead.render.torch_backend import TorchRenderer
+
+        key = id(rig)
+        if key not in self._torch:
+            if len(self._torch) >= 4:                      # keep GPU memory bounded
+                self._torch.pop(next(iter(self._torch)))
+            self._torch[key] = TorchRenderer(rig, self.device)
+        return self._torch[key]
 
     # -- Stream ------------------------------------------------------------------------------
 
