@@ -185,3 +185,13 @@ def test_bad_addresses_and_online_access():
     convert.check_online_access("10.0.0.5:50051", True)
     with pytest.raises(AddonError, match="online access is off"):
         convert.check_online_access("10.0.0.5:50051", False)
+
+
+def test_blender_addon_refuses_an_output_that_is_neither_zip_nor_folder(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "addon.txt"
+    r = subprocess.run([sys.executable, "-m", "talkinghead", "blender-addon", "-o", str(out), "--no-wheels"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and ".zip" in r.stderr and not out.exists()

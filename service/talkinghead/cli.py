@@ -251,6 +251,10 @@ def _cmd_livelink(args: argparse.Namespace) -> None:
 def _cmd_blender_addon(args: argparse.Namespace) -> None:
     import importlib.util
 
+    if args.output.suffix and args.output.suffix.lower() != ".zip":
+        raise OptionsError(f"-o must be a .zip (to install) or a folder without a suffix (for development), "
+                           f"not {args.output.name!r}")
+
     # The add-on and its build live in the source checkout (clients/blender), not in the package.
     script = Path(__file__).resolve().parents[2] / "clients" / "blender" / "build_extension.py"
     if not script.is_file():
