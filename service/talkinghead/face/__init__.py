@@ -41,4 +41,4 @@ def analyze_portrait(image: np.ndarray, size: int = 512, framing: str = "face",
     `load_portrait`) -> the rig to animate it at `size` with `framing` ("face" or "full").
     Raises PortraitError when the photo has no usable face."""
     face = analyze_face(image, landmarker)
-    return build_rig(image, face.landmarks, size, framing, photo_blendshapes=face.blendshapes)
+    return build_rig(image, face.landmarks, size, framing, faces_found=face.n_faces)

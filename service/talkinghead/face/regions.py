@@ -38,9 +38,7 @@ BROW_LEFT_MID = (334, 282)
 
 NOSE_WING_RIGHT = (129, 98, 64, 48, 102)
 NOSE_WING_LEFT = (358, 327, 294, 278, 331)
-NOSE_TIP = 1
 CHIN = 152
-FOREHEAD = 10
 JAW_HINGES = (234, 454)   # face-oval points at the ears: the jaw rotates about the line through them
 
 FACE_OVAL = (10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400,

@@ -38,7 +38,6 @@ GRID_POINTS = 128        # grid points along the longer side: 4 px cells at 512
 EYE_DISTANCE_MM = 93.0   # adult outer-eye-corner distance: converts head x/y/z mm to pixels
 HEAD_CENTRE_DEPTH = 0.35  # rotation centre behind the ear line, in s (outer-eye-corner distance)
 CAMERA_DISTANCE_MM = 600.0
-DEPTH_GAIN = 2.0
 MAX_DEPTH_SLOPE = 1.5     # depth pixels per picture pixel: folds only past a 34 degree turn
 
 
@@ -59,19 +58,46 @@ class EyeRig:
     origin: tuple[int, int]
     open_area: float = 1.0
     iris_offset: tuple[float, float] = (0.0, 0.0)
-    lid_color: tuple[float, float, float] = (200.0, 160.0, 140.0)
     lash_color: tuple[float, float, float] = (60.0, 40.0, 30.0)
 
 
 @dataclass(frozen=True)
-class MouthRig:
-    """The photo's mouth: its lip gap per inner-contour pair (pixels, shape = (9,)), whether the
-    photo shows its own teeth/interior, and colours (RGB float 0..255) for a synthesized one."""
+class LipCurves:
+    """The inner lip contours in a face frame, as functions of t = 0..1 from one inner corner
+    to the other: `up(t)`, `lo(t)` give the contour's v (in s). `ua`, `span`: the corners' u."""
 
-    gap: np.ndarray
+    ua: float
+    span: float
+    tu: np.ndarray
+    vu: np.ndarray
+    tl: np.ndarray
+    vl: np.ndarray
+
+    @classmethod
+    def of(cls, frame: FaceFrame, upper: np.ndarray, lower: np.ndarray) -> "LipCurves":
+        """upper, lower: shape = (11, 2) picture pixels, corner to corner."""
+        uu, ul = frame.to_local(upper), frame.to_local(lower)
+        ua, ub = float(uu[0, 0]), float(uu[-1, 0])
+        span = ub - ua if abs(ub - ua) > 1e-6 else 1e-6
+        tu, tl = (uu[:, 0] - ua) / span, (ul[:, 0] - ua) / span
+        ou, ol = np.argsort(tu), np.argsort(tl)
+        return cls(ua, span, tu[ou], uu[ou, 1], tl[ol], ul[ol, 1])
+
+    def up(self, t: np.ndarray) -> np.ndarray:
+        return np.interp(t, self.tu, self.vu)
+
+    def lo(self, t: np.ndarray) -> np.ndarray:
+        return np.interp(t, self.tl, self.vl)
+
+
+@dataclass(frozen=True)
+class MouthRig:
+    """The photo's mouth: whether it shows its own teeth/interior, its inner lip contours
+    (`curves`, in the rig's face frame), and colours (RGB float 0..255) for a synthesized one."""
+
     photo_interior: bool
+    curves: LipCurves
     lip_color: np.ndarray
-    skin_color: np.ndarray
     teeth_color: np.ndarray
     rim: int = 3
     open_area: float = 0.0     # the photo's inner-lip opening, pixels
@@ -109,7 +135,7 @@ class Rig:
     eyes: tuple[EyeRig, EyeRig]
     mouth: MouthRig
     frame: FaceFrame
-    photo_blendshapes: np.ndarray | None = None
+    faces_found: int = 1      # faces in the photo (the largest is animated)
 
     @property
     def width(self) -> int:
@@ -343,16 +369,8 @@ def _eye(image: np.ndarray, lm: np.ndarray, upper, lower, iris) -> tuple[EyeRig,
     lash = np.percentile(roi[ring > 0], 15, axis=0) if ring.any() else roi.min((0, 1))
     out = image.copy()
     out[y0:y1, x0:x1] = np.where(rim[..., None] > 0, lash, roi).astype(np.uint8)
-    # The closed lid's skin: what lies between the crease and the brow, above the lashes.
-    up = lm[list(upper), :2].astype(np.float64)
-    lift = np.array([0.0, -1.0]) * eye_w
-    band = _polygon_mask(shape, np.concatenate([up + 0.15 * lift, (up + 0.35 * lift)[::-1]]), (x0, y0)) > 0.5
-    skin = roi[band] if band.any() else roi.reshape(-1, 3)
-    lum = skin.mean(1)
-    lid = np.median(skin[lum >= np.percentile(lum, 40)], 0)
     return EyeRig(polygon, corners, iris[0], iris_patch, radius, eyeball.astype(np.float32), (int(x0), int(y0)),
-                  float(opening.sum()), (float(offset[0]), float(offset[1])), tuple(map(float, lid)),
-                  tuple(map(float, lash))), out
+                  float(opening.sum()), (float(offset[0]), float(offset[1])), tuple(map(float, lash))), out
 
 
 def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
@@ -380,12 +398,12 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
             teeth = top.mean(0)
     rim = max(3, int(round(0.02 * frame.s)) | 1)
     area = float(_polygon_mask((H, W), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))]).sum())
-    return MouthRig(gap, photo_interior, lip_color.astype(np.float32), skin.astype(np.float32),
-                    teeth.astype(np.float32), rim, area)
+    curves = LipCurves.of(frame, lm[list(R.LIP_UPPER_INNER), :2], lm[list(R.LIP_LOWER_INNER), :2])
+    return MouthRig(photo_interior, curves, lip_color.astype(np.float32), teeth.astype(np.float32), rim, area)
 
 
 def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing: str = "face",
-              photo_blendshapes: np.ndarray | None = None) -> Rig:
+              faces_found: int = 1) -> Rig:
     """image: shape = (H, W, 3) uint8 RGB, the whole photo; landmarks: shape = (478, 3) float
     pixels of that photo (z like x). Returns the rig for `size` and `framing`."""
     picture, lm = frame_portrait(image, np.asarray(landmarks, np.float32), size, framing)
@@ -428,7 +446,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
               basis=expression_basis(lm), seal=seal_displacement(lm), grid_xy=grid_xy, grid_z=grid_z,
               head_mask=head_mask, spread=spread, pivot=pivot, px_per_mm=frame.s / EYE_DISTANCE_MM,
               eyes=(eyes[0], eyes[1]), mouth=mouth, frame=frame,
-              photo_blendshapes=photo_blendshapes)
+              faces_found=faces_found)
     for a in (rig.image, rig.photo, rig.landmarks, rig.basis, rig.seal, rig.grid_xy, rig.grid_z, rig.head_mask):
         a.setflags(write=False)
     log.info("rig.built", size=rig.size, cell=cell, grid=grid_xy.shape[:2], face_px=round(frame.s, 1),

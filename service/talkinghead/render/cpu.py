@@ -25,7 +25,7 @@ import numpy as np
 
 from talkinghead.arkit import BS
 from talkinghead.face.rig import CAMERA_DISTANCE_MM, Rig
-from talkinghead.render.layers import composite_eyes, composite_lids, composite_mouth
+from talkinghead.render.layers import composite_eyes, composite_lids, composite_mouth, seal_fraction
 from talkinghead.track import FaceParams, HeadPose
 
 INVERT_ITERATIONS = 5
@@ -33,25 +33,7 @@ DET_MIN = 0.15   # Jacobian determinant below which the map folds: a fixed-point
 YAW_RELIEF = 2.0
 PITCH_RELIEF = (1.45, 1.1)  # (chin down, chin up): a face looking down is read as turning less
 ACTIVE = 1e-4
-_JAW, _CLOSE = BS["jawOpen"], BS["mouthClose"]
 _BLINKS = [BS["eyeBlinkRight"], BS["eyeBlinkLeft"]]   # in the order of Rig.eyes
-
-
-def seal_fraction(weights: np.ndarray) -> float:
-    """How sealed the lips are, 0..1: mouthClose relative to the jaw's opening (mouthClose =
-    jawOpen is a p/b/m). Scales the closing of the photo's own lip gap."""
-    return float(np.clip(weights[_CLOSE] / max(weights[_JAW], 0.05), 0.0, 1.0))
-
-
-def head_matrix(head: HeadPose) -> np.ndarray:
-    """Rotation (3, 3) in picture axes (x right, y down, z away from the camera) for the
-    track's conventions: + yaw turns the face to the subject's left (the nose moves to +x),
-    + pitch lifts the chin (the nose moves up), + roll tilts the top to the subject's left."""
-    y, p, r = np.radians([head.yaw, head.pitch, head.roll])
-    ry = np.array([[np.cos(y), 0, -np.sin(y)], [0, 1, 0], [np.sin(y), 0, np.cos(y)]])
-    rx = np.array([[1, 0, 0], [0, np.cos(p), np.sin(p)], [0, -np.sin(p), np.cos(p)]])
-    rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
-    return rz @ rx @ ry
 
 
 @dataclass(frozen=True)

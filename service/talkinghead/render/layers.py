@@ -17,10 +17,16 @@ import numpy as np
 from talkinghead.arkit import BS
 from talkinghead.face import regions as R
 from talkinghead.face.expressions import FaceFrame
-from talkinghead.face.rig import Rig
+from talkinghead.face.rig import LipCurves, Rig
 
 _UP, _LO = list(R.LIP_UPPER_INNER), list(R.LIP_LOWER_INNER)
 _MOUTH_POLY = list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))
+
+
+def seal_fraction(weights: np.ndarray) -> float:
+    """How sealed the lips are, 0..1: mouthClose relative to the jaw's opening (mouthClose =
+    jawOpen is a p/b/m). Closes the photo's own lip gap (renderer) and hides the interior."""
+    return float(np.clip(weights[BS["mouthClose"]] / max(weights[BS["jawOpen"]], 0.05), 0.0, 1.0))
 
 
 def _roi(points: np.ndarray, pad: int, w: int, h: int) -> tuple[int, int, int, int] | None:
@@ -134,17 +140,6 @@ def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
     return float(np.max(np.hypot(*(upper[1:-1] - lower[1:-1]).T)))
 
 
-def _curves(frame: FaceFrame, upper: np.ndarray, lower: np.ndarray):
-    """Inner lip contours in the face frame: (u_left_corner, u_right_corner, f_up(t), f_lo(t)),
-    t = 0..1 from one inner corner to the other."""
-    uu, ul = frame.to_local(upper), frame.to_local(lower)
-    ua, ub = uu[0, 0], uu[-1, 0]
-    span = ub - ua if abs(ub - ua) > 1e-6 else 1e-6
-    tu, tl = (uu[:, 0] - ua) / span, (ul[:, 0] - ua) / span
-    ou, ol = np.argsort(tu), np.argsort(tl)
-    return ua, span, (lambda t: np.interp(t, tu[ou], uu[ou, 1])), (lambda t: np.interp(t, tl[ol], ul[ol, 1]))
-
-
 def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights: np.ndarray) -> None:
     """Fill the moved inner-lip opening with the mouth's interior (in place)."""
     h, w = frame.shape[:2]
@@ -156,22 +151,28 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     opening = _mask((y1 - y0, x1 - x0), poly, (x0, y0))
     if opening.max() < 0.02:
         return                                              # lips together
+    m = rig.mouth
     now = FaceFrame.of(landmarks)
-    ua, span, f_up, f_lo = _curves(now, landmarks[_UP], landmarks[_LO])
+    # How much interior shows: a photo with its lips (nearly) together keeps its own mouth until
+    # they part further; sealed lips (p/b/m: mouthClose = jawOpen) show none, only their seam.
+    extra = opening.sum() - (0.0 if m.photo_interior else m.open_area)
+    closing = np.clip(extra / (0.0015 * now.s * now.s), 0, 1) * (1 - seal_fraction(weights) ** 2)
+    if closing <= 0:
+        return
+    lips = LipCurves.of(now, landmarks[_UP], landmarks[_LO])
     ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
     uv = now.to_local(np.stack([xs, ys], -1))
-    t_raw = (uv[..., 0] - ua) / span
+    t_raw = (uv[..., 0] - lips.ua) / lips.span
     t = np.clip(t_raw, 0, 1)
-    below_upper = uv[..., 1] - f_up(t)                       # s units, >= 0 inside
-    above_lower = f_lo(t) - uv[..., 1]
+    below_upper = uv[..., 1] - lips.up(t)                    # s units, >= 0 inside
+    above_lower = lips.lo(t) - uv[..., 1]
     gap = np.maximum(below_upper + above_lower, 1e-4)
-    m = rig.mouth
     side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 3     # 1 mid-mouth, 0 at the corners
     depth = np.clip(above_lower / np.maximum(gap, 0.02), 0, 1)  # 0 at the lower lip, 1 at the upper
     cavity = m.lip_color * (0.42 - 0.17 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
     # Tongue: a low, rounded hump on the floor of the mouth behind the lower teeth, seen
     # when the jaw is well open.
-    lower_band = _photo_half_gap(rig, t) if m.photo_interior else _lower_teeth_height(t, gap)
+    lower_band = _photo_half_gap(m.curves, t) if m.photo_interior else _lower_teeth_height(t, gap)
     tongue_h = np.clip(gap * 0.3, 0, 0.06) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
     tongue = (above_lower < lower_band + tongue_h)[..., None]
     hump = np.clip((lower_band + tongue_h - above_lower) / np.maximum(tongue_h, 1e-4), 0, 1)   # 0 at its top edge
@@ -185,14 +186,7 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     else:
         out = _synth_interior(rig, out, t, side, below_upper, above_lower, gap)
     roi = frame[y0:y1, x0:x1].astype(np.float32)
-    # The opening grown by a pixel (the rig painted that rim dark), fading out as the lips
-    # meet, so sealed lips show their dark seam and not a sliver of teeth.
-    # A photo with its lips (nearly) together keeps its own mouth until the lips part further.
-    extra = opening.sum() - (0.0 if m.photo_interior else m.open_area)
-    closing = np.clip(extra / (0.0015 * now.s * now.s), 0, 1)
-    # Sealed lips (p/b/m: mouthClose = jawOpen) have no interior to show.
-    sealed = np.clip(weights[BS["mouthClose"]] / max(weights[BS["jawOpen"]], 0.05), 0, 1)
-    closing *= 1 - sealed ** 2
+    # The opening grown by the rig's rim (painted lip colour there), not past the corners.
     rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
     rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)       # not past the corners (as the rig)
     alpha = (rim * closing)[..., None]
@@ -220,22 +214,19 @@ def _lower_teeth_height(t: np.ndarray, gap: np.ndarray) -> np.ndarray:
     return 0.055 * np.clip((gap - 0.07) / 0.08, 0, 1) * np.clip(1 - ((t - 0.5) / 0.40) ** 4, 0, 1)
 
 
-def _photo_half_gap(rig: Rig, t: np.ndarray) -> np.ndarray:
-    _, _, f_up, f_lo = _curves(rig.frame, rig.landmarks[_UP], rig.landmarks[_LO])
-    return np.maximum((f_lo(t) - f_up(t)) / 2, 1e-4)
+def _photo_half_gap(curves: LipCurves, t: np.ndarray) -> np.ndarray:
+    return np.maximum((curves.lo(t) - curves.up(t)) / 2, 1e-4)
 
 
 def _photo_interior(rig, out, t, t_raw, below_upper, above_lower):
     """The photo's own interior: its upper half hangs from the upper lip, its lower half rides
     on the lower lip; a wider opening than the photo's shows cavity between them."""
-    base = rig.frame
-    lm = rig.landmarks
-    ua, span, f_up, f_lo = _curves(base, lm[_UP], lm[_LO])
-    half = _photo_half_gap(rig, t)
+    base, src_lips = rig.frame, rig.mouth.curves
+    half = _photo_half_gap(src_lips, t)
     use_upper = (below_upper <= half) & (below_upper <= above_lower)
     use_lower = (above_lower <= half) & ~use_upper
-    u_src = ua + t_raw * span                # unclipped: identity at rest, past the corners too
-    v_src = np.where(use_upper, f_up(t) + below_upper, f_lo(t) - above_lower)
+    u_src = src_lips.ua + t_raw * src_lips.span   # unclipped: identity at rest, past the corners too
+    v_src = np.where(use_upper, src_lips.up(t) + below_upper, src_lips.lo(t) - above_lower)
     src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
     sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)

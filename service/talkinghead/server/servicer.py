@@ -17,14 +17,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import AsyncIterator, Callable
 
-import grpc
 import numpy as np
 import soxr
 import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
-from talkinghead.face import analyze_face, build_rig, load_portrait
+from talkinghead.face import analyze_portrait, load_portrait
 from talkinghead.face.rig import Rig
 from talkinghead.media import encode_frame
 from talkinghead.motion import motion_from_audio
@@ -78,24 +77,21 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
 
     # -- avatars -----------------------------------------------------------------------------
 
-    def _analyze(self, req: pb.CreateAvatarRequest) -> tuple[Rig, int]:
+    def _analyze(self, req: pb.CreateAvatarRequest) -> Rig:
         if not req.image:
             raise PortraitError("the portrait image is empty (0 bytes): send the bytes of a JPEG or PNG photo")
         if len(req.image) > self.limits.max_image_bytes:
             raise LimitError(f"the portrait is {len(req.image) / 1e6:.1f} MB, over the server's limit of "
                              f"{self.limits.max_image_bytes / 1e6:.0f} MB: send a smaller JPEG")
-        image = load_portrait(bytes(req.image))
-        face = analyze_face(image)
-        rig = build_rig(image, face.landmarks, req.size or convert.DEFAULT_SIZE, convert.framing(req.framing),
-                        photo_blendshapes=face.blendshapes)
-        return rig, face.n_faces
+        return analyze_portrait(load_portrait(bytes(req.image)), req.size or convert.DEFAULT_SIZE,
+                                convert.framing(req.framing))
 
     async def CreateAvatar(self, request, context):
         try:
-            rig, n_faces = await self._run(self._analyze, request)
+            rig = await self._run(self._analyze, request)
             avatar_id, ttl = self.avatars.put(rig, request.ttl_seconds)
             return pb.Avatar(avatar_id=avatar_id, width=rig.width, height=rig.height, ttl_seconds=int(ttl),
-                             faces_found=n_faces)
+                             faces_found=rig.faces_found)
         except TalkingHeadError as exc:
             await context.abort(code_for(exc), str(exc))
 
@@ -111,7 +107,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         if which == "avatar_id":
             return self.avatars.get(portrait.avatar_id)
         if which == "inline":
-            return (await self._run(self._analyze, portrait.inline))[0]
+            return await self._run(self._analyze, portrait.inline)
         raise PortraitError("no portrait in the request: set portrait.avatar_id (from CreateAvatar) or "
                             "portrait.inline, or ask for output.params_only")
 
