@@ -29,16 +29,14 @@ _USER = tempfile.mkdtemp(prefix="talkinghead_blender_user_")
 os.environ["BLENDER_USER_RESOURCES"] = _USER
 bpy = pytest.importorskip("bpy")
 
-from grpc_server import ServerThread  # noqa: E402
-from speech import espeak_say  # noqa: E402
+import blender_fixtures  # noqa: E402
+import mathutils  # noqa: E402  (ships with the bpy wheel)
+from blender_fixtures import TOKEN, reference  # noqa: E402
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS  # noqa: E402
-from talkinghead.client import TalkingHeadClient  # noqa: E402
-from talkinghead.motion.options import MotionOptions  # noqa: E402
-from talkinghead.server import ServerConfig  # noqa: E402
 
-TOKEN = "s3cret"
-LINE = "Bob bought a map of the big palm park."
 BLENDER_SCRIPTS = Path(bpy.utils.system_resource("SCRIPTS"))         # where blender_ext.py ships
+
+server, wav = blender_fixtures.server, blender_fixtures.wav          # the shared fixtures
 
 
 @pytest.fixture(scope="session")
@@ -57,19 +55,6 @@ def blender(tmp_path_factory):
     yield SimpleNamespace(zip=out, name=name, ops=importlib.import_module(name + ".ops"),
                           prefs=bpy.context.preferences.addons[name].preferences)
     shutil.rmtree(_USER, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ServerThread(ServerConfig(port=0, token=TOKEN)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def wav(tmp_path_factory):
-    path = tmp_path_factory.mktemp("speech") / "line.wav"
-    espeak_say(LINE, "en-us", path)
-    return path
 
 
 @pytest.fixture()
@@ -134,9 +119,9 @@ def run_ticks(ops, seconds: float, until=None) -> None:
         time.sleep(1 / 60)
 
 
-def reference(server, wav, fps: float, seed: int = 0):
-    with TalkingHeadClient(server.target, token=TOKEN) as c:
-        return c.generate_all(wav, params_only=True, motion=MotionOptions(fps=fps, seed=seed, lipsync="acoustic"))[1]
+def all_strips(sc) -> list:
+    se = sc.sequence_editor
+    return list(se.strips_all if hasattr(se, "strips_all") else se.sequences_all)      # 5.0 dropped sequences
 
 
 # -- packaging --------------------------------------------------------------------------------
@@ -258,7 +243,7 @@ def test_bake_keys_every_channel_with_the_servers_values_and_adds_the_sound(blen
         h = frames[i].params.head
         # The head bone points up with roll 0, so its own axes are the canonical ones: yaw about
         # +Y, pitch about -X, roll about -Z; mathutils, independently of the add-on's maths.
-        want = bpy.types.Object.bl_rna and __import__("mathutils").Euler(
+        want = mathutils.Euler(
             (math.radians(-h.pitch), math.radians(h.yaw), math.radians(-h.roll)), 'ZXY').to_quaternion()
         got = [fcurves[('pose.bones["head"].rotation_quaternion', c)].evaluate(10 + i) for c in range(4)]
         assert min(np.abs(np.subtract(got, want)).max(), np.abs(np.add(got, want)).max()) < 1e-5
@@ -278,8 +263,7 @@ def test_bake_keys_every_channel_with_the_servers_values_and_adds_the_sound(blen
     look = head.inverted() @ rig.pose.bones["eye.L"].matrix.col[1].to_3d()
     assert abs(gaze[j]) > 0.3 and np.sign(look[0]) == np.sign(gaze[j])
 
-    strips = [st for st in (scene.sequence_editor.strips_all if hasattr(scene.sequence_editor, "strips_all")
-                            else scene.sequence_editor.sequences_all)]
+    strips = all_strips(scene)
     assert len(strips) == 1 and strips[0].type == 'SOUND' and int(strips[0].frame_start) == 10
     assert Path(bpy.path.abspath(strips[0].sound.filepath)) == wav
     assert scene.frame_end >= 10 + n - 1
@@ -338,9 +322,7 @@ def test_image_bake_writes_a_sequence_that_loads_on_a_plane(blender, scene, port
     assert px.reshape(-1, 4)[:, :3].std() > 0.1
     first = cv2.imread(str(files[0])).astype(int)
     assert np.abs(cv2.imread(str(files[len(files) // 2])).astype(int) - first).mean() > 0.3   # it moves
-    strips = scene.sequence_editor.strips_all if hasattr(scene.sequence_editor, "strips_all") else \
-        scene.sequence_editor.sequences_all
-    assert [int(st.frame_start) for st in strips if st.type == 'SOUND'] == [5]
+    assert [int(st.frame_start) for st in all_strips(scene) if st.type == 'SOUND'] == [5]
 
 
 def test_live_image_mode_paints_the_planes_image(blender, scene, portrait):
@@ -459,9 +441,7 @@ def test_the_panels_draw_only_what_exists(blender, scene):
         status.running, status.error = busy, error
         for cls in panel.CLASSES:
             if issubclass(cls, bpy.types.Panel) and (not hasattr(cls, "poll") or cls.poll(bpy.context)):
-                helpers = {k: getattr(cls, k) for k in ("_bone",) if hasattr(cls, k)}
-                me = SimpleNamespace(layout=FakeLayout(drawn), **helpers)
-                cls.draw(me, bpy.context)
+                cls.draw(SimpleNamespace(layout=FakeLayout(drawn)), bpy.context)
         item = s.mapping[0]
         panel.TALKINGHEAD_UL_mapping.draw_item(None, bpy.context, FakeLayout(drawn), s, item, 0, s, "mapping_index")
     status.running, status.error = False, ""

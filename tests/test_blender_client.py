@@ -9,19 +9,15 @@ import subprocess
 import sys
 import time
 
+import blender_fixtures
 import cv2
 import numpy as np
 import pytest
+from blender_fixtures import TOKEN, reference
 from skimage import data
+from talkinghead.arkit import BS
 
-from grpc_server import ServerThread
-from speech import espeak_say
-from talkinghead.client import TalkingHeadClient
-from talkinghead.motion.options import MotionOptions
-from talkinghead.server import ServerConfig
-
-LINE = "Bob bought a map of the big palm park."
-TOKEN = "s3cret"
+server, wav = blender_fixtures.server, blender_fixtures.wav          # the shared fixtures
 
 
 @pytest.fixture(scope="module")
@@ -33,19 +29,6 @@ def addon(tmp_path_factory):
     sys.path.insert(0, str(root))
     yield root, importlib.import_module("th_addon.client")
     sys.path.remove(str(root))
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ServerThread(ServerConfig(port=0, token=TOKEN)) as srv:
-        yield srv
-
-
-@pytest.fixture(scope="module")
-def wav(tmp_path_factory):
-    path = tmp_path_factory.mktemp("speech") / "line.wav"
-    espeak_say(LINE, "en-us", path)
-    return path
 
 
 def messages(job, timeout=60.0):
@@ -80,8 +63,7 @@ def test_bake_job_gets_the_servers_parameters(addon, server, wav):
     kinds = [m.kind for m in got]
     assert kinds[-1] == "done" and "progress" in kinds
     take = got[-1].data.take
-    with TalkingHeadClient(server.target, token=TOKEN) as c:
-        _, frames, _ = c.generate_all(wav, params_only=True, motion=MotionOptions(fps=24, seed=4, lipsync="acoustic"))
+    frames = reference(server, wav, 24, seed=4)
     assert take.fps == 24 and take.n_frames == len(frames)
     np.testing.assert_allclose(take.blendshapes, [f.params.blendshapes for f in frames], atol=1e-7)
     np.testing.assert_allclose(take.head[:, :3], [[f.params.head.yaw, f.params.head.pitch, f.params.head.roll]
@@ -119,18 +101,12 @@ def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
         assert m.kind != "error", m.data
     assert 25 <= len(frames) <= 55                                       # paced to real time: ~45 in 1.5 s
     assert any(not f.idle for f in frames) and frames[-1].take.n_frames == 1
-    jaw = max(f.take.blendshapes[0, convert_index("jawOpen")] for f in frames)
+    jaw = max(f.take.blendshapes[0, BS["jawOpen"]] for f in frames)
     assert jaw > 0.15
     t1 = time.monotonic()
     job.cancel()
     assert job.join(1.0) and time.monotonic() - t1 < 1.0
     assert messages(job)[-1].kind == "cancelled"
-
-
-def convert_index(name: str) -> int:
-    from talkinghead.arkit import BS
-
-    return BS[name]
 
 
 @pytest.mark.parametrize("case, words", [("down", "cannot reach"), ("token", "refused the token"),

@@ -240,7 +240,10 @@ class BakeJob(Job):
                                     encoding=IMAGE_ENCODINGS[self.image_format], jpeg_quality=95))
         call = self._track(stub.Generate(request, metadata=self.metadata, timeout=self.settings.timeout))
         builder, header, files, summary = None, None, [], None
-        folder = self._prepare_folder() if self.portrait else None
+        folder = written = None                # written: where the service's frames go (source/ if resampled)
+        if self.portrait:
+            folder = self._prepare_folder()
+            written = folder if self._same_rate() else folder / "source"
         for msg in call:
             which = msg.WhichOneof("payload")
             if which == "header":
@@ -252,7 +255,7 @@ class BakeJob(Job):
             elif which == "frame":
                 builder.add(msg.frame)
                 if folder is not None:
-                    files.append(self._write_image(folder, len(files), msg.frame.image))
+                    files.append(self._write_image(written, len(files), msg.frame.image))
                 n = len(builder)
                 if n % 10 == 0:
                     frac = 0.2 + 0.8 * min(n / self.expected_frames, 0.99) if self.expected_frames else 0.2
@@ -272,15 +275,15 @@ class BakeJob(Job):
             folder.mkdir(parents=True, exist_ok=True)
             for old in list(folder.glob(SEQUENCE_PREFIX + "*")) + list((folder / "source").glob("*")):
                 old.unlink()
+            if not self._same_rate():
+                (folder / "source").mkdir(exist_ok=True)       # the service's frames, before resampling
         except OSError as exc:
             raise AddonError(f"cannot write the image sequence to {folder}: {exc.strerror}; choose another "
                              "output folder") from exc
         return folder
 
     def _write_image(self, folder: Path, i: int, data: bytes) -> str:
-        sub = folder if self._same_rate() else folder / "source"
-        sub.mkdir(exist_ok=True)
-        path = sub / f"{SEQUENCE_PREFIX}{i + 1:06d}{EXTENSIONS[self.image_format]}"
+        path = folder / f"{SEQUENCE_PREFIX}{i + 1:06d}{EXTENSIONS[self.image_format]}"
         try:
             path.write_bytes(data)
         except OSError as exc:

@@ -279,14 +279,11 @@ def start(kind: str, context) -> Session:
     if kind == "live":
         portrait = _portrait(s) if rig is None else None
         job = client.LiveJob(settings, choice.path, _motion(s, fps), portrait=portrait)
-    elif rig is not None:
-        job = client.BakeJob(settings, Path(choice.path).read_bytes(), _motion(s, fps), transcript=s.transcript,
-                             expected_seconds=audio.duration_seconds(choice.path))
     else:
+        image = {} if rig is not None else {"portrait": _portrait(s), "image_dir": _output_dir(s, choice.name),
+                                            "image_format": s.image_format, "scene_fps": _scene_fps(scene)}
         job = client.BakeJob(settings, Path(choice.path).read_bytes(), _motion(s, fps), transcript=s.transcript,
-                             portrait=_portrait(s), image_dir=_output_dir(s, choice.name),
-                             image_format=s.image_format, scene_fps=_scene_fps(scene),
-                             expected_seconds=audio.duration_seconds(choice.path))
+                             expected_seconds=audio.duration_seconds(choice.path), **image)
     _session = Session(kind, job, scene, choice, rig)
     st = status(context)
     st.running, st.job, st.stage, st.progress, st.message, st.error = True, kind, "connecting", 0.0, "", ""
@@ -440,9 +437,11 @@ CLASSES = (TALKINGHEAD_OT_bake, TALKINGHEAD_OT_live, TALKINGHEAD_OT_stop, TALKIN
            TALKINGHEAD_OT_clear_mapping)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
+
+
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.app.handlers.load_pre.append(_on_load)
 
 
@@ -450,5 +449,4 @@ def unregister() -> None:
     stop()
     if _on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_on_load)
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()

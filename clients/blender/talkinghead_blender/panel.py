@@ -32,6 +32,35 @@ class _Sidebar:
     bl_category = "talkinghead"
 
 
+class _Subpanel(_Sidebar):
+    bl_parent_id = "TALKINGHEAD_PT_main"
+
+
+class _ModeSubpanel(_Subpanel):
+    """Shown only in one mode (scene.talkinghead.mode)."""
+
+    settings_mode = ""
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.talkinghead.mode == cls.settings_mode
+
+
+def _settings_layout(panel, context):
+    """The panel's layout (property split) and the scene's talkinghead settings."""
+    layout = panel.layout
+    layout.use_property_split = True
+    return layout, context.scene.talkinghead
+
+
+def _bone(layout, s, prop, arm) -> None:
+    """A bone-name field: a search over the armature's bones when there is one."""
+    if arm is not None:
+        layout.prop_search(s, prop, arm, "bones")
+    else:
+        layout.prop(s, prop)
+
+
 class TALKINGHEAD_PT_main(_Sidebar, bpy.types.Panel):
     bl_label = "talkinghead"
 
@@ -77,14 +106,11 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines + ([line] if line else [])
 
 
-class TALKINGHEAD_PT_audio(_Sidebar, bpy.types.Panel):
+class TALKINGHEAD_PT_audio(_Subpanel, bpy.types.Panel):
     bl_label = "Audio"
-    bl_parent_id = "TALKINGHEAD_PT_main"
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        s = context.scene.talkinghead
+        layout, s = _settings_layout(self, context)
         layout.prop(s, "audio_source", expand=True)
         if s.audio_source == 'FILE':
             layout.prop(s, "audio_file", text="File")
@@ -98,18 +124,12 @@ class TALKINGHEAD_PT_audio(_Sidebar, bpy.types.Panel):
         layout.prop(s, "transcript")
 
 
-class TALKINGHEAD_PT_character(_Sidebar, bpy.types.Panel):
+class TALKINGHEAD_PT_character(_ModeSubpanel, bpy.types.Panel):
     bl_label = "Character"
-    bl_parent_id = "TALKINGHEAD_PT_main"
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene.talkinghead.mode == 'CHARACTER'
+    settings_mode = 'CHARACTER'
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        s = context.scene.talkinghead
+        layout, s = _settings_layout(self, context)
         layout.prop(s, "mesh")
         layout.prop(s, "prefix")
         row = layout.row(align=True)
@@ -122,49 +142,33 @@ class TALKINGHEAD_PT_character(_Sidebar, bpy.types.Panel):
         layout.prop(s, "head_target")
         arm = s.armature.data if s.armature is not None else None
         if s.head_target == 'BONE':
-            self._bone(layout, s, "head_bone", arm)
+            _bone(layout, s, "head_bone", arm)
         elif s.head_target == 'OBJECT':
             layout.prop(s, "head_object")
-        self._bone(layout, s, "eye_left_bone", arm)
-        self._bone(layout, s, "eye_right_bone", arm)
+        _bone(layout, s, "eye_left_bone", arm)
+        _bone(layout, s, "eye_right_bone", arm)
         layout.prop(s, "use_head_location")
         col = layout.column(align=True)
         col.prop(s, "forward_axis")
         col.prop(s, "up_axis")
 
-    @staticmethod
-    def _bone(layout, s, prop, arm):
-        if arm is not None:
-            layout.prop_search(s, prop, arm, "bones")
-        else:
-            layout.prop(s, prop)
 
-
-class TALKINGHEAD_PT_image(_Sidebar, bpy.types.Panel):
+class TALKINGHEAD_PT_image(_ModeSubpanel, bpy.types.Panel):
     bl_label = "Portrait plane"
-    bl_parent_id = "TALKINGHEAD_PT_main"
-
-    @classmethod
-    def poll(cls, context):
-        return context.scene.talkinghead.mode == 'IMAGE'
+    settings_mode = 'IMAGE'
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        s = context.scene.talkinghead
+        layout, s = _settings_layout(self, context)
         for prop in ("portrait", "image_size", "framing", "image_format", "output_dir", "plane"):
             layout.prop(s, prop)
 
 
-class TALKINGHEAD_PT_motion(_Sidebar, bpy.types.Panel):
+class TALKINGHEAD_PT_motion(_Subpanel, bpy.types.Panel):
     bl_label = "Motion"
-    bl_parent_id = "TALKINGHEAD_PT_main"
     bl_options = {'DEFAULT_CLOSED'}
 
     def draw(self, context):
-        layout = self.layout
-        layout.use_property_split = True
-        s = context.scene.talkinghead
+        layout, s = _settings_layout(self, context)
         for prop in ("seed", "expressiveness", "head_motion", "blink_rate", "emotion", "emotion_intensity",
                      "gaze", "lipsync"):
             layout.prop(s, prop)
@@ -173,12 +177,4 @@ class TALKINGHEAD_PT_motion(_Sidebar, bpy.types.Panel):
 CLASSES = (TALKINGHEAD_UL_mapping, TALKINGHEAD_PT_main, TALKINGHEAD_PT_audio, TALKINGHEAD_PT_character,
            TALKINGHEAD_PT_image, TALKINGHEAD_PT_motion)
 
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -111,9 +111,11 @@ class TALKINGHEAD_PG_status(bpy.types.PropertyGroup):
 CLASSES = (TALKINGHEAD_PG_mapping_item, TALKINGHEAD_PG_settings, TALKINGHEAD_PG_status)
 
 
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(CLASSES)
+
+
 def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
+    _register_classes()
     bpy.types.Scene.talkinghead = PointerProperty(type=TALKINGHEAD_PG_settings)
     bpy.types.WindowManager.talkinghead_status = PointerProperty(type=TALKINGHEAD_PG_status)
 
@@ -121,5 +123,4 @@ def register() -> None:
 def unregister() -> None:
     del bpy.types.WindowManager.talkinghead_status
     del bpy.types.Scene.talkinghead
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+    _unregister_classes()
