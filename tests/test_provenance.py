@@ -9,10 +9,10 @@ certificate chain made here and signed into the MP4 by c2pa-python.
 from __future__ import annotations
 
 import datetime
-import io
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from skimage import data
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.errors import MediaError, OptionsError
 from talkinghead.face import analyze_portrait
+from talkinghead.media import write_mp4
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker, detect, mark, operator_id
@@ -52,20 +53,10 @@ PAYLOAD = Payload(synthetic=True, version="0.1.0", operator=operator_id("studio-
 def encode(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
     """frames -> H.264 at `crf` (x264's default preset, as ffmpeg re-encodes) -> RGB frames."""
     h, w = (s - s % 2 for s in frames[0].shape[:2])
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as c:
-        st = c.add_stream("libx264", rate=FPS, options={"crf": str(crf), "preset": "medium"})
-        st.width, st.height, st.pix_fmt = w, h, "yuv420p"
-        for i, f in enumerate(frames):
-            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f[:h, :w]), format="rgb24")
-            vf.pts = i
-            for p in st.encode(vf.reformat(w, h, "yuv420p", dst_colorspace="itu709")):
-                c.mux(p)
-        for p in st.encode(None):
-            c.mux(p)
-    buf.seek(0)
-    with av.open(buf) as c:
-        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        write_mp4(path, (f[:h, :w] for f in frames), FPS, None, 0, crf=crf, preset="medium")
+        return decode(path)
 
 
 def decode(path: Path) -> list[np.ndarray]:

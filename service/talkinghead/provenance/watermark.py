@@ -174,7 +174,8 @@ class Watermarker:
 
     def __init__(self, payload: Payload, cache_sizes: int = 8) -> None:
         self.payload = payload
-        self._code = pl.encode(pl.pack(payload))
+        code = pl.encode(pl.pack(payload))
+        self._tiles = [_tile(key, code) for key in _keys()]  # per payload; only their resampling is per size
         self._patterns: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._cache_sizes = cache_sizes
         self._lock = threading.Lock()
@@ -188,8 +189,8 @@ class Watermarker:
                 self._patterns.move_to_end((height, width))
                 return hit
         total = np.zeros((height, width, 3), np.float32)
-        for comp, key in zip(COMPONENTS, _keys()):
-            total += _field(_tile(key, self._code), height, width)[..., None] * (
+        for comp, tile in zip(COMPONENTS, self._tiles):
+            total += _field(tile, height, width)[..., None] * (
                 comp.amplitude * np.asarray(comp.rgb, np.float32))
         off = np.rint(total).astype(np.int16)
         pair = (np.clip(off, 0, 255).astype(np.uint8), np.clip(-off, 0, 255).astype(np.uint8))
