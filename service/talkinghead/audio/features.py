@@ -66,7 +66,7 @@ def analyze(samples: np.ndarray) -> SpeechFeatures:
     loudness = _relative_loudness(rms_db, speech)
     nuclei, strength = _syllable_nuclei(rms_db, f0, speech)
     accents = _pitch_accents(nuclei, strength, f0)
-    return SpeechFeatures(rms_db, speech, f0, f1, f2, _hf_ratio(frames), loudness, nuclei, strength, accents)
+    return SpeechFeatures(rms_db, speech, f0, f1, f2, hf_ratio(frames), loudness, nuclei, strength, accents)
 
 
 def _voice_activity(samples: np.ndarray, rms_db: np.ndarray) -> np.ndarray:
@@ -107,7 +107,8 @@ def _formants(sound: parselmouth.Sound, n: int, voiced: np.ndarray) -> tuple[np.
     return f1, f2
 
 
-def _hf_ratio(frames: np.ndarray) -> np.ndarray:
+def hf_ratio(frames: np.ndarray) -> np.ndarray:
+    """Share of each frame's energy above 3.5 kHz (fricatives), frames: shape = (n, samples)."""
     spec = np.abs(np.fft.rfft(frames * np.hanning(frames.shape[1]), axis=1)) ** 2
     freqs = np.fft.rfftfreq(frames.shape[1], 1 / SAMPLE_RATE)
     return spec[:, freqs > 3500].sum(1) / (spec.sum(1) + 1e-12)

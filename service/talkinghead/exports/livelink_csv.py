@@ -123,7 +123,7 @@ def parse_timecode(text: str) -> tuple[int, int, int, float]:
     return h, m, s, frame
 
 
-def _rotation_columns(head: np.ndarray, gaze: np.ndarray) -> np.ndarray:
+def rotation_columns(head: np.ndarray, gaze: np.ndarray) -> np.ndarray:
     """Our degrees (n,6)/(n,4) -> the app's 9 rotation columns in radians, (n, 9)."""
     rad = np.deg2rad
     n = head.shape[0]
@@ -138,8 +138,8 @@ def _rotation_columns(head: np.ndarray, gaze: np.ndarray) -> np.ndarray:
     return out  # eye roll columns stay 0: we do not model eye torsion
 
 
-def _from_rotation_columns(rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of `_rotation_columns`: (n, 9) radians -> head (n,6) and gaze (n,4) in degrees."""
+def from_rotation_columns(rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `rotation_columns`: (n, 9) radians -> head (n,6) and gaze (n,4) in degrees."""
     deg = np.rad2deg
     n = rot.shape[0]
     head = np.zeros((n, 6), dtype=np.float64)
@@ -157,7 +157,7 @@ def _from_rotation_columns(rot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _rows(track: MotionTrack) -> Iterable[list[str]]:
     order = [BLENDSHAPE_NAMES.index(_APP_ORDER_SWAPS.get(n, n)) for n in BLENDSHAPE_NAMES]  # ARKit -> app order
     bs = np.asarray(track.blendshapes, dtype=np.float64)[:, order]
-    rot = _rotation_columns(np.asarray(track.head, np.float64), np.asarray(track.gaze, np.float64))
+    rot = rotation_columns(np.asarray(track.head, np.float64), np.asarray(track.gaze, np.float64))
     values = np.concatenate([bs, rot], axis=1)
     if not np.all(np.isfinite(values)):
         raise ExportError(
@@ -282,7 +282,7 @@ def read_livelink_csv(path: str | os.PathLike[str], fps: float | None = None) ->
             source[i] = source[i - 1]
     grid = values[source]
 
-    head, gaze = _from_rotation_columns(grid[:, len(BLENDSHAPE_NAMES):])
+    head, gaze = from_rotation_columns(grid[:, len(BLENDSHAPE_NAMES):])
     return MotionTrack(
         fps=fps,
         duration=n / fps,

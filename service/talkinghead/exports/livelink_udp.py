@@ -105,7 +105,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import ExportError, OptionsError
 
 # One rotation conversion for the CSV take and the stream (see the module docstring).
-from talkinghead.exports.livelink_csv import LLF_ROTATION_COLUMNS, _rotation_columns
+from talkinghead.exports.livelink_csv import ARKIT_TO_LLF, LLF_ROTATION_COLUMNS, rotation_columns
 from talkinghead.motion.options import MotionOptions
 from talkinghead.track import FaceParams, MotionTrack
 
@@ -114,7 +114,7 @@ log = structlog.get_logger(__name__)
 LIVE_LINK_PORT = 11111  # Unreal's default (UAppleARKitSettings.LiveLinkPublishingPort) and the app's
 PACKET_VERSION = 6
 #: The 61 curve names in packet order: Unreal's EARFaceBlendShape names (ARKit order, capitalised).
-UDP_CURVE_NAMES: tuple[str, ...] = tuple(n[0].upper() + n[1:] for n in BLENDSHAPE_NAMES) + LLF_ROTATION_COLUMNS
+UDP_CURVE_NAMES: tuple[str, ...] = tuple(ARKIT_TO_LLF[n] for n in BLENDSHAPE_NAMES) + LLF_ROTATION_COLUMNS
 CURVE_COUNT = len(UDP_CURVE_NAMES)
 assert CURVE_COUNT == 61
 MAX_NAME_BYTES = 256  # per name, UTF-8 bytes (Epic's budget: 256 TCHARs each)
@@ -224,7 +224,7 @@ def track_curves(track: MotionTrack) -> np.ndarray:
     Raises ExportError for NaN or infinite values.
     """
     bs = np.clip(np.asarray(track.blendshapes, np.float64), 0.0, 1.0)
-    rot = _rotation_columns(np.asarray(track.head, np.float64), np.asarray(track.gaze, np.float64))
+    rot = rotation_columns(np.asarray(track.head, np.float64), np.asarray(track.gaze, np.float64))
     values = np.concatenate([bs, rot], axis=1)
     if not np.all(np.isfinite(values)):
         raise ExportError("the face parameters contain NaN or infinite values and cannot be sent; "

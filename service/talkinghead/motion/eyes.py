@@ -152,7 +152,7 @@ def eye_motion(n_frames: int, fps: float, speaking: np.ndarray, options: MotionO
     base = _gaze_path(t, fps, aversions, rng)              # (n, 2) yaw, pitch shared by both eyes
     pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
     gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
-    shapes = _eye_blendshapes(gaze, lid_left, lid_right, base[:, 1])
+    shapes = eye_blendshapes(gaze, lid_left, lid_right, base[:, 1])
     return EyeMotion(shapes.astype(np.float32), gaze.astype(np.float32), blink.astype(np.float32))
 
 
@@ -243,7 +243,7 @@ def _sync_blinks_to_gaze_shifts(peaks: np.ndarray, shift_times: np.ndarray) -> n
     return peaks
 
 
-def _lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np.ndarray:
+def lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np.ndarray:
     """Closure 0..1 at dt seconds from the blink peak (closed from dt = 0 to dt = hold).
 
     Closing is a smoothstep. Opening is (1-u)^3 (1+3u): zero slope at both ends and peak speed a
@@ -267,7 +267,7 @@ def _blink_curves(t: np.ndarray, peaks: np.ndarray,
         weaker = 1.0 - abs(rng.normal(0.0, BLINK_ASYMMETRY))
         amp_left, amp_right = (weaker, 1.0) if rng.uniform() < 0.5 else (1.0, weaker)
         lo, hi = np.searchsorted(t, [peak - close, peak + hold + opening])
-        c = _lid_closure(t[lo:hi] - peak, close, hold, opening)
+        c = lid_closure(t[lo:hi] - peak, close, hold, opening)
         # Overlapping blinks (double blinks) take the more closed lid, not the sum.
         blink[lo:hi] = np.maximum(blink[lo:hi], c)
         left[lo:hi] = np.maximum(left[lo:hi], amp_left * c)
@@ -287,7 +287,7 @@ def _turn_onsets(speaking: np.ndarray, fps: float) -> np.ndarray:
     return starts[gaps >= TURN_GAP_S * fps] if len(starts) else starts
 
 
-def _aversion_target(style: GazeStyle, rng: np.random.Generator) -> tuple[float, float]:
+def aversion_target(style: GazeStyle, rng: np.random.Generator) -> tuple[float, float]:
     """(yaw, pitch) degrees of one look-away: sideways, down-sideways, down or (wander) up-sideways."""
     amplitude = rng.uniform(*style.amplitude_deg)
     kind = rng.uniform()
@@ -321,7 +321,7 @@ def _schedule_aversions(speaking: np.ndarray, fps: float, style: GazeStyle,
         if start < free_at:
             continue
         hold = float(np.clip(rng.lognormal(np.log(style.hold_median_s), 0.4), *style.hold_s))
-        yaw, pitch = _aversion_target(style, rng)
+        yaw, pitch = aversion_target(style, rng)
         aversions.append(_Aversion(float(start), float(start) + hold, yaw, pitch))
         free_at = start + hold + style.min_gap_s
     return aversions
@@ -340,7 +340,7 @@ def _fixation_times(duration: float, rng: np.random.Generator) -> np.ndarray:
     return np.array(times)
 
 
-def _fixation_jump(offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def fixation_jump(offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Next (yaw, pitch) offset from the gaze target after one fixational saccade."""
     radius = np.array(FIXATION_RADIUS_DEG)
     angle = rng.uniform(0.0, 2.0 * np.pi)
@@ -368,7 +368,7 @@ def _gaze_events(duration: float, aversions: list[_Aversion],
             events.append((t, 2, None))
     events.sort(key=lambda e: (e[0], e[1]))
     anchor = np.zeros(2)
-    offset = _fixation_jump(np.zeros(2), rng)
+    offset = fixation_jump(np.zeros(2), rng)
     position = anchor + offset
     times, targets = [], []
     for when, kind, new_anchor in events:
@@ -381,7 +381,7 @@ def _gaze_events(duration: float, aversions: list[_Aversion],
         elif kind == 1:
             goal = anchor + offset
         else:
-            offset = _fixation_jump(offset, rng)
+            offset = fixation_jump(offset, rng)
             goal = anchor + offset
         times.append(when)
         targets.append(goal)
@@ -392,7 +392,7 @@ def _gaze_events(duration: float, aversions: list[_Aversion],
 def _gaze_path(t: np.ndarray, fps: float, aversions: list[_Aversion],
                rng: np.random.Generator) -> np.ndarray:
     """Shared (yaw, pitch) in degrees per frame, shape = (n, 2): holds joined by quick saccades."""
-    start = _fixation_jump(np.zeros(2), rng)
+    start = fixation_jump(np.zeros(2), rng)
     ev_t, ev_goal = _gaze_events(len(t) / fps, aversions, rng)
     if len(ev_t) == 0:
         return np.tile(start, (len(t), 1))
@@ -411,7 +411,7 @@ def _gaze_path(t: np.ndarray, fps: float, aversions: list[_Aversion],
 
 # --- Blendshapes ---------------------------------------------------------------------------------
 
-def _eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarray,
+def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarray,
                      base_pitch: np.ndarray) -> np.ndarray:
     """(n, 52) ARKit weights from per-eye gaze (n, 4) degrees and lid closures (n,) 0..1.
 

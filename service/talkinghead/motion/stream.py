@@ -54,7 +54,7 @@ from scipy.signal import find_peaks, lfilter
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import (ACCENT_SPACING_S, HOP, SILENCE_DB, VAD_BRIDGE_S, VAD_MIN_SPEECH_S,
-                                        SpeechFeatures, _hf_ratio)
+                                        SpeechFeatures, hf_ratio)
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
 from talkinghead.errors import AudioError
 from talkinghead.motion.acoustic import LOCAL_PEAK_S, visemes_from_acoustics
@@ -68,8 +68,8 @@ from talkinghead.motion.eyes import (BLINK_ASYMMETRY, BLINK_CLOSE_S, BLINK_HOLD_
                                      FIXATION_INTERVAL_MEDIAN_S, FIXATION_INTERVAL_S, FIXATION_INTERVAL_SIGMA,
                                      GAZE_BLINK_DELAY_S, GAZE_BLINK_MIN_DEG, GAZE_BLINK_SNAP_S,
                                      GAZE_BLINK_SPACING_S, SACCADE_BASE_S, SACCADE_S_PER_DEG, SACCADE_UNDERSHOOT,
-                                     TURN_GAP_S, UNDERSHOOT_MIN_DEG, VERGENCE_DEG, WANDER_STYLE, _aversion_target,
-                                     _eye_blendshapes, _fixation_jump, _lid_closure)
+                                     TURN_GAP_S, UNDERSHOOT_MIN_DEG, VERGENCE_DEG, WANDER_STYLE, aversion_target,
+                                     eye_blendshapes, fixation_jump, lid_closure)
 from talkinghead.motion.head import (BEAT_DEG, BREATH_DEPTH_TAU_S, BREATH_HZ, BREATH_RATE_TAU_S, DRIFT, NOD_DECAY_S,
                                      NOD_DEG, NOD_LEAD_S, NOD_RISE_S, PAUSE_DRIFT_SCALE, SWAY_MM, SWAY_TAU_S,
                                      SWEEP_CHANCE, SWEEP_DECAY_S, SWEEP_DEG, SWEEP_RISE_S, breath_depth, head_pose)
@@ -319,7 +319,7 @@ class _Acoustics:
         f0, f1, f2 = _praat(audio, centres)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
         vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
-        new = {"rms_db": rms_db, "hf_ratio": _hf_ratio(frames), "f0": f0, "f1": f1, "f2": f2, "vad": vad}
+        new = {"rms_db": rms_db, "hf_ratio": hf_ratio(frames), "f0": f0, "f1": f1, "f2": f2, "vad": vad}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
         self.settled = end
@@ -585,7 +585,7 @@ class _Eyes:
         self._last_speech = -(10 ** 9)    # frame index
         self._last_offset = -(10 ** 9)
         self._anchor = np.zeros(2)        # where the eyes look: the camera or a look-away target
-        self._offset = _fixation_jump(np.zeros(2), rng)   # fixational offset around the anchor
+        self._offset = fixation_jump(np.zeros(2), rng)   # fixational offset around the anchor
         self._goal = self._anchor + self._offset          # where the last saccade lands
         self._saccades = [(-np.inf, 1.0, self._goal, self._goal)]   # (start s, duration s, from, to)
         self._next_fixation = rng.uniform() * FIXATION_INTERVAL_MEDIAN_S
@@ -605,7 +605,7 @@ class _Eyes:
         base = self._render_gaze(t)
         pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
         gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
-        return _eye_blendshapes(gaze, left, right, base[:, 1]), gaze, blink
+        return eye_blendshapes(gaze, left, right, base[:, 1]), gaze, blink
 
     def _step(self, i: int, speaking: bool, coin: float) -> None:
         t, fps = i / self._fps, self._fps
@@ -634,7 +634,7 @@ class _Eyes:
                 self._saccade(when, self._anchor + self._offset)
             elif when - self._last_shift > FIXATION_CLEAR_S and (
                     self._aversion_end is None or self._aversion_end - when > FIXATION_CLEAR_S):
-                self._offset = _fixation_jump(self._offset, self._rng)
+                self._offset = fixation_jump(self._offset, self._rng)
                 self._saccade(when, self._anchor + self._offset)
         # a look-away: thinking at a turn start, or the background process
         style = self._style
@@ -645,7 +645,7 @@ class _Eyes:
                   BLINK_OFFSET_GAIN if i - self._last_offset < BLINK_OFFSET_WINDOW_S * fps else BLINK_PAUSE_GAIN)
         if wants and t >= self._free_at:
             hold = float(np.clip(self._rng.lognormal(np.log(style.hold_median_s), 0.4), *style.hold_s))
-            target = np.array(_aversion_target(style, self._rng))
+            target = np.array(aversion_target(style, self._rng))
             self._shift(t, target)
             self._aversion_end, self._free_at = t + hold, t + hold + style.min_gap_s
             if np.hypot(*target) >= GAZE_BLINK_MIN_DEG:
@@ -702,7 +702,7 @@ class _Eyes:
         blink, left, right = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
         for b in self._blinks:
             lo, hi = np.searchsorted(t, [b.peak - b.close, b.peak + b.hold + b.opening])
-            c = _lid_closure(t[lo:hi] - b.peak, b.close, b.hold, b.opening)
+            c = lid_closure(t[lo:hi] - b.peak, b.close, b.hold, b.opening)
             blink[lo:hi] = np.maximum(blink[lo:hi], c)
             left[lo:hi] = np.maximum(left[lo:hi], b.left * c)
             right[lo:hi] = np.maximum(right[lo:hi], b.right * c)
