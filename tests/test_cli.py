@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import av
 import numpy as np
 import pytest
 import soundfile as sf
 
+from cli_run import talkinghead
 from speech import espeak_say
 from talkinghead.arkit import BLENDSHAPE_NAMES, VISEMES
 
 LINE = "Maybe we should move the boat before the storm."
-
-
-def talkinghead(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture(scope="module")

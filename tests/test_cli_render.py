@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import av
@@ -12,14 +10,11 @@ import numpy as np
 import pytest
 from skimage import data
 
+from cli_run import talkinghead
 from speech import espeak_say
 
 LINE = "Maybe we should move the boat before the storm."
 EXAMPLES = Path(__file__).parent.parent / "examples"
-
-
-def talkinghead(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")

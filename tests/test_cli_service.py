@@ -15,6 +15,7 @@ from pathlib import Path
 import av
 import pytest
 
+from cli_run import talkinghead
 from speech import espeak_say
 from talkinghead.client import TalkingHeadClient
 
@@ -26,11 +27,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def talkinghead(*args, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "talkinghead", *args], capture_output=True, text=True,
-                          timeout=180, **kw)
 
 
 @pytest.fixture(scope="module")
