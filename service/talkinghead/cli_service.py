@@ -71,11 +71,11 @@ def _cmd_serve(args) -> None:
         raise OptionsError("--workers, --max-concurrent and --max-per-client must be at least 1")
     limits = replace(Limits(), max_concurrent=args.max_concurrent, max_per_client=args.max_per_client,
                      max_message_bytes=int(args.max_message_mb * 2**20),
-                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow),
-                     watermark_operator=operator_id(args.watermark_id))
+                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow))
     config = ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, client_ca=args.client_ca, workers=args.workers,
-                          grace_seconds=args.grace, limits=limits, renderer=args.renderer)
+                          grace_seconds=args.grace, limits=limits, renderer=args.renderer,
+                          watermark_operator=operator_id(args.watermark_id))
     config.credentials()          # TLS mistakes now, before binding
     print(f"talkinghead serving on {args.host}:{args.port} (Ctrl-C or SIGTERM to stop)", file=sys.stderr)
     asyncio.run(serve(config))

@@ -39,6 +39,7 @@ class ServerConfig:
     client_ca: Path | None = None      # with TLS: require client certificates signed by this CA
     workers: int = 4                   # threads for analysis, rendering and encoding
     renderer: str = "cpu"              # Generate's renderer: "cpu", "torch" or "auto" (torch on CUDA)
+    watermark_operator: int = 0        # the operator id in every served image's watermark
     grace_seconds: float = 30.0        # SIGTERM: how long in-flight calls may finish
     limits: Limits = field(default_factory=Limits)
 
@@ -85,7 +86,7 @@ async def start_server(config: ServerConfig = ServerConfig()) -> RunningServer:
     server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size),
         ("grpc.so_reuseport", 0)])
-    servicer = TalkingHeadServicer(config.limits, config.workers, config.renderer)
+    servicer = TalkingHeadServicer(config.limits, config.workers, config.renderer, config.watermark_operator)
     pb_grpc.add_TalkingHeadServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -26,9 +26,6 @@ class Limits:
     # Hosts a Stream may ask the server to send Live Link UDP to ("*" = any). Loopback by
     # default: a server that sends packets wherever a client says is a reflector for abuse.
     livelink_allow: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
-    # The provenance watermark in every image the server sends (see provenance/): the operator id
-    # it carries; there is no switch to turn it off in the service.
-    watermark_operator: int = 0
 
 
 class Slots:

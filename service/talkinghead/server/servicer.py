@@ -55,7 +55,8 @@ def _client_of(context) -> str:
 
 
 class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
-    def __init__(self, limits: Limits = Limits(), workers: int = 4, renderer: str = "cpu") -> None:
+    def __init__(self, limits: Limits = Limits(), workers: int = 4, renderer: str = "cpu",
+                 watermark_operator: int = 0) -> None:
         from talkinghead.render.device import pick_backend
 
         self.limits = limits
@@ -66,7 +67,9 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
-        self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=limits.watermark_operator))
+        # Every image the server sends carries the provenance watermark; there is no switch to
+        # turn it off in the service, only the operator id it carries.
+        self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator))
 
     def image(self, rig: Rig, params: FaceParams, enc: str, quality: int) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
