@@ -36,19 +36,28 @@ def wav(tmp_path_factory):
     return path
 
 
+def wait_serving(target: str, proc: subprocess.Popen, seconds: float = 90.0) -> None:
+    """Until the server process answers health checks; a loaded machine can take tens of seconds
+    to import the stack, so the wait is long, and it fails loudly instead of timing out later."""
+    deadline = time.monotonic() + seconds
+    with TalkingHeadClient(target, timeout=3) as c:
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"the server exited with status {proc.returncode} while starting"
+            try:
+                if c.health() == "SERVING":
+                    return
+            except Exception:  # noqa: BLE001 - still starting
+                time.sleep(0.1)
+    pytest.fail(f"the server at {target} did not answer health checks within {seconds:.0f} s")
+
+
 @pytest.fixture(scope="module")
 def served():
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "--log-json", "--log-level", "info", "serve",
                              "--port", str(port), "--token", "tok"], stderr=subprocess.PIPE, text=True)
     target = f"127.0.0.1:{port}"
-    with TalkingHeadClient(target, timeout=3) as c:
-        for _ in range(150):
-            try:
-                if c.health() == "SERVING":
-                    break
-            except Exception:  # noqa: BLE001 - still starting
-                time.sleep(0.1)
+    wait_serving(target, proc)
     yield proc, target
     proc.terminate()
     proc.wait(30)
@@ -99,12 +108,7 @@ def test_sigterm_drains_a_call_in_flight_then_exits(wav):
                             stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     with TalkingHeadClient(target, timeout=60) as c:
-        for _ in range(150):
-            try:
-                c.health()
-                break
-            except Exception:  # noqa: BLE001
-                time.sleep(0.1)
+        wait_serving(target, proc)
         responses = c.generate(wav, image=EXAMPLES / "astronaut.jpg", size=256)
         next(responses)                                        # the call is in flight
         proc.send_signal(signal.SIGTERM)
