@@ -107,11 +107,16 @@ def test_sigterm_drains_a_call_in_flight_then_exits(wav):
     proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "serve", "--port", str(port)],
                             stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
-    with TalkingHeadClient(target, timeout=60) as c:
-        wait_serving(target, proc)
-        responses = c.generate(wav, image=EXAMPLES / "astronaut.jpg", size=256)
-        next(responses)                                        # the call is in flight
-        proc.send_signal(signal.SIGTERM)
-        frames = sum(1 for r in responses if r.WhichOneof("payload") == "frame")
-    assert frames > 30                                         # it finished
-    assert proc.wait(30) == 0
+    try:
+        with TalkingHeadClient(target, timeout=60) as c:
+            wait_serving(target, proc)
+            responses = c.generate(wav, image=EXAMPLES / "astronaut.jpg", size=256)
+            next(responses)                                    # the call is in flight
+            proc.send_signal(signal.SIGTERM)
+            frames = sum(1 for r in responses if r.WhichOneof("payload") == "frame")
+        assert frames > 30                                     # it finished
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:                                # a failed test leaves no server behind
+            proc.kill()
+            proc.wait(10)
