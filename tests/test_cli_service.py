@@ -48,6 +48,7 @@ def wait_serving(target: str, proc: subprocess.Popen, seconds: float = 90.0) -> 
                     return
             except Exception:  # noqa: BLE001 - still starting
                 time.sleep(0.1)
+    proc.kill()
     pytest.fail(f"the server at {target} did not answer health checks within {seconds:.0f} s")
 
 
