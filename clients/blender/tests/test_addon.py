@@ -305,9 +305,10 @@ def test_live_applies_frames_when_the_timer_drains_and_stop_cancels_at_once(blen
     def sample():
         jaw.append(face.data.shape_keys.key_blocks["JawDown"].value)
         quats.add(tuple(round(v, 5) for v in rig.pose.bones["head"].rotation_quaternion))
-        return False
+        return session.frames_applied > 30 and max(jaw) > 0.15 and len(quats) > 10
 
-    run_ticks(blender.ops, 2.0, until=sample)
+    # Frames come in real time (~60 in 2 s); on a loaded machine the first ones come later.
+    run_ticks(blender.ops, 6.0, until=sample)
     status = bpy.context.window_manager.talkinghead_status
     assert status.running and not status.error, status.error
     assert session.frames_applied > 30 and max(jaw) > 0.15 and len(quats) > 10
