@@ -4,6 +4,10 @@ against a local server.
 
     python benchmarks/blender_bake.py [--seconds 60] [--lipsync acoustic|auto] [--fps 30]
 
+It needs bpy and talkinghead in one Python 3.11 environment (the test venvs keep them apart), e.g.
+    python3.11 -m venv .venv-bench && .venv-bench/bin/pip install -e . bpy==5.0.1
+    .venv-bench/bin/python benchmarks/blender_bake.py
+
 The server runs as `talkinghead serve` in its own process. Reported:
   bake (operator)     bpy.ops.talkinghead.bake(), start to keyframes and sound strip written
   of which Generate   the server's params-only Generate call, over gRPC (the add-on's worker thread)

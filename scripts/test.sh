@@ -2,7 +2,10 @@
 # Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
 #   bash scripts/test.sh [pytest args]
 # Installs: festival + three English voices and espeak-ng (speech with known phone timings for the
-# lip-sync tests), a virtualenv in .venv with the package and its test extra.
+# lip-sync tests), a virtualenv in .venv with the package and its test extra, and one small venv
+# per Blender line the add-on supports (.venv-blender-4.2, -4.5, -5.0: bpy + pytest, ~350 MB of
+# download each the first time; tests/blender_lines.py) that tests/test_blender_lines.py runs the
+# add-on's bpy tests in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,4 +21,5 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python tests/blender_lines.py
 exec .venv/bin/python -m pytest "$@"

@@ -183,31 +183,31 @@ def test_llf_columns_are_mapped_by_name(tmp_path):
             assert float(row[column]) == pytest.approx(float(track.blendshapes[i, k]), abs=1e-6)
 
 
-def test_llf_timecode_advances_one_frame_per_row(tmp_path):
+def test_llf_timecode_counts_frames_at_60_at_every_fps(tmp_path):
     track = make_track(n=75, fps=30.0)  # 2.5 s: crosses two second boundaries
     path = tmp_path / "t.csv"
     llf.write_livelink_csv(track, path)
     _, rows = read_rows(path)
     codes = [r["Timecode"] for r in rows]
-    assert codes[:3] == ["00:00:00:00.000", "00:00:00:01.000", "00:00:00:02.000"]
-    assert codes[29:32] == ["00:00:00:29.000", "00:00:01:00.000", "00:00:01:01.000"]
+    assert codes[:3] == ["00:00:00:00.000", "00:00:00:02.000", "00:00:00:04.000"]   # as the app: 2 per row
+    assert codes[29:32] == ["00:00:00:58.000", "00:00:01:00.000", "00:00:01:02.000"]
     for i, code in enumerate(codes):
         h, m, s, frame = llf.parse_timecode(code)
-        assert frame == int(frame) and frame < 30
-        assert (h * 3600 + m * 60 + s) * 30 + int(frame) == i
+        assert frame == int(frame) and frame < 60
+        assert (h * 3600 + m * 60 + s) * 60 + int(frame) == 2 * i
 
 
-def test_llf_timecode_at_60_and_odd_rates():
-    assert llf.format_timecode(61 / 60, 60) == "00:00:01:01.000"
-    assert llf.format_timecode(3723.5, 30) == "01:02:03:15.000"
-    # 25 fps is written at 30 with fractional frames (the importer only knows 30 and 60)
-    assert llf.timecode_rate(25) == 30 and llf.timecode_rate(50) == 60
-    assert llf.format_timecode(1 / 25, 30) == "00:00:00:01.200"
+def test_llf_timecode_fractional_frames_and_rounding():
+    assert llf.format_timecode(61 / 60) == "00:00:01:01.000"
+    assert llf.format_timecode(3723.5) == "01:02:03:30.000"
+    assert llf.format_timecode(1 / 25) == "00:00:00:02.400"      # 25 fps: between frames at 60
+    assert llf.format_timecode(1 / 24) == "00:00:00:02.500"
+    assert llf.format_timecode(3723.5, 30) == "01:02:03:15.000"   # a 30-rate timecode, for reading tests
     # rounding never yields frame == rate
-    assert llf.format_timecode(0.99999999, 30) == "00:00:01:00.000"
+    assert llf.format_timecode(0.99999999) == "00:00:01:00.000"
 
 
-@pytest.mark.parametrize("fps", [30.0, 60.0, 25.0])
+@pytest.mark.parametrize("fps", [30.0, 60.0, 25.0, 24.0, 50.0])
 def test_llf_round_trip(tmp_path, fps):
     track = make_track(n=40, fps=fps)
     path = tmp_path / "t.csv"
@@ -216,20 +216,40 @@ def test_llf_round_trip(tmp_path, fps):
     assert back.fps == fps
     assert back.n_frames == track.n_frames
     assert back.duration == pytest.approx(track.duration, abs=1 / fps)
-    np.testing.assert_allclose(back.blendshapes, track.blendshapes, atol=2e-6)
-    np.testing.assert_allclose(back.head[:, :3], track.head[:, :3], atol=1e-4)
-    np.testing.assert_allclose(back.gaze, track.gaze, atol=1e-4)
+    np.testing.assert_allclose(back.blendshapes, track.blendshapes, atol=1e-9)
+    np.testing.assert_allclose(back.head[:, :3], track.head[:, :3], atol=1e-6)
+    np.testing.assert_allclose(back.gaze, track.gaze, atol=1e-6)
     assert np.all(back.head[:, 3:] == 0)  # no translation columns in this format
     assert back.visemes == ["sil"] * track.n_frames
 
 
-def test_llf_short_60fps_clip_needs_fps(tmp_path):
-    track = make_track(n=10, fps=60.0)  # frame numbers never exceed 30
+@pytest.mark.parametrize("fps", [60.0, 30.0, 24.0])
+def test_llf_short_clip_reads_right_with_its_fps(tmp_path, fps):
+    track = make_track(n=7, fps=fps)  # frame numbers never exceed 30: Epic's rule alone would say 30
     path = tmp_path / "t.csv"
     llf.write_livelink_csv(track, path)
-    back = read_livelink_csv(path, fps=60)
-    assert back.n_frames == 10
-    np.testing.assert_allclose(back.gaze, track.gaze, atol=1e-4)
+    for hint in (fps, None):          # within one second, without a hint: 60, the app's rate
+        back = read_livelink_csv(path, fps=hint)
+        assert back.n_frames == 7 and back.fps == fps
+        np.testing.assert_allclose(back.gaze, track.gaze, atol=1e-6)
+
+
+def test_llf_still_reads_30_rate_timecodes(tmp_path):
+    """Takes written with frame numbers at 30 (ours before, some tools still) read at their seconds."""
+    track = make_track(n=75, fps=30.0)
+    path = tmp_path / "t.csv"
+    llf.write_livelink_csv(track, path)
+    header, rows = read_rows(path)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        for i, r in enumerate(rows):
+            w.writerow([llf.format_timecode(i / 30, 30)] + [r[c] for c in header[1:]])
+    assert read_rows(path)[1][31]["Timecode"] == "00:00:01:01.000"
+    for fps in (None, 30):
+        back = read_livelink_csv(path, fps=fps)
+        assert back.fps == 30 and back.n_frames == 75
+        np.testing.assert_allclose(back.gaze, track.gaze, atol=1e-6)
 
 
 def test_llf_head_and_eye_signs(tmp_path):
@@ -242,7 +262,7 @@ def test_llf_head_and_eye_signs(tmp_path):
     r = rows[0]
     rad10 = np.deg2rad(10.0)
     assert float(r["HeadYaw"]) == pytest.approx(-rad10, abs=1e-6)  # documented: -0.174533
-    assert r["HeadYaw"] == "-0.174533"
+    assert r["HeadYaw"] == "-0.1745329252"
     assert float(r["HeadPitch"]) == pytest.approx(-rad10, abs=1e-6)  # the app: + = chin down
     assert float(r["HeadRoll"]) == pytest.approx(rad10, abs=1e-6)
     # the app pairs LeftEye* with the eye whose blendshapes are named *Right* (and vice versa)

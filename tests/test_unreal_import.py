@@ -87,11 +87,12 @@ def test_names_match_the_project_constants(tt):
     assert tt.LIVELINK_CURVES == UDP_CURVE_NAMES  # the stream and the asset name curves alike
 
 
-@pytest.mark.parametrize("fps", [30.0, 60.0, 25.0])
+@pytest.mark.parametrize("fps", [30.0, 60.0, 25.0, 24.0])
 def test_csv_take_round_trips_through_the_pure_reader(tt, tmp_path, fps):
     track = make_track(47, fps=fps)
     path = tmp_path / "take.csv"
     write_track(track, path)
+    assert path.read_text().splitlines()[2].startswith(f"00:00:00:{60 / fps:06.3f},")   # frame numbers at 60
     take = tt.read_take(path)
     assert take.fps == fps and take.n_frames == 47
     np.testing.assert_allclose(take.times, np.arange(47) / fps, atol=2e-5)  # timecodes keep 1/1000 frame

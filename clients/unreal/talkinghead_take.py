@@ -11,7 +11,8 @@ Reads the two take formats `talkinghead params` writes:
   the subject's left, + pitch up; see `talkinghead/track.py`);
 * Live Link Face CSV (`-o take.csv`, or a take recorded by Epic's app): `Timecode` as
   hh:mm:ss:frame.fff (a fractional frame at 30 or 60, rate inferred as Epic's Live Link Face
-  Importer does: 60 if any frame number exceeds 30), the 52 curves, and the 9 rotation curves
+  Importer does: 60 if any frame number exceeds 30; a take within one second, 60 as the app and
+  talkinghead write it), the 52 curves, and the 9 rotation curves
   in radians. Columns are found by name, so the app's own column order works.
 
 Both become one `Take`: curves named as Live Link delivers them (Unreal's EARFaceBlendShape
@@ -251,8 +252,10 @@ def read_csv_take(path: str | os.PathLike) -> Take:
             if not math.isfinite(v):
                 raise fail(f"line {r} column {header[c]!r} is {cell!r}")
             column.append(v)
-    # Epic's importer: the timecode's frame rate is 60 if any frame number exceeds 30, else 30.
-    rate = 60 if any(fr > 30.0 for *_, fr in stamps) else 30
+    # Epic's importer: the timecode's frame rate is 60 if any frame number exceeds 30, else 30;
+    # except a take within one second, where frame numbers cannot tell: 60, the rate the app and
+    # talkinghead write.
+    rate = 60 if any(fr > 30.0 for *_, fr in stamps) or len({tuple(p[:3]) for p in stamps}) == 1 else 30
     secs = [h * 3600 + m * 60 + s + fr / rate for h, m, s, fr in stamps]
     times = [t - secs[0] for t in secs]
     if any(b <= a for a, b in zip(times, times[1:])):

@@ -20,6 +20,19 @@ from . import convert
 from .errors import AddonError
 
 LINEAR = bpy.types.Keyframe.bl_rna.properties["interpolation"].enum_items["LINEAR"].value
+
+# Which keyframe API this Blender has (the tests assert that each Blender line runs its own):
+# ACTIONS "slotted" (4.4+: layers, slots, channelbags; slotted actions were only an experiment in
+# 4.3) or "legacy" (4.2/4.3: action.fcurves, one datablock per action); FCURVE_GROUPS
+# "group_name" (5.0+: channelbag.fcurves.new(group_name=)), "by hand" (4.4/4.5: no group_name,
+# the group made and assigned) or "action_group" (legacy action.fcurves.new(action_group=)).
+ACTIONS = "slotted" if bpy.app.version >= (4, 4, 0) else "legacy"
+if ACTIONS == "legacy":
+    FCURVE_GROUPS = "action_group"
+elif "group_name" in bpy.types.ActionChannelbagFCurves.bl_rna.functions["new"].parameters:
+    FCURVE_GROUPS = "group_name"
+else:
+    FCURVE_GROUPS = "by hand"
 PLANE = "talkinghead portrait"
 REST_PROP = "talkinghead_rest"       # an object head's rotation + location before it was first driven
 
@@ -151,13 +164,12 @@ def _fill(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
 
 
 def _new_fcurve(bag, c):
-    try:
-        return bag.fcurves.new(c.data_path, index=c.index, group_name=c.group)      # 5.0+
-    except TypeError:                                 # 4.4/4.5: no group_name, groups made by hand
-        fcurve = bag.fcurves.new(c.data_path, index=c.index)
-        if c.group:
-            fcurve.group = bag.groups.get(c.group) or bag.groups.new(c.group)
-        return fcurve
+    if FCURVE_GROUPS == "group_name":
+        return bag.fcurves.new(c.data_path, index=c.index, group_name=c.group)
+    fcurve = bag.fcurves.new(c.data_path, index=c.index)
+    if c.group:
+        fcurve.group = bag.groups.get(c.group) or bag.groups.new(c.group)
+    return fcurve
 
 
 def write_action(name: str, channels: dict, frames: np.ndarray) -> list:
@@ -166,7 +178,7 @@ def write_action(name: str, channels: dict, frames: np.ndarray) -> list:
     action = bpy.data.actions.new(name)
     action.use_fake_user = True                       # earlier takes stay around for the NLA
     actions = [action]
-    layered = bpy.app.version >= (4, 4, 0)            # slotted actions (4.3 had them only as an experiment)
+    layered = ACTIONS == "slotted"
     if layered:
         strip = action.layers.new("talkinghead").strips.new(type='KEYFRAME')
     for n, (id_block, chans) in enumerate(channels.items()):
@@ -216,7 +228,10 @@ def strips(scene, everything: bool = False):
 
 def add_sound_strip(scene, filepath: str, start: int, name: str):
     """The line's audio as a sound strip from `start`, so playback is in sync (reused when the same
-    file already starts there)."""
+    file already starts there). None in a Blender built without audio (the `bpy` module of 4.2),
+    which cannot make sound strips."""
+    if not bpy.app.build_options.audaspace:
+        return None
     path = os.path.normpath(bpy.path.abspath(filepath))
     for s in strips(scene, True):
         if (s.type == 'SOUND' and s.sound and int(s.frame_start) == start

@@ -221,11 +221,12 @@ class Session:
             actions = write_action(f"talkinghead {self.audio.name}", character_channels(self.rig, take), frames)
             n_scene = int(round(float(frames[-1]))) - start + 1
             what = f"{take.n_frames} frames into {', '.join(a.name for a in actions)}"
-        if self.audio.add_strip:
-            add_sound_strip(scene, self.audio.path, start, Path(self.audio.path).name)
+        sound = ""
+        if self.audio.add_strip and add_sound_strip(scene, self.audio.path, start, Path(self.audio.path).name) is None:
+            sound = "; no sound strip: this Blender was built without audio"
         if scene.frame_end < start + n_scene - 1:
             scene.frame_end = start + n_scene - 1
-        return f"baked {what} ({take.duration:.2f} s from frame {start})"
+        return f"baked {what} ({take.duration:.2f} s from frame {start}){sound}"
 
     def close(self, message: str = "", error: str = "") -> None:
         global _session

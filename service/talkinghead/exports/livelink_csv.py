@@ -4,7 +4,8 @@ Layout (one header line, then one line per frame)::
 
     Timecode,BlendShapeCount,EyeBlinkLeft,...,TongueOut,HeadYaw,HeadPitch,HeadRoll,
     LeftEyeYaw,LeftEyePitch,LeftEyeRoll,RightEyeYaw,RightEyePitch,RightEyeRoll
-    00:00:00:00.000,61,0.012345,...
+    00:00:00:00.000,61,0.0123450000,...
+    00:00:00:02.000,61,...                 (a 30 fps take: frame numbers at 60, two per row)
 
 Sources (checked against real files and Epic's own importer, not guessed):
 
@@ -18,11 +19,14 @@ Sources (checked against real files and Epic's own importer, not guessed):
 * Timecode: Epic's importer (Unreal `LiveLinkFaceImporterFactory.cpp`, Live Link Face Importer
   plugin) reads `hh:mm:ss:frame.zzz`, where `frame.zzz` is a *fractional frame number* parsed with
   Atof, and seconds = h*3600 + m*60 + s + frame / rate. It infers rate = 60 if any frame number
-  exceeds 30, else 30 (the file carries no frame rate). Real takes show the same shape, e.g.
-  `13:13:04:31.652` (frame 31.652 at 60). So the part after the dot is a fraction of a frame,
-  not milliseconds. We write frames at 30 (fps <= 30) or 60 (fps > 30): at 30 or 60 fps that is
-  exactly one whole frame per row (`.000`); other rates get fractional frames, which the importer
-  turns back into the right seconds.
+  exceeds 30, else 30 (the file carries no frame rate). Older importers (and community tools)
+  always divide by 60. The app itself always writes frame numbers at 60, whatever the take's fps:
+  the real 30 fps take in tests/data/livelink/ goes `13:13:04:31.652`, `13:13:04:33.651`, ...
+  (two frames at 60 per row, a fraction of a frame after the dot, not milliseconds). So we write
+  frame numbers at 60 for every fps, fractional where a row falls between frames (24 fps:
+  `00:00:00:02.500`), and both rules give the same seconds. The one case they cannot agree on is
+  a take shorter than 31/60 s, whose frame numbers never pass 30: Epic's rule reads it at 30.
+* Values: 10 decimals, as the app writes them.
 * Units of the rotation columns: radians. Unreal's 2019 ARKit face code
   (`AppleARKitFaceSupport` `ToBlendShapeMap`) divided Unreal's degrees by 180 ("map -180..180 to
   -1..1"), but real app takes are only consistent with radians: in every file above, eye angle
@@ -92,15 +96,12 @@ assert len(LLF_BLENDSHAPE_COLUMNS) == 52 and BLENDSHAPE_COUNT == 61
 ARKIT_TO_LLF: dict[str, str] = {name: _app_name(name) for name in BLENDSHAPE_NAMES}
 assert set(ARKIT_TO_LLF.values()) == set(LLF_BLENDSHAPE_COLUMNS)
 
-VALUE_DECIMALS = 6
+VALUE_DECIMALS = 10     # as the app writes them
+#: The frame rate of the frame numbers we write, at every fps: the app's (see the module docstring).
+TIMECODE_RATE = 60
 
 
-def timecode_rate(fps: float) -> int:
-    """The frame rate of the Timecode column: Epic's importer only understands 30 and 60."""
-    return 30 if fps <= 30 + 1e-9 else 60
-
-
-def format_timecode(t: float, rate: int) -> str:
+def format_timecode(t: float, rate: int = TIMECODE_RATE) -> str:
     """Seconds -> `HH:MM:SS:FF.fff` where FF.fff is a (fractional) frame number at `rate`."""
     # Work in integer thousandths of a frame so rounding can never print a frame number == rate.
     milli = int(round(t * rate * 1000))
@@ -164,10 +165,9 @@ def _rows(track: MotionTrack) -> Iterable[list[str]]:
             "the track contains NaN or infinite values and cannot be written as CSV; "
             "this is a bug in the motion stage, please report it"
         )
-    rate = timecode_rate(float(track.fps))
     fmt = f"{{:.{VALUE_DECIMALS}f}}"
     for i in range(track.n_frames):
-        yield [format_timecode(i / float(track.fps), rate), str(BLENDSHAPE_COUNT)] + [
+        yield [format_timecode(i / float(track.fps)), str(BLENDSHAPE_COUNT)] + [
             fmt.format(v) for v in values[i]
         ]
 
@@ -184,15 +184,22 @@ def write_livelink_csv(track: MotionTrack, path: str | os.PathLike[str]) -> None
 # ----------------------------------------------------------------------------------- reading
 
 
-def _infer_timecode_rate(frames: Iterable[float], fps: float | None = None) -> int:
-    """Epic's importer rule: 60 if any frame number exceeds 30, else 30.
-
-    A known `fps` above 30 also means 60 (our writer's rule), which settles clips too short to
-    ever show a frame number above 30.
-    """
-    if fps is not None and fps > 30 + 1e-9:
+def _infer_timecode_rate(times: list[tuple[int, int, int, float]], fps: float | None = None) -> int:
+    """The rate of the frame numbers: Epic's importer rule, 60 if any frame number exceeds 30,
+    else 30. Frame numbers cannot tell in a clip within one second: a known `fps` settles it
+    (the rate that puts its rows one frame of `fps` apart), else 60, the app's and our writer's."""
+    if any(t[3] > 30.0 for t in times):
         return 60
-    return 60 if any(f > 30.0 for f in frames) else 30
+    if len({t[:3] for t in times}) > 1:          # frame numbers that pass a second but never 30
+        return 30
+    if fps is None or len(times) < 2:
+        return 60
+
+    def misfit(rate: int) -> float:
+        secs = np.array([h * 3600 + m * 60 + s + fr / rate for h, m, s, fr in times])
+        return abs(float(np.median(np.diff(secs))) * fps - 1.0)
+
+    return 60 if misfit(60) < misfit(30) else 30
 
 
 def read_livelink_csv(path: str | os.PathLike[str], fps: float | None = None) -> MotionTrack:
@@ -201,7 +208,8 @@ def read_livelink_csv(path: str | os.PathLike[str], fps: float | None = None) ->
     Columns are found by NAME (case-insensitively), not position. Rows are placed on a regular
     grid at `fps` by their timecode (a missing row repeats the previous frame; the first row is
     t = 0). With `fps=None` the rate is taken from the timecode spacing, the timecode's own frame
-    rate being inferred as Epic's importer does (pass `fps` for 60 fps clips under half a second).
+    rate (30 or 60) being inferred as Epic's importer does (a clip within one second, whose frame
+    numbers cannot tell, at 60; pass `fps` to settle it).
     Visemes are not in the format and come back as "sil"; head x/y/z as 0.
     """
     try:
@@ -254,7 +262,7 @@ def read_livelink_csv(path: str | os.PathLike[str], fps: float | None = None) ->
                 raise fail(f"line {line} column {header[col]!r} is {cell!r}")
             values[r, k] = v
 
-    rate = _infer_timecode_rate((t[3] for t in times), fps)
+    rate = _infer_timecode_rate(times, fps)
     secs = np.array([h * 3600 + m * 60 + s + fr / rate for h, m, s, fr in times], dtype=np.float64)
     secs -= secs[0]
     if np.any(np.diff(secs) <= 0):
