@@ -239,7 +239,10 @@ def test_back_to_back_calls_continue_frame_numbers_on_one_grid(receiver):
     packets = receiver.wait_for(60)
     assert [p["frame"] for p in packets] == list(range(60))
     stamps = np.array([t for t, _ in receiver.got])
-    assert stamps[30] - stamps[29] == pytest.approx(1 / 60, abs=4e-3)  # no restart gap between the lines
+    gaps = np.diff(stamps)
+    # no restart gap between the lines: the seam is no longer than the other frame steps (receive
+    # times jitter by milliseconds on a loaded machine, so it is judged against them, not the clock)
+    assert gaps[29] <= max(1 / 60 + 4e-3, np.percentile(gaps, 95) + 2e-3)
     assert stamps[-1] - stamps[0] == pytest.approx(59 / 60, abs=0.03)
 
 
