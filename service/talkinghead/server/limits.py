@@ -25,7 +25,7 @@ class Limits:
     # Stream frames computed but not yet sent, in every mode: past this the server stops reading
     # the client's messages until the client reads frames (backpressure).
     max_buffered_frames: int = 1800
-    max_image_pixels: int = 40_000_000  # a portrait's width x height, read from its header before decoding
+    max_image_pixels: int = 24_000_000  # a portrait's width x height, read from its header before decoding (6000 x 4000)
     max_audio_samples: int = 15 * 60 * 48000 * 2  # a clip's samples x channels, from its header
     min_audio_seconds: float = 0.05     # shorter audio is refused (INVALID_ARGUMENT)
     max_transcript_chars: int = 20_000  # Generate's transcript (15 min of speech is about 14,000)

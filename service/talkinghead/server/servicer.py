@@ -27,6 +27,7 @@ from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingH
 from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
 from talkinghead.media import encode_frame
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream   # here, not in the first Stream: seconds of imports
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker
 from talkinghead.render import render
 from talkinghead.server import convert, jobs
@@ -260,8 +261,6 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             cancel.set()
 
     async def _stream_session(self, cfg: pb.StreamConfig) -> "StreamSession":
-        from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
-
         options = convert.motion_options(cfg.motion, streaming=True)
         if not STREAM_RATES[0] <= cfg.sample_rate <= STREAM_RATES[1]:
             raise AudioError(f"sample_rate {cfg.sample_rate} Hz is not usable for a stream: send PCM16 at "
@@ -439,6 +438,8 @@ class StreamSession:
                             continue              # re-check: an interrupt may have emptied the queue
                     self._sent_one()
                     yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
+                    if self.sent % 8 == 0:          # frames sent back to back: let other calls run
+                        await asyncio.sleep(0)
                     continue
                 if self.done and reader.done():
                     if reader.exception() is not None:

@@ -32,7 +32,11 @@ class WorkerCrashed(Exception):
 
 def _worker_main(conn) -> None:
     """The worker process: run one job at a time, sending progress and then the outcome."""
+    import os
+
     import talkinghead.server.jobs  # noqa: F401 - warm: the pipeline imports before the first job
+
+    log.info("worker.ready", pid=os.getpid())
 
     while True:
         try:
