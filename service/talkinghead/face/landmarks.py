@@ -20,6 +20,7 @@ import contextlib
 import io
 import math
 import os
+import re
 import sys
 import threading
 import weakref
@@ -104,8 +105,10 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except Image.DecompressionBombError:      # Pillow's own limit (about 179 MP): surely too large
-        return (1 << 16, 1 << 16)
+    except Image.DecompressionBombError as exc:   # past Pillow's own limit (about 179 MP): its message has the count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        side = math.isqrt(int(found.group(1))) if found else 1 << 16
+        return (side, side)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -116,9 +119,9 @@ def check_image_size(data: bytes, name: str = "the portrait data", max_pixels: i
     if size is None:
         _unreadable(data, name)
     if size[0] * size[1] > max_pixels:
-        raise PortraitError(f"{name[0].upper()}{name[1:]} declares {size[0]}x{size[1]} pixels, more than the "
-                            f"{max_pixels / 1e6:g} megapixel limit; send a smaller photo (4096 px on the long "
-                            "side is plenty)")
+        raise PortraitError(f"{name[0].upper()}{name[1:]} declares {size[0] * size[1] / 1e6:.0f} megapixels "
+                            f"({size[0]}x{size[1]}), more than the {max_pixels / 1e6:g} megapixel limit; send a "
+                            "smaller photo (4096 px on the long side is plenty)")
 
 
 def _unreadable(data: bytes, name: str):

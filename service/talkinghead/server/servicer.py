@@ -45,6 +45,7 @@ log = structlog.get_logger(__name__)
 RENDER_BATCH = 8            # Generate: frames rendered per trip to the thread pool
 AUTO_FLUSH_S = 1.0          # Stream: a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
+IDLE_BATCH = 60             # Stream: idle frames computed per trip to the thread pool
 
 
 class Cancelled(Exception):
@@ -403,7 +404,11 @@ class StreamSession:
             await self._finish_line(self.motion.interrupt, pb.StreamEvent.KIND_INTERRUPTED)
         elif action == pb.Control.ACTION_IDLE:
             n = min(int(control.idle_frames), int(60 * self.fps), self.max_pending)
-            self._queue_frames(await self.servicer._run(self._call, self.motion.idle, n), True)
+            while n > 0:            # in short batches: each holds the GIL while it is computed
+                k = min(n, IDLE_BATCH)
+                self._queue_frames(await self.servicer._run(self._call, self.motion.idle, k), True)
+                n -= k
+                await self._wait_for_room()
         else:
             raise OptionsError("Control.action must be FLUSH, INTERRUPT or IDLE")
 

@@ -26,6 +26,10 @@ from talkinghead.errors import TalkingHeadError
 
 log = structlog.get_logger(__name__)
 
+# Workers run below the server's priority: on a busy machine the event loop (health checks,
+# realtime streams) goes first and the analysis takes what is left.
+WORKER_NICENESS = 10
+
 class WorkerCrashed(Exception):
     """The worker process died (killed from outside, or out of memory)."""
 
@@ -34,6 +38,7 @@ def _worker_main(conn) -> None:
     """The worker process: run one job at a time, sending progress and then the outcome."""
     import os
 
+    os.nice(WORKER_NICENESS)
     import talkinghead.server.jobs  # noqa: F401 - warm: the pipeline imports before the first job
 
     log.info("worker.ready", pid=os.getpid())
