@@ -15,7 +15,6 @@ import threading
 import time
 from pathlib import Path
 
-import grpc
 
 
 def _free_port() -> int:
@@ -116,7 +115,6 @@ class ServerProcess:
 
 _PROBER = """
 import sys, threading, time
-import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import io
 import os
-import struct
 import threading
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,43 +22,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from attacks import CLIP, silent_flac, transcript, zeros_png
 from server_process import ServerProcess, Watch
 from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, stream_config
 from talkinghead.motion.options import MotionOptions
 from talkinghead.v1 import talkinghead_pb2 as pb
 
 TOKEN = "s3cret"
-CLIP = Path(__file__).parent.parent / "examples" / "hello.flac"            # 8.6 s of speech
-WORDS = (Path(__file__).parent.parent / "examples" / "hello.txt").read_text().split()
 # A frozen event loop shows as one health check taking seconds. On a machine that is itself
 # overloaded, scheduling alone can cost a loaded server process 100+ ms: raise the bound there
 # with TALKINGHEAD_TEST_HEALTH_MS (the failure message gives the load average).
 HEALTH_MS = float(os.environ.get("TALKINGHEAD_TEST_HEALTH_MS", 100))
 GAP_S = 0.2
-
-
-def transcript(n_chars: int) -> str:
-    words = (WORDS * (n_chars // len(" ".join(WORDS)) + 1))
-    return " ".join(words)[:n_chars]
-
-
-def zeros_png(width: int, height: int, bit_depth: int, colour_type: int, channels: int) -> bytes:
-    """A valid PNG of all-zero pixels, built without holding its pixels: deflate blocks of 1 MiB
-    of zeros, each ended by a full flush (so every block's bytes are the same), repeated."""
-    raw = (1 + width * channels * bit_depth // 8) * height         # a filter byte per row, then zeros
-    block = 1 << 20
-    c = zlib.compressobj(9, zlib.DEFLATED, -15)
-    one = c.compress(bytes(block)) + c.flush(zlib.Z_FULL_FLUSH)
-    n, rest = divmod(raw, block)
-    last = zlib.compressobj(9, zlib.DEFLATED, -15)
-    tail = last.compress(bytes(rest)) + last.flush()
-    adler = ((raw % 65521) << 16) | 1                              # adler32 of `raw` zero bytes
-    idat = b"\x78\xda" + one * n + tail + struct.pack(">I", adler)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
 @pytest.fixture(scope="module")
@@ -266,14 +239,7 @@ def test_sigterm_during_a_long_generate_ends_within_grace_plus_one_second():
 
 @pytest.fixture(scope="module")
 def flac_bomb() -> bytes:
-    """890 s of 2-channel 192 kHz silence, as FLAC (a few hundred KB)."""
-    buf, zeros, left = io.BytesIO(), np.zeros((1 << 20, 2), np.int16), 890 * 192000
-    with sf.SoundFile(buf, "w", 192000, 2, "PCM_16", format="FLAC") as f:
-        while left:
-            k = min(left, len(zeros))
-            f.write(zeros[:k])
-            left -= k
-    return buf.getvalue()
+    return silent_flac(890, 192000, 2)
 
 
 def test_an_audio_bomb_is_refused_from_its_stream_info(srv, client, flac_bomb):

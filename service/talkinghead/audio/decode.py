@@ -100,6 +100,30 @@ def _too_big(name: str, samples: int, channels: int, rate: int, max_samples: int
                              "million; send mono (or stereo) at 48 kHz or less, or a shorter clip.")
 
 
+def check_header(data: bytes, *, max_seconds: float = MAX_SECONDS, max_samples: int = MAX_SAMPLES,
+                 min_seconds: float = 0.0) -> None:
+    """The checks `load_audio` makes from a file's header, without decoding anything: a cheap
+    first look (the server's, before a clip goes to a worker). Formats libsndfile does not
+    read are left to load_audio."""
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except sf.SoundFileError:
+        return
+    with f:
+        _check_info(f, "the audio data", max_seconds, max_samples)
+        if f.frames / f.samplerate < min_seconds:
+            raise AudioError(f"The audio is {f.frames / f.samplerate * 1000:.1f} ms long, too short to animate; "
+                             f"send at least {min_seconds * 1000:.0f} ms of sound.")
+
+
+def _check_info(f: sf.SoundFile, name: str, max_seconds: float, max_samples: int) -> None:
+    # The header's frame count is exact for these formats: refuse long files before decoding.
+    if f.frames / f.samplerate > max_seconds:
+        raise _too_long(name, f.frames / f.samplerate, max_seconds)
+    if f.frames * f.channels > max_samples:
+        raise _too_big(name, f.frames, f.channels, f.samplerate, max_samples)
+
+
 def _read_soundfile(file, name: str, max_seconds: float, max_samples: int) -> tuple[np.ndarray, int, str]:
     """Read with libsndfile. Returns (samples (n, channels) float32, source rate in Hz, format)."""
     try:
@@ -107,11 +131,7 @@ def _read_soundfile(file, name: str, max_seconds: float, max_samples: int) -> tu
     except sf.SoundFileError as e:
         raise _NotForSoundfile() from e  # e.g. M4A: "Format not recognised"
     with f:
-        # The header's frame count is exact for these formats: refuse long files before decoding.
-        if f.frames / f.samplerate > max_seconds:
-            raise _too_long(name, f.frames / f.samplerate, max_seconds)
-        if f.frames * f.channels > max_samples:
-            raise _too_big(name, f.frames, f.channels, f.samplerate, max_samples)
+        _check_info(f, name, max_seconds, max_samples)
         try:
             samples = f.read(dtype="float32", always_2d=True)
         except sf.SoundFileError as e:

@@ -57,10 +57,14 @@ def clip_samples(file: bytes, pcm16: bytes, rate: int, *, max_seconds: float, ma
     else:
         raise AudioError("no audio in the request: set audio.file (a WAV/FLAC/MP3/... file's bytes) or "
                          "audio.pcm16 with audio.sample_rate")
-    if len(samples) < min_seconds * SAMPLE_RATE:
-        raise AudioError(f"the audio is {len(samples) / SAMPLE_RATE * 1000:.1f} ms long, too short to animate: "
-                         f"send at least {min_seconds * 1000:.0f} ms of sound")
+    check_duration(len(samples) / SAMPLE_RATE, min_seconds)
     return samples
+
+
+def check_duration(seconds: float, min_seconds: float) -> None:
+    if seconds < min_seconds:
+        raise AudioError(f"the audio is {seconds * 1000:.1f} ms long, too short to animate: "
+                         f"send at least {min_seconds * 1000:.0f} ms of sound")
 
 
 def clip_track(file: bytes, pcm16: bytes, rate: int, options: MotionOptions, transcript: str | None,

@@ -22,7 +22,7 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.audio.decode import SAMPLE_RATE
+from talkinghead.audio.decode import SAMPLE_RATE, check_header
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
 from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
@@ -141,8 +141,13 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         if not request.audio.file and not request.audio.pcm16:
             raise AudioError("no audio in the request: set audio.file (a WAV/FLAC/MP3/... file's bytes) or "
                              "audio.pcm16 with audio.sample_rate")
-        if request.audio.pcm16:       # cheap checks here, before the clip goes to a worker
+        lim = self.limits              # cheap checks here, before the clip goes to a worker
+        if request.audio.pcm16:
             jobs.check_pcm16(len(request.audio.pcm16), request.audio.sample_rate, jobs.PCM_RATES)
+            jobs.check_duration(len(request.audio.pcm16) / 2 / request.audio.sample_rate, lim.min_audio_seconds)
+        else:
+            check_header(bytes(request.audio.file), max_seconds=lim.max_audio_seconds,
+                         max_samples=lim.max_audio_samples, min_seconds=lim.min_audio_seconds)
 
     async def Generate(self, request, context):
         cancel = threading.Event()
