@@ -115,6 +115,7 @@ class ServerProcess:
 
 _PROBER = """
 import sys, threading, time
+import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
@@ -174,4 +175,5 @@ class Watch:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         for t in self._threads:
-            t.join(10)
+            t.join(30)
+        print(f"[watch] {self.report()}")          # shown with pytest -s: the figures behind the asserts
