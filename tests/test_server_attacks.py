@@ -1,9 +1,9 @@
 """Hostile and careless clients against a real `talkinghead serve` process on loopback (issue 16).
 
 Each test sends the attack's request while `Watch` measures the server's RSS (server + worker
-processes) and another client's health-check latency. Bounds: RSS growth as stated per test,
-health within 100 ms, a realtime stream's frames with no gap over 200 ms, SIGTERM done within
---grace + 1 s. Where the server refuses from a header or a count, sizes are the issue's own
+processes) and another client's health-check latency (from a process of its own). Bounds: RSS
+growth as stated per test, health within 100 ms, a realtime stream's frames with no gap over
+200 ms (both scaled up on an overloaded machine, see `health_ms`), SIGTERM done within --grace + 1 s. Where the server refuses from a header or a count, sizes are the issue's own
 (10000 x 10000 PNG, 890 s FLAC, 60 MB uploads); the floods run for seconds, not the issue's 60 s,
 since the bound holds from the first second (the growth is flat once the buffer is full).
 """
@@ -29,11 +29,21 @@ from talkinghead.motion.options import MotionOptions
 from talkinghead.v1 import talkinghead_pb2 as pb
 
 TOKEN = "s3cret"
-# A frozen event loop shows as one health check taking seconds. On a machine that is itself
-# overloaded, scheduling alone can cost a loaded server process 100+ ms: raise the bound there
-# with TALKINGHEAD_TEST_HEALTH_MS (the failure message gives the load average).
-HEALTH_MS = float(os.environ.get("TALKINGHEAD_TEST_HEALTH_MS", 100))
-GAP_S = 0.2
+# A frozen event loop shows as one health check taking seconds (2-18 s before the fix). On a machine
+# that is itself overloaded (more runnable processes than cores), scheduling alone delays a busy
+# server process by about a time slice per waiting process: the bounds (100 ms for health, 200 ms
+# for a realtime stream's frame gap) scale with the run-queue length per core, still far below a
+# freeze. TALKINGHEAD_TEST_HEALTH_MS sets the health bound outright.
+def _overload() -> float:
+    return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+
+
+def health_ms() -> float:
+    return float(os.environ.get("TALKINGHEAD_TEST_HEALTH_MS", 100 * _overload()))
+
+
+def gap_s() -> float:
+    return 0.2 * _overload()
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +134,7 @@ def test_a_never_reading_client_flooding_idle_controls_is_held_to_a_bounded_buff
 
     watch = _flood(srv, messages, 8)
     assert watch.growth_mb < 60, f"RSS grew {watch.growth_mb:.0f} MB"
-    assert watch.worst_health_ms < HEALTH_MS, watch.report()
+    assert watch.worst_health_ms < health_ms(), watch.report()
 
 
 def test_a_never_reading_client_sending_2s_chunks_every_20ms_is_held_to_a_bounded_buffer(srv):
@@ -137,7 +147,7 @@ def test_a_never_reading_client_sending_2s_chunks_every_20ms_is_held_to_a_bounde
 
     watch = _flood(srv, messages, 8)
     assert watch.growth_mb < 60, f"RSS grew {watch.growth_mb:.0f} MB"
-    assert watch.worst_health_ms < HEALTH_MS, watch.report()
+    assert watch.worst_health_ms < health_ms(), watch.report()
 
 
 # -- High 2: image decompression bombs ------------------------------------------------------------
@@ -187,9 +197,10 @@ def test_a_generate_with_a_100kb_transcript_freezes_no_other_client(srv, client)
         time.sleep(0.3)
         summary = client.generate_all(CLIP, params_only=True, transcript=transcript(100_000))[2]
         time.sleep(0.3)
+    print(f"[realtime stream] worst gap {stream.worst_gap * 1000:.0f} ms over {len(stream.times)} frames")
     assert summary.frames == 259
-    assert watch.worst_health_ms < HEALTH_MS, watch.report()
-    assert stream.worst_gap < GAP_S, f"the realtime stream stalled {stream.worst_gap * 1000:.0f} ms"
+    assert watch.worst_health_ms < health_ms(), watch.report()
+    assert stream.worst_gap < gap_s(), f"the realtime stream stalled {stream.worst_gap * 1000:.0f} ms"
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -343,7 +354,7 @@ def test_one_ms_chunks_are_throttled_and_health_stays_fast(srv):
         took = time.monotonic() - start
     assert summary.summary.frames > 0
     assert took > (800 - 200) / 200 * 0.9, f"800 messages read in {took:.2f} s"
-    assert watch.worst_health_ms < HEALTH_MS, watch.report()
+    assert watch.worst_health_ms < health_ms(), watch.report()
 
 
 def test_cancelled_calls_log_cancelled_without_tracebacks(srv, client):
