@@ -111,3 +111,19 @@ def test_sigterm_drains_a_call_in_flight_then_exits(wav):
         frames = sum(1 for r in responses if r.WhichOneof("payload") == "frame")
     assert frames > 30                                         # it finished
     assert proc.wait(30) == 0
+
+
+def test_offline_commands_never_import_grpc(tmp_path):
+    """The server's limits and flags live apart from grpc: `params` runs without it."""
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    clip = str(Path(__file__).parent.parent / "examples" / "hello.flac")
+    code = ("import sys; from talkinghead.cli import main; "
+            f"main(['params', '--audio', {clip!r}, '-o', {str(tmp_path / 'take.json')!r}]); "
+            "print('grpc imported:', 'grpc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "grpc imported: False" in out.stdout, out.stdout + out.stderr
+    assert (tmp_path / "take.json").stat().st_size > 0
