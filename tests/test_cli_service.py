@@ -121,3 +121,14 @@ def test_sigterm_drains_a_call_in_flight_then_exits(wav):
         if proc.poll() is None:                                # a failed test leaves no server behind
             proc.kill()
             proc.wait(10)
+
+
+def test_offline_commands_never_import_grpc(tmp_path):
+    """The server's limits and flags live apart from grpc: `params` runs without it."""
+    clip = str(EXAMPLES / "hello.flac")
+    code = ("import sys; from talkinghead.cli import main; "
+            f"main(['params', '--audio', {clip!r}, '-o', {str(tmp_path / 'take.json')!r}]); "
+            "print('grpc imported:', 'grpc' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "grpc imported: False" in out.stdout, out.stdout + out.stderr
+    assert (tmp_path / "take.json").stat().st_size > 0

@@ -29,6 +29,25 @@ def add_parsers(sub: argparse._SubParsersAction, add_motion_args, motion_options
 
 # -- serve ------------------------------------------------------------------------------------
 
+# Limits fields set one to one by a `serve` flag: (field, flag, type, help).
+_LIMIT_FLAGS = (
+    ("max_image_pixels", "--max-image-pixels", int, "largest portrait, width x height, read from its header"),
+    ("max_audio_seconds", "--max-audio-seconds", float, "longest Generate clip, seconds"),
+    ("max_audio_samples", "--max-audio-samples", int, "a clip's samples x channels, read from its header"),
+    ("min_audio_seconds", "--min-audio-seconds", float, "shortest clip, seconds"),
+    ("max_transcript_chars", "--max-transcript-chars", int, "longest Generate transcript, characters"),
+    ("max_text_chars", "--max-text-chars", int, "longest other text field (emotion, gaze, ...), characters"),
+    ("max_chunk_seconds", "--max-chunk-seconds", float, "longest Stream audio chunk, seconds"),
+    ("max_buffered_seconds", "--max-buffered-seconds", float,
+     "Stream audio ahead of real time, and frames waiting to be sent, seconds"),
+    ("max_buffered_frames", "--max-buffered-frames", int, "Stream frames waiting to be sent"),
+    ("max_messages_per_second", "--max-messages-per-second", float, "Stream messages read per second (throttled)"),
+    ("first_message_seconds", "--first-message-seconds", float, "a Stream's StreamConfig must come within, seconds"),
+    ("stream_idle_seconds", "--stream-idle-seconds", float, "a Stream with no message for this long ends, seconds"),
+    ("max_concurrent_avatars", "--max-concurrent-avatars", int, "portraits analysed at once"),
+    ("analysis_processes", "--analysis-processes", int, "worker processes for face and speech analysis"),
+)
+
 def _serve_parser(sub) -> None:
     from talkinghead.server.limits import Limits
 
@@ -51,6 +70,9 @@ def _serve_parser(sub) -> None:
                    help=f"calls at once per client address (default {d.max_per_client})")
     p.add_argument("--max-message-mb", type=float, default=d.max_message_bytes / 2**20,
                    help=f"largest request message (default {d.max_message_bytes / 2**20:g} MB)")
+    for field, flag, kind, what in _LIMIT_FLAGS:
+        default = getattr(d, field)
+        p.add_argument(flag, type=kind, default=default, dest=field, help=f"{what} (default {default:g})")
     p.add_argument("--grace", type=float, default=30.0, help="seconds in-flight calls get after SIGTERM (default 30)")
     p.add_argument("--watermark-id", metavar="ID",
                    help="operator id carried by the invisible watermark in every image served (number or text)")
@@ -69,9 +91,13 @@ def _cmd_serve(args) -> None:
 
     if args.workers < 1 or args.max_concurrent < 1 or args.max_per_client < 1:
         raise OptionsError("--workers, --max-concurrent and --max-per-client must be at least 1")
+    bad = [flag for field, flag, _, _ in _LIMIT_FLAGS if getattr(args, field) <= 0 and field != "min_audio_seconds"]
+    if bad or args.min_audio_seconds < 0:
+        raise OptionsError(f"{', '.join(bad) or '--min-audio-seconds'} must be positive")
     limits = replace(Limits(), max_concurrent=args.max_concurrent, max_per_client=args.max_per_client,
                      max_message_bytes=int(args.max_message_mb * 2**20),
-                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow))
+                     livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow),
+                     **{field: getattr(args, field) for field, *_ in _LIMIT_FLAGS})
     config = ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, client_ca=args.client_ca, workers=args.workers,
                           grace_seconds=args.grace, limits=limits, renderer=args.renderer,
@@ -79,6 +105,11 @@ def _cmd_serve(args) -> None:
     config.credentials()          # TLS mistakes now, before binding
     print(f"talkinghead serving on {args.host}:{args.port} (Ctrl-C or SIGTERM to stop)", file=sys.stderr)
     asyncio.run(serve(config))
+    # Drained and stopped: exit now. The interpreter's own teardown (joining library threads,
+    # unloading the pipeline's native modules) can take seconds past --grace.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 # -- client -----------------------------------------------------------------------------------

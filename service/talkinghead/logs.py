@@ -8,7 +8,12 @@ import sys
 import structlog
 
 
+settings: tuple[str, bool] = ("warning", False)   # the last configure()'s, for worker processes
+
+
 def configure(level: str = "warning", json: bool = False) -> None:
+    global settings
+    settings = (level, json)
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     structlog.configure(
         processors=[

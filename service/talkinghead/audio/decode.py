@@ -22,16 +22,22 @@ log = structlog.get_logger(__name__)
 
 SAMPLE_RATE = 16000  # the pocketsphinx acoustic models are trained on 16 kHz audio
 MAX_SECONDS = 15 * 60  # default limit: longer uploads are almost always mistakes and cost minutes
+# Samples x channels a file may declare (15 min of 48 kHz stereo, 346 MB as float32): the
+# duration alone does not bound memory, 890 s of 192 kHz stereo FLAC silence is 183 KB on disk
+# and 2.7 GB decoded.
+MAX_SAMPLES = 15 * 60 * 48000 * 2
 
 _FORMATS = "WAV, FLAC, OGG, MP3 or M4A"
 
 
-def load_audio(source: str | os.PathLike | bytes, *, max_seconds: float = MAX_SECONDS) -> np.ndarray:
+def load_audio(source: str | os.PathLike | bytes, *, max_seconds: float = MAX_SECONDS,
+               max_samples: int = MAX_SAMPLES) -> np.ndarray:
     """Decode `source` (a path, or a whole file's bytes) to mono float32 at SAMPLE_RATE.
 
     Returns shape (n_samples,), values about -1..1. Channels are averaged; any source rate is
-    resampled with soxr. Raises AudioError (AudioTooLongError past `max_seconds`) with a
-    message that says what is wrong and what to do.
+    resampled with soxr. Raises AudioError (AudioTooLongError past `max_seconds`, or past
+    `max_samples` samples x channels, both read from the header before decoding where it has
+    them) with a message that says what is wrong and what to do.
     """
     if isinstance(source, (bytes, bytearray, memoryview)):
         path, name = None, "the audio data"
@@ -45,9 +51,9 @@ def load_audio(source: str | os.PathLike | bytes, *, max_seconds: float = MAX_SE
         opener = lambda: path  # noqa: E731
 
     try:
-        samples, rate, fmt = _read_soundfile(opener(), name, max_seconds)
+        samples, rate, fmt = _read_soundfile(opener(), name, max_seconds, max_samples)
     except _NotForSoundfile:
-        samples, rate, fmt = _read_av(opener(), name, max_seconds)
+        samples, rate, fmt = _read_av(opener(), name, max_seconds, max_samples)
 
     if samples.shape[0] == 0:
         raise AudioError(f"There are no audio samples in {name}; export the recording again with sound in it.")
@@ -88,16 +94,44 @@ def _too_long(name: str, seconds: float, max_seconds: float) -> AudioTooLongErro
                              "limit; trim it or split it into shorter parts.")
 
 
-def _read_soundfile(file, name: str, max_seconds: float) -> tuple[np.ndarray, int, str]:
+def _too_big(name: str, samples: int, channels: int, rate: int, max_samples: int) -> AudioTooLongError:
+    return AudioTooLongError(f"The audio in {name} holds {samples * channels / 1e6:.0f} million samples "
+                             f"({channels} channels at {rate} Hz), over the limit of {max_samples / 1e6:.0f} "
+                             "million; send mono (or stereo) at 48 kHz or less, or a shorter clip.")
+
+
+def check_header(data: bytes, *, max_seconds: float = MAX_SECONDS, max_samples: int = MAX_SAMPLES,
+                 min_seconds: float = 0.0) -> None:
+    """The checks `load_audio` makes from a file's header, without decoding anything: a cheap
+    first look (the server's, before a clip goes to a worker). Formats libsndfile does not
+    read are left to load_audio."""
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except sf.SoundFileError:
+        return
+    with f:
+        _check_info(f, "the audio data", max_seconds, max_samples)
+        if f.frames / f.samplerate < min_seconds:
+            raise AudioError(f"The audio is {f.frames / f.samplerate * 1000:.1f} ms long, too short to animate; "
+                             f"send at least {min_seconds * 1000:.0f} ms of sound.")
+
+
+def _check_info(f: sf.SoundFile, name: str, max_seconds: float, max_samples: int) -> None:
+    # The header's frame count is exact for these formats: refuse long files before decoding.
+    if f.frames / f.samplerate > max_seconds:
+        raise _too_long(name, f.frames / f.samplerate, max_seconds)
+    if f.frames * f.channels > max_samples:
+        raise _too_big(name, f.frames, f.channels, f.samplerate, max_samples)
+
+
+def _read_soundfile(file, name: str, max_seconds: float, max_samples: int) -> tuple[np.ndarray, int, str]:
     """Read with libsndfile. Returns (samples (n, channels) float32, source rate in Hz, format)."""
     try:
         f = sf.SoundFile(file)
     except sf.SoundFileError as e:
         raise _NotForSoundfile() from e  # e.g. M4A: "Format not recognised"
     with f:
-        # The header's frame count is exact for these formats: refuse long files before decoding.
-        if f.frames / f.samplerate > max_seconds:
-            raise _too_long(name, f.frames / f.samplerate, max_seconds)
+        _check_info(f, name, max_seconds, max_samples)
         try:
             samples = f.read(dtype="float32", always_2d=True)
         except sf.SoundFileError as e:
@@ -106,7 +140,7 @@ def _read_soundfile(file, name: str, max_seconds: float) -> tuple[np.ndarray, in
         return samples, f.samplerate, f.format
 
 
-def _read_av(file, name: str, max_seconds: float) -> tuple[np.ndarray, int, str]:
+def _read_av(file, name: str, max_seconds: float, max_samples: int) -> tuple[np.ndarray, int, str]:
     """Decode with FFmpeg (PyAV). Returns (samples (n, channels) float32, source rate in Hz, format)."""
     bad = (f"Cannot decode {name}: it is not a readable audio file (corrupt, truncated or "
            f"unsupported); use {_FORMATS}.")
@@ -122,6 +156,11 @@ def _read_av(file, name: str, max_seconds: float) -> tuple[np.ndarray, int, str]
                 declared = container.duration / av.time_base if container.duration else None
             if declared is not None and declared > max_seconds:
                 raise _too_long(name, declared, max_seconds)
+            channels = max(1, getattr(stream.codec_context, "channels", 1) or 1)
+            if declared is not None and stream.codec_context.sample_rate and \
+                    declared * stream.codec_context.sample_rate * channels > max_samples:
+                raise _too_big(name, int(declared * stream.codec_context.sample_rate), channels,
+                               stream.codec_context.sample_rate, max_samples)
             # Planar float keeps each channel in its own row whatever the codec's native format.
             to_float = av.AudioResampler(format="fltp")
             chunks, rate, n = [], stream.codec_context.sample_rate, 0
@@ -132,6 +171,8 @@ def _read_av(file, name: str, max_seconds: float) -> tuple[np.ndarray, int, str]
                     rate = converted.sample_rate
                 if rate and n / rate > max_seconds:  # no (or a wrong) duration: stop once past the limit
                     raise _too_long(name, n / rate, max_seconds)
+                if n * channels > max_samples:
+                    raise _too_big(name, n, channels, rate, max_samples)
             fmt = container.format.name
     except (av.error.FFmpegError, ValueError, IndexError, EOFError) as e:  # PyAV's many ways to fail
         raise AudioError(bad) from e

@@ -17,8 +17,10 @@ array it wants and its result into plain arrays in the project's conventions:
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
+import re
 import sys
 import threading
 import weakref
@@ -38,6 +40,9 @@ log = structlog.get_logger(__name__)
 
 MIN_FACE_PX = 96  # below this the 478-point mesh is guesswork and the rendered face is mush
 MAX_IMAGE_SIDE = 4096  # larger photos add nothing (the landmarker works at 256 px) but cost memory
+# Width x height a portrait file may declare (24 MP: 6000 x 4000), read from its header before
+# anything is decoded: a 1 MB PNG can declare 20000 x 20000 pixels and decode to gigabytes.
+MAX_IMAGE_PIXELS = 24_000_000
 N_LANDMARKS = 478  # MediaPipe's face mesh (468) + 10 iris points
 
 _BLENDSHAPE_INDEX = {name: i for i, name in enumerate(BLENDSHAPE_NAMES)}
@@ -48,21 +53,22 @@ _FORMATS = "a JPEG or PNG photo"
 # loading
 
 
-def load_portrait(source: str | os.PathLike | bytes | np.ndarray) -> np.ndarray:
+def load_portrait(source: str | os.PathLike | bytes | np.ndarray, *, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """Read a portrait into the array every later stage uses.
 
     `source`: a file path, a whole file's bytes, or an array (H, W), (H, W, 1), (H, W, 3) RGB
     or (H, W, 4) RGBA of uint8, uint16 or float in 0..1.
     Returns shape = (H, W, 3), uint8, RGB, C-contiguous. Grey becomes RGB, transparency is
     composited on white, 16-bit is reduced to 8-bit, and a side longer than MAX_IMAGE_SIDE is
-    downscaled (keeping the aspect ratio). JPEG EXIF orientation is applied.
+    downscaled (keeping the aspect ratio). JPEG EXIF orientation is applied. A file whose header
+    declares more than `max_pixels` pixels is refused before it is decoded.
     """
     if isinstance(source, np.ndarray):
         image = _rgb_from_array(source)
     elif isinstance(source, (bytes, bytearray, memoryview)):
-        image = _decode(bytes(source), "the portrait data")
+        image = _decode(bytes(source), "the portrait data", max_pixels)
     elif isinstance(source, (str, os.PathLike)):
-        image = _decode(_read_file(Path(source)), f"'{os.fspath(source)}'")
+        image = _decode(_read_file(Path(source)), f"'{os.fspath(source)}'", max_pixels)
     else:
         raise PortraitError(f"Cannot read a portrait from a {type(source).__name__}; pass a file path, "
                             f"the file's bytes or an RGB uint8 array.")
@@ -91,9 +97,44 @@ def _read_file(path: Path) -> bytes:
     return data
 
 
-def _decode(data: bytes, name: str) -> np.ndarray:
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) that an image file's header declares, read without decoding the pixels
+    (Pillow's lazy open); None when the bytes are not an image Pillow knows."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Image.DecompressionBombError as exc:   # past Pillow's own limit (about 179 MP): its message has the count
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        side = math.isqrt(int(found.group(1))) if found else 1 << 16
+        return (side, side)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        return None
+
+
+def check_image_size(data: bytes, name: str = "the portrait data", max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse a file whose header declares more than `max_pixels` pixels, before decoding it."""
+    size = image_size(data)
+    if size is None:
+        _unreadable(data, name)
+    if size[0] * size[1] > max_pixels:
+        raise PortraitError(f"{name[0].upper()}{name[1:]} declares {size[0] * size[1] / 1e6:.0f} megapixels "
+                            f"({size[0]}x{size[1]}), more than the {max_pixels / 1e6:g} megapixel limit; send a "
+                            "smaller photo (4096 px on the long side is plenty)")
+
+
+def _unreadable(data: bytes, name: str):
+    kind = _sniff(data)
+    looks = f" (it looks like {kind})" if kind else ""
+    raise PortraitError(f"{name[0].upper()}{name[1:]} is not an image that can be read{looks}; "
+                        f"use {_FORMATS} of a face.")
+
+
+def _decode(data: bytes, name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     if not data:
         raise PortraitError(f"The portrait data is empty (0 bytes); send the content of {_FORMATS}.")
+    check_image_size(data, name, max_pixels)
     buf = np.frombuffer(data, np.uint8)
     # IMREAD_UNCHANGED keeps alpha and 16-bit depth but ignores EXIF orientation; a JPEG has no
     # alpha, and phone JPEGs are often stored sideways with an orientation tag, so JPEGs are
@@ -105,10 +146,7 @@ def _decode(data: bytes, name: str) -> np.ndarray:
     except cv2.error:  # e.g. past OpenCV's pixel-count limit, or a truncated stream
         decoded = None
     if decoded is None or decoded.size == 0:
-        kind = _sniff(data)
-        looks = f" (it looks like {kind})" if kind else ""
-        raise PortraitError(f"{name[0].upper()}{name[1:]} is not an image that can be read{looks}; "
-                            f"use {_FORMATS} of a face.")
+        _unreadable(data, name)
     if decoded.ndim == 3 and decoded.shape[2] == 3:
         decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
     elif decoded.ndim == 3 and decoded.shape[2] == 4:
@@ -155,7 +193,8 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
     if image.dtype == np.uint8:
         return image
     if image.dtype == np.uint16:
-        return ((image.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)  # rounded, 65535 -> 255
+        # rounded, 65535 -> 255 (the same values as (x * 255 + 32767) // 65535, without a uint32 copy)
+        return cv2.convertScaleAbs(image, alpha=255 / 65535)
     if np.issubdtype(image.dtype, np.floating):
         if not np.isfinite(image).all() or image.min() < 0 or image.max() > 1:
             raise PortraitError("The portrait array is float but not within 0..1; scale it to 0..1 "

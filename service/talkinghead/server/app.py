@@ -37,7 +37,7 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     client_ca: Path | None = None      # with TLS: require client certificates signed by this CA
-    workers: int = 4                   # threads for analysis, rendering and encoding
+    workers: int = 4                   # threads for rendering, encoding and the streaming motion
     renderer: str = "cpu"              # Generate's renderer: "cpu", "torch" or "auto" (torch on CUDA)
     watermark_operator: int = 0        # the operator id in every served image's watermark
     grace_seconds: float = 30.0        # SIGTERM: how long in-flight calls may finish
@@ -69,6 +69,7 @@ class RunningServer:
         await _set_serving(self.health, False)
         await self.server.stop(grace)
         self.servicer.pool.shutdown(wait=False, cancel_futures=True)
+        self.servicer.workers.close()
 
 
 async def _set_serving(servicer, serving: bool) -> None:
@@ -110,6 +111,7 @@ async def serve(config: ServerConfig = ServerConfig()) -> None:
     """Run until SIGTERM or SIGINT, then stop taking calls and let in-flight ones finish
     (up to `grace_seconds`)."""
     running = await start_server(config)
+    running.servicer.workers.prestart()       # warm analysis processes before the first call
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

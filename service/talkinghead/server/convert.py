@@ -77,3 +77,18 @@ def header(fps: float, size: tuple[int, int] | None, enc: int, lookahead: float 
     return pb.Header(fps=fps, width=w, height=h, encoding=enc or pb.IMAGE_ENCODING_JPEG,
                      blendshape_names=list(BLENDSHAPE_NAMES), lookahead_seconds=lookahead,
                      server_version=__version__)
+
+
+def check_text(msg, max_chars: int, skip: tuple[str, ...] = ()) -> None:
+    """Refuse any string field of `msg` (and its sub-messages) longer than `max_chars`: names and
+    targets are a few words, and a long one would only be echoed back in an error."""
+    from google.protobuf.descriptor import FieldDescriptor
+
+    for field, value in msg.ListFields():
+        if field.name in skip:
+            continue
+        if field.type == FieldDescriptor.TYPE_MESSAGE and not field.is_repeated:
+            check_text(value, max_chars, skip)
+        elif field.type == FieldDescriptor.TYPE_STRING and len(value) > max_chars:
+            raise OptionsError(f"{field.name} is {len(value)} characters long, over the limit of {max_chars}: "
+                               f"send one of the documented values")

@@ -1,4 +1,5 @@
-"""Concurrency limits: at most N calls at once in all, and M per client."""
+"""Server limits (every one a `serve` option) and the concurrency slots: at most N calls at once
+in all, M per client, and a few CreateAvatar decodes at once."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ class Limits:
     max_audio_seconds: float = 15 * 60  # a Generate clip
     max_chunk_seconds: float = 2.0      # one Stream audio chunk
     max_buffered_seconds: float = 30.0  # Stream audio received but not yet played out (a flood)
+    # Stream frames computed but not yet sent, in every mode: past this the server stops reading
+    # the client's messages until the client reads frames (backpressure).
+    max_buffered_frames: int = 1800
+    max_image_pixels: int = 24_000_000  # a portrait's width x height, read from its header before decoding (6000 x 4000)
+    max_audio_samples: int = 15 * 60 * 48000 * 2  # a clip's samples x channels, from its header
+    min_audio_seconds: float = 0.05     # shorter audio is refused (INVALID_ARGUMENT)
+    max_transcript_chars: int = 20_000  # Generate's transcript (15 min of speech is about 14,000)
+    max_text_chars: int = 200           # any other text field (emotion, gaze, Live Link target, ...)
+    max_concurrent_avatars: int = 2     # CreateAvatar decodes at once (they also count as calls)
+    max_messages_per_second: float = 200.0  # per Stream; faster senders are throttled (not refused)
+    first_message_seconds: float = 10.0     # a Stream must send its StreamConfig within this
+    stream_idle_seconds: float = 300.0      # a Stream with no message for this long is ended
+    analysis_processes: int = 2         # worker processes for face and speech analysis
     avatar_cache_bytes: int = 2 << 30
     avatar_ttl: float = 3600.0
     # Hosts a Stream may ask the server to send Live Link UDP to ("*" = any). Loopback by
@@ -36,6 +50,21 @@ class Slots:
         self._lock = threading.Lock()
         self._total = 0
         self._per_client: Counter[str] = Counter()
+        self._avatars = 0
+
+    @contextlib.contextmanager
+    def avatar(self):
+        """One CreateAvatar decode (taken inside `take`)."""
+        with self._lock:
+            if self._avatars >= self.limits.max_concurrent_avatars:
+                raise LimitError(f"{self._avatars} portraits are being analysed, the limit is "
+                                 f"{self.limits.max_concurrent_avatars}: retry in a moment")
+            self._avatars += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._avatars -= 1
 
     @contextlib.contextmanager
     def take(self, client: str):

@@ -1,10 +1,11 @@
 """The TalkingHead servicer: parse, run the pipeline as cancellable work, yield.
 
-Heavy work (face analysis, speech analysis, rendering, encoding) runs on a thread pool so the
-event loop keeps serving other calls; each call has a `threading.Event` that its work checks, set
-when the call ends for any reason (done, failed, cancelled by the client, past its deadline), so
-a client that goes away stops its work within a frame or a progress step. Domain errors become
-status codes in one place (`status.code_for`).
+Face and speech analysis (which hold the GIL for seconds) run in worker processes (`workers.py`),
+killed when their call ends early; rendering, encoding and the streaming motion run on a thread
+pool. Each call has a `threading.Event` that its threaded work checks, set when the call ends for
+any reason (done, failed, cancelled by the client, past its deadline), so a client that goes away
+stops its work within a frame. Everything a client controls is bounded by `Limits`. Domain errors
+become status codes in one place (`status.code_for`).
 """
 
 from __future__ import annotations
@@ -21,18 +22,20 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE, check_header
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
-from talkinghead.face import analyze_portrait, load_portrait
+from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
 from talkinghead.media import encode_frame
-from talkinghead.motion import motion_from_audio
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream   # here, not in the first Stream: seconds of imports
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker
 from talkinghead.render import render
-from talkinghead.server import convert
+from talkinghead.server import convert, jobs
 from talkinghead.server.avatars import AvatarCache
+from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits, Slots
-from talkinghead.server.status import LimitError, code_for
+from talkinghead.server.status import LimitError, abort
+from talkinghead.server.workers import Workers
 from talkinghead.track import FaceParams
 from talkinghead.v1 import talkinghead_pb2 as pb
 from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
@@ -42,10 +45,15 @@ log = structlog.get_logger(__name__)
 RENDER_BATCH = 8            # Generate: frames rendered per trip to the thread pool
 AUTO_FLUSH_S = 1.0          # Stream: a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
+IDLE_BATCH = 60             # Stream: idle frames computed per trip to the thread pool
 
 
 class Cancelled(Exception):
     """The call ended; its work stops."""
+
+
+class _Closed(Exception):
+    """The client's half of a Stream ended."""
 
 
 def _client_of(context) -> str:
@@ -67,6 +75,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
+        self.workers = Workers(limits.analysis_processes)
         # Every image the server sends carries the provenance watermark; there is no switch to
         # turn it off in the service, only the operator id it carries.
         self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator))
@@ -80,59 +89,72 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
 
     # -- avatars -----------------------------------------------------------------------------
 
-    def _analyze(self, req: pb.CreateAvatarRequest) -> Rig:
+    async def _analyze(self, req: pb.CreateAvatarRequest) -> Rig:
+        """The portrait's rig, from a worker process. The header is read here first: a file that
+        declares too many pixels is refused before anything is decoded."""
         if not req.image:
             raise PortraitError("the portrait image is empty (0 bytes): send the bytes of a JPEG or PNG photo")
         if len(req.image) > self.limits.max_image_bytes:
             raise LimitError(f"the portrait is {len(req.image) / 1e6:.1f} MB, over the server's limit of "
                              f"{self.limits.max_image_bytes / 1e6:.0f} MB: send a smaller JPEG")
-        return analyze_portrait(load_portrait(bytes(req.image)), req.size or convert.DEFAULT_SIZE,
-                                convert.framing(req.framing))
+        image = bytes(req.image)
+        check_image_size(image, max_pixels=self.limits.max_image_pixels)
+        return await self.workers.run(jobs.portrait_rig, image, req.size or convert.DEFAULT_SIZE,
+                                      convert.framing(req.framing), self.limits.max_image_pixels)
 
     async def CreateAvatar(self, request, context):
         try:
-            rig = await self._run(self._analyze, request)
+            with self.slots.take(_client_of(context)), self.slots.avatar():
+                rig = await self._analyze(request)
             avatar_id, ttl = self.avatars.put(rig, request.ttl_seconds)
             return pb.Avatar(avatar_id=avatar_id, width=rig.width, height=rig.height, ttl_seconds=int(ttl),
                              faces_found=rig.faces_found)
         except TalkingHeadError as exc:
-            await context.abort(code_for(exc), str(exc))
+            await abort(context, exc)
 
     async def DeleteAvatar(self, request, context):
         try:
+            convert.check_text(request, self.limits.max_text_chars)
             self.avatars.delete(request.avatar_id)
             return pb.DeleteAvatarResponse()
         except TalkingHeadError as exc:
-            await context.abort(code_for(exc), str(exc))
+            await abort(context, exc)
 
     async def _rig(self, portrait: pb.Portrait) -> Rig:
         which = portrait.WhichOneof("source")
         if which == "avatar_id":
             return self.avatars.get(portrait.avatar_id)
         if which == "inline":
-            return await self._run(self._analyze, portrait.inline)
+            with self.slots.avatar():
+                return await self._analyze(portrait.inline)
         raise PortraitError("no portrait in the request: set portrait.avatar_id (from CreateAvatar) or "
                             "portrait.inline, or ask for output.params_only")
 
     # -- Generate ----------------------------------------------------------------------------
 
-    def _audio(self, audio: pb.Audio) -> np.ndarray:
-        if audio.file:
-            return load_audio(bytes(audio.file), max_seconds=self.limits.max_audio_seconds)
-        if audio.pcm16:
-            samples = pcm16_samples(bytes(audio.pcm16), audio.sample_rate, (8000, 192000))
-            if len(samples) / audio.sample_rate > self.limits.max_audio_seconds:
-                raise LimitError(f"the audio is {len(samples) / audio.sample_rate:.0f} s long, over the server's "
-                                 f"limit of {self.limits.max_audio_seconds:.0f} s: split it into shorter clips")
-            return soxr.resample(samples, audio.sample_rate, SAMPLE_RATE).astype(np.float32)
-        raise AudioError("no audio in the request: set audio.file (a WAV/FLAC/MP3/... file's bytes) or "
-                         "audio.pcm16 with audio.sample_rate")
+    def _check_generate(self, request: pb.GenerateRequest) -> None:
+        convert.check_text(request, self.limits.max_text_chars, skip=("transcript",))
+        if len(request.transcript) > self.limits.max_transcript_chars:
+            raise LimitError(f"the transcript is {len(request.transcript)} characters long, over the server's limit "
+                             f"of {self.limits.max_transcript_chars}: send the words of this clip only, or split "
+                             "the clip")
+        if not request.audio.file and not request.audio.pcm16:
+            raise AudioError("no audio in the request: set audio.file (a WAV/FLAC/MP3/... file's bytes) or "
+                             "audio.pcm16 with audio.sample_rate")
+        lim = self.limits              # cheap checks here, before the clip goes to a worker
+        if request.audio.pcm16:
+            jobs.check_pcm16(len(request.audio.pcm16), request.audio.sample_rate, jobs.PCM_RATES)
+            jobs.check_duration(len(request.audio.pcm16) / 2 / request.audio.sample_rate, lim.min_audio_seconds)
+        else:
+            check_header(bytes(request.audio.file), max_seconds=lim.max_audio_seconds,
+                         max_samples=lim.max_audio_samples, min_seconds=lim.min_audio_seconds)
 
     async def Generate(self, request, context):
         cancel = threading.Event()
         started = time.perf_counter()
         try:
             with self.slots.take(_client_of(context)):
+                self._check_generate(request)
                 options = convert.motion_options(request.motion)
                 params_only = request.output.params_only
                 enc, quality = convert.encoding(request.output)
@@ -140,11 +162,10 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
                 if not params_only:
                     convert.check_video_fps(options.fps)
                     rig = await self._rig(request.portrait)
-                samples = await self._run(self._audio, request.audio)
                 yield pb.GenerateResponse(header=convert.header(options.fps, rig.size if rig else None,
                                                                 request.output.encoding))
                 track = None
-                async for item in self._motion(samples, options, request.transcript, cancel):
+                async for item in self._motion(request, options):
                     if isinstance(item, pb.Progress):
                         yield pb.GenerateResponse(progress=item)
                     else:
@@ -157,28 +178,37 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
                 yield pb.GenerateResponse(summary=pb.Summary(frames=track.n_frames, duration_seconds=track.duration,
                                                              compute_seconds=time.perf_counter() - started))
         except TalkingHeadError as exc:
-            await context.abort(code_for(exc), str(exc))
+            await abort(context, exc)
         finally:
             cancel.set()
 
-    async def _motion(self, samples, options, transcript, cancel) -> AsyncIterator:
-        """Runs motion_from_audio on the pool; yields pb.Progress while it works, then the track."""
-        loop = asyncio.get_running_loop()
+    async def _motion(self, request: pb.GenerateRequest, options) -> AsyncIterator:
+        """Decodes and animates the clip in a worker process (`jobs.clip_track`); yields
+        pb.Progress while it works, then the track. A cancelled call kills the worker."""
         queue: asyncio.Queue = asyncio.Queue()
-
-        def progress(stage: str, fraction: float) -> None:
-            if cancel.is_set():
-                raise Cancelled()
-            loop.call_soon_threadsafe(queue.put_nowait, pb.Progress(stage=stage, fraction=0.2 * fraction))
-
-        task = loop.run_in_executor(self.pool, motion_from_audio, samples, SAMPLE_RATE, options,
-                                    transcript or None, progress)
-        while not task.done():
-            with contextlib.suppress(asyncio.TimeoutError):
-                yield await asyncio.wait_for(queue.get(), 0.1)
-        while not queue.empty():
-            yield queue.get_nowait()
-        yield await task
+        audio, lim = request.audio, self.limits
+        limits = {"max_seconds": lim.max_audio_seconds, "max_samples": lim.max_audio_samples,
+                  "min_seconds": lim.min_audio_seconds}
+        task = asyncio.ensure_future(self.workers.run(
+            jobs.clip_track, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate, options,
+            request.transcript or None, limits,
+            progress=lambda stage, fraction: queue.put_nowait(pb.Progress(stage=stage, fraction=0.2 * fraction))))
+        try:
+            while not task.done():
+                getter = asyncio.ensure_future(queue.get())
+                await asyncio.wait((getter, task), return_when=asyncio.FIRST_COMPLETED)
+                if getter.done():
+                    yield getter.result()
+                else:
+                    getter.cancel()
+            while not queue.empty():
+                yield queue.get_nowait()
+            yield task.result()
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
 
     def _frames(self, rig, track, start, stop, enc, quality, cancel) -> list[pb.Frame]:
         if cancel.is_set():
@@ -215,24 +245,28 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         started = time.perf_counter()
         try:
             with self.slots.take(_client_of(context)):
-                first = await anext(aiter(request_iterator), None)
+                requests = aiter(request_iterator)
+                try:
+                    first = await asyncio.wait_for(anext(requests, None), self.limits.first_message_seconds)
+                except asyncio.TimeoutError:
+                    raise LimitError(f"no StreamConfig within {self.limits.first_message_seconds:g} s of opening the "
+                                     "stream: send the config as the first message, at once") from None
                 if first is None or first.WhichOneof("payload") != "config":
                     raise OptionsError("the first message of a Stream must be a StreamConfig (config)")
+                convert.check_text(first.config, self.limits.max_text_chars)
                 session = await self._stream_session(first.config)
                 yield pb.StreamResponse(header=session.header)
-                async for response in session.run(request_iterator, cancel):
+                async for response in session.run(requests, cancel):
                     yield response
                 yield pb.StreamResponse(summary=pb.Summary(frames=session.sent,
                                                            duration_seconds=session.sent / session.fps,
                                                            compute_seconds=time.perf_counter() - started))
         except TalkingHeadError as exc:
-            await context.abort(code_for(exc), str(exc))
+            await abort(context, exc)
         finally:
             cancel.set()
 
     async def _stream_session(self, cfg: pb.StreamConfig) -> "StreamSession":
-        from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
-
         options = convert.motion_options(cfg.motion, streaming=True)
         if not STREAM_RATES[0] <= cfg.sample_rate <= STREAM_RATES[1]:
             raise AudioError(f"sample_rate {cfg.sample_rate} Hz is not usable for a stream: send PCM16 at "
@@ -258,17 +292,6 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         return LiveLinkSender(cfg.livelink_target, cfg.livelink_subject or "talkinghead", fps=fps)
 
 
-def pcm16_samples(data: bytes, rate: int, allowed: tuple[int, int]) -> np.ndarray:
-    """PCM16 little-endian mono bytes -> float32 samples, checked."""
-    if not allowed[0] <= rate <= allowed[1]:
-        raise AudioError(f"sample_rate {rate} Hz is not usable: say the rate the PCM16 samples were recorded at, "
-                         f"{allowed[0]}..{allowed[1]} Hz")
-    if len(data) % 2:
-        raise AudioError(f"PCM16 audio must have an even number of bytes (2 per sample), got {len(data)}: "
-                         "send whole 16-bit little-endian mono samples")
-    return np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
-
-
 class StreamSession:
     """One Stream call: reads audio and controls, turns them into frames, paces and sends them.
 
@@ -276,6 +299,12 @@ class StreamSession:
     start + i / fps (or as soon as it is ready, when late); while no line is playing, idle frames
     fill the clock so the face stays alive. A line starts with its first audio chunk and ends
     with a flush, an interrupt, or AUTO_FLUSH_S without new audio.
+
+    Bounds, in every mode: at most `max_pending` frames wait to be sent (past that the session
+    stops reading the client's messages until the client reads frames: backpressure, which
+    gRPC's flow control passes on to the sender), messages are read at most
+    `Limits.max_messages_per_second` (faster senders wait), and a stream with no message for
+    `Limits.stream_idle_seconds` is ended.
     """
 
     def __init__(self, servicer: TalkingHeadServicer, motion, fps: float, rate: int, rig: Rig | None,
@@ -292,6 +321,10 @@ class StreamSession:
         self.last_audio = 0.0
         self.audio_seconds = 0.0              # audio received in this session
         self.done = False
+        self.max_pending = max(1, min(self.limits.max_buffered_frames, int(self.limits.max_buffered_seconds * fps)))
+        self.room = asyncio.Event()           # set when a frame leaves `pending`
+        self.last_message = time.monotonic()  # the idle clock (time spent waiting for room not counted)
+        self.next_read = 0.0                  # the message-rate throttle's clock (loop time)
 
     # Motion calls run on the pool, one at a time per stream.
     def _call(self, fn, *args):
@@ -307,10 +340,32 @@ class StreamSession:
         self.pending.append(pb.StreamEvent(kind=kind, frame_index=index))
         self.wake.set()
 
+    async def _throttle(self) -> None:
+        """At most max_messages_per_second, with a burst of one second's worth."""
+        rate = self.limits.max_messages_per_second
+        now = asyncio.get_running_loop().time()
+        self.next_read = max(self.next_read, now - 1.0) + 1.0 / rate
+        if self.next_read > now:
+            await asyncio.sleep(self.next_read - now)
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: hold the client's next message until fewer than max_pending frames wait."""
+        while len(self.pending) >= self.max_pending:
+            self.room.clear()
+            await self.room.wait()
+            self.last_message = time.monotonic()
+
+    def _sent_one(self) -> None:
+        self.pending.popleft()
+        self.room.set()
+
     async def _read(self, requests, cancel: threading.Event) -> None:
         run = self.servicer._run
         try:
             async for msg in requests:
+                self.last_message = time.monotonic()
+                await self._throttle()
+                await self._wait_for_room()
                 which = msg.WhichOneof("payload")
                 if which == "audio":
                     samples = pcm16_samples(bytes(msg.audio.pcm16), self.rate, STREAM_RATES)
@@ -350,10 +405,15 @@ class StreamSession:
         elif action == pb.Control.ACTION_INTERRUPT:
             # Frames computed but not yet sent are dropped: the interrupt is heard now.
             self.pending = collections.deque(p for p in self.pending if not isinstance(p, tuple))
+            self.room.set()
             await self._finish_line(self.motion.interrupt, pb.StreamEvent.KIND_INTERRUPTED)
         elif action == pb.Control.ACTION_IDLE:
-            n = min(int(control.idle_frames), int(60 * self.fps))
-            self._queue_frames(await self.servicer._run(self._call, self.motion.idle, n), True)
+            n = min(int(control.idle_frames), int(60 * self.fps), self.max_pending)
+            while n > 0:            # in short batches: each holds the GIL while it is computed
+                k = min(n, IDLE_BATCH)
+                self._queue_frames(await self.servicer._run(self._call, self.motion.idle, k), True)
+                n -= k
+                await self._wait_for_room()
         else:
             raise OptionsError("Control.action must be FLUSH, INTERRUPT or IDLE")
 
@@ -371,10 +431,13 @@ class StreamSession:
             while True:
                 if reader.done() and reader.exception() is not None:
                     raise reader.exception()
+                if not self.done and time.monotonic() - self.last_message > self.limits.stream_idle_seconds:
+                    raise LimitError(f"no message on this stream for {self.limits.stream_idle_seconds:g} s: the server "
+                                     "ended it; send audio or a Control at least that often, or open a new stream")
                 if self.pending:
                     item = self.pending[0]
                     if isinstance(item, pb.StreamEvent):
-                        self.pending.popleft()
+                        self._sent_one()
                         yield pb.StreamResponse(event=item)
                         continue
                     params, idle = item
@@ -383,8 +446,10 @@ class StreamSession:
                         if delay > 0:
                             await self._sleep(delay)
                             continue              # re-check: an interrupt may have emptied the queue
-                    self.pending.popleft()
+                    self._sent_one()
                     yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
+                    if self.sent % 8 == 0:          # frames sent back to back: let other calls run
+                        await asyncio.sleep(0)
                     continue
                 if self.done and reader.done():
                     if reader.exception() is not None:

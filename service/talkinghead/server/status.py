@@ -7,7 +7,7 @@ import grpc
 from talkinghead.errors import (AudioError, AudioTooLongError, ExportError, LimitError, MediaError, ModelError,
                                 NotFoundError, OptionsError, PortraitError, TalkingHeadError)
 
-__all__ = ["LimitError", "NotFoundError", "code_for"]
+__all__ = ["LimitError", "NotFoundError", "abort", "code_for", "details"]
 
 
 # First match wins: subclasses before their bases.
@@ -30,3 +30,21 @@ def code_for(exc: Exception) -> grpc.StatusCode:
         if isinstance(exc, kind):
             return code
     return grpc.StatusCode.INTERNAL
+
+
+MAX_DETAILS = 600   # characters of an error's sentence sent back (gRPC metadata is limited to 8 KB)
+
+
+def details(exc: Exception) -> str:
+    """The error's sentence for the client; an echoed input of any length is cut out of the
+    middle, so the start (what is wrong) and the end (what to do) both arrive."""
+    text = str(exc)
+    if len(text) <= MAX_DETAILS:
+        return text
+    half = MAX_DETAILS // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters ...] {text[-half:]}"
+
+
+async def abort(context, exc: Exception):
+    """End the call with `exc`'s status code and sentence."""
+    await context.abort(code_for(exc), details(exc))
