@@ -114,8 +114,13 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         shut = np.clip(1 - opening_height(now, eye, landmarks) / max(0.12 * eye_w, 1e-6), 0, 1)
         target = _EDGE_MAX * np.maximum(lower[:, 1], now[:, 1]) + (1 - _EDGE_MAX) * lower[:, 1]
         now = now + shut * (target - now[:, 1] + 0.02 * eye_w)[:, None] * [0.0, 1.0]
-        # (from a little above where the lid was, over the warp's stretch of lashes there)
-        band = np.concatenate([before - _LID_UP * eye_w * np.array([0.0, 1.0]), now[::-1]])
+        # From a little above where the lid was where the warp has stretched lashes or a low
+        # brow down over it (darker there than the lid's skin), else from where it was.
+        probe = (before[1:-1] - [0.0, 0.08 * eye_w]).astype(np.float32)
+        seen = cv2.remap(frame, probe[:, :1].reshape(1, -1), probe[:, 1:].reshape(1, -1), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float32)
+        lifted = float(np.median(seen.mean(1))) < 0.85 * float(np.mean(eye.lid_color))
+        band = np.concatenate([before - _LID_UP * lifted * eye_w * np.array([0.0, 1.0]), now[::-1]])
         box = _roi(np.concatenate([band, lower]), int(np.ceil(0.12 * eye_w)) + 3, w, h)
         if box is None:
             continue
@@ -172,7 +177,7 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         frame[y0:y1, x0:x1] = np.clip(roi + (layer - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
-_LID_GAIN, _LID_TOP, _LASH, _LID_UP, _EDGE_MAX = 0.45, 0.6, 0.055, 0.0, 1.0
+_LID_GAIN, _LID_TOP, _LASH, _LID_UP, _EDGE_MAX = 0.45, 0.6, 0.055, 0.2, 1.0
 
 
 def _curve_at(xs: np.ndarray, pts: np.ndarray) -> np.ndarray:
