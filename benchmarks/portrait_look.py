@@ -4,7 +4,7 @@ mouth's look (tests/appearance.py) and the closed loop with the real landmark mo
     python benchmarks/portrait_look.py [--size 512] [--out out/look] [--gallery docs/gallery.png]
 
 Prints per portrait: dark (darkest fifth of the interior's L* / lips' median L*, open vowel),
-off-colour share, teeth and sclera L*, shimmer, measured blink (both eyes), jawOpen r, yaw and
+off-colour share, teeth and sclera L* (whites: what synthesized teeth may reach), shimmer, measured blink (both eyes), jawOpen r, yaw and
 pitch errors. Writes per portrait a sheet (rest, open vowel, rounded, p/b/m, blink, turned head)
 and its mouths cropped at 1x and 3x into --out, and with --gallery all sheets as one PNG.
 """
@@ -19,13 +19,14 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from appearance import mouth_look, shimmer  # noqa: E402
+from appearance import mouth_look, shimmer, teeth_reference  # noqa: E402
 from portraits import NAMES, load  # noqa: E402
 
 from talkinghead.arkit import pose_vector  # noqa: E402
 from talkinghead.face import FaceLandmarker, analyze_portrait  # noqa: E402
 from talkinghead.media import write_contact_sheet  # noqa: E402
 from talkinghead.motion.visemes import POSES, VISEMES  # noqa: E402
+from talkinghead.provenance import mark  # noqa: E402
 from talkinghead.render import render  # noqa: E402
 from talkinghead.track import FaceParams, HeadPose  # noqa: E402
 
@@ -81,11 +82,12 @@ def main() -> None:
             rest_look = mouth_look(frames["rest"], lm.detect(frames["rest"]).landmarks)
             steady = shot(rig, OPEN + pose_vector({"jawOpen": 0.01}))
             look["shimmer"] = shimmer(opened, steady, face.landmarks)
+            look["whites"] = teeth_reference(opened, face.landmarks)
             loop = {} if args.no_loop else closed_loop(rig, lm)
             figs = " ".join(f"{k} {v:.3f}" for k, v in {**look, **loop}.items())
             print(f"{name:13s} photo_interior={rig.mouth.photo_interior!s:5s} {figs}  (rest: dark {rest_look['dark']:.2f})",
                   flush=True)
-            rows += list(frames.values())
+            rows += [mark(f) for f in frames.values()]     # marked, as every output is
             labels += [f"{name} {k}" for k in frames]
             write_contact_sheet(list(frames.values()), list(frames), args.out / f"{name}.png", columns=6, cell=256)
             x0, y0 = np.floor(face.landmarks[[61, 0], :2].min(0) - [0.3 * (face.landmarks[291, 0] - face.landmarks[61, 0]), 25]).astype(int)

@@ -12,7 +12,10 @@ Thresholds, and why:
   mouths measure 0 %. 1 % leaves room for a few anti-aliased pixels against a blue background.
 - TEETH_OVER_SCLERA 3 L*: the brightest interior pixels (95th percentile L*) at most this much
   over the sclera's (the same percentile inside the eye openings, off the iris); 3 L* is about
-  the spread between the two eyes' sclera on our portraits.
+  the spread between the two eyes' sclera on our portraits. Where the eyes are too small or
+  shaded to show their white (the sclera measures no lighter than the skin round them: biden,
+  grace_hopper, obama3 at 512 px), the renderer's stand-in, SKIN_TO_TEETH over that skin, is
+  the reference instead (`teeth_reference`).
 - SHIMMER_MAX 4 L*: the mean |dL*| inside the mouth between jawOpen 0.50 and 0.51 (a steady
   opening), where the warped skin around it moves by about 1 L*; teeth that pop or a texture
   that crawls moves tens of L* over their area.
@@ -68,6 +71,28 @@ def sclera_l95(frame: np.ndarray, lm: np.ndarray) -> float:
         vals.append(L[m])
     v = np.concatenate(vals)
     return float(np.percentile(v, 95)) if len(v) >= 8 else float("nan")
+
+
+def skin_l(frame: np.ndarray, lm: np.ndarray) -> float:
+    """Median L* of the skin just below the eyes (a band under each lower lid)."""
+    L = lab(frame)[..., 0]
+    vals = []
+    for contour, _, _ in EYES:
+        pts = lm[list(contour), :2]
+        w = np.hypot(*(pts[8] - pts[0]))
+        below = pts[8:].copy()
+        band = np.concatenate([below + [0, 0.15 * w], (below + [0, 0.35 * w])[::-1]])
+        vals.append(L[_poly(frame.shape, band)])
+    return float(np.median(np.concatenate(vals)))
+
+
+def teeth_reference(frame: np.ndarray, lm: np.ndarray) -> float:
+    """What synthesized teeth may reach (L*): the sclera, or where it measures no lighter than
+    the skin round the eyes, that skin plus the renderer's SKIN_TO_TEETH."""
+    from talkinghead.face.rig import SKIN_TO_TEETH
+
+    sclera, skin = sclera_l95(frame, lm), skin_l(frame, lm)
+    return sclera if sclera > skin else skin + SKIN_TO_TEETH
 
 
 def mouth_look(frame: np.ndarray, lm: np.ndarray) -> dict[str, float]:

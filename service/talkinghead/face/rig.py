@@ -38,6 +38,7 @@ GRID_POINTS = 128        # grid points along the longer side: 4 px cells at 512
 EYE_DISTANCE_MM = 93.0   # adult outer-eye-corner distance: converts head x/y/z mm to pixels
 HEAD_CENTRE_DEPTH = 0.35  # rotation centre behind the ear line, in s (outer-eye-corner distance)
 CAMERA_DISTANCE_MM = 600.0
+SKIN_TO_TEETH = 16.0      # L*: synthesized teeth over the skin round the eyes, where the sclera is too shaded
 MAX_DEPTH_SLOPE = 1.5     # depth pixels per picture pixel: folds only past a 34 degree turn
 
 
@@ -397,16 +398,20 @@ def _lightness(rgb) -> float:
     return float(cv2.cvtColor(np.asarray(rgb, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2LAB)[0, 0, 0])
 
 
-def ivory(sclera: np.ndarray, skin: np.ndarray, lips: np.ndarray) -> np.ndarray:
-    """Teeth for a face whose photo shows none: an ivory (Lab a* 1, b* 10, plus a third of
-    the lips' a* and b*: teeth take the warm light inside the mouth) of the sclera's
-    lightness less 4 L* (teeth are never whiter than the whites of the eyes). Where the
-    measured sclera is darker than the skin around the eyes (a small, narrowed or shaded eye:
-    what was measured is mostly lid and lashes) the skin's lightness stands in for it."""
-    lab = cv2.cvtColor(np.full((1, 1, 3), 0.5, np.float32), cv2.COLOR_RGB2LAB)
-    lab[..., 0] = np.clip(max(_lightness(sclera), _lightness(skin)) - 4, 35, 92)
-    lips_ab = cv2.cvtColor(np.asarray(lips, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2LAB)[0, 0, 1:]
-    lab[..., 1:] = np.array([1.0, 10.0]) + 0.35 * np.clip(lips_ab, 0, 60)
+def ivory(sclera: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Teeth for a face whose photo shows none (RGB): ivory of the sclera's lightness less
+    4 L* (teeth are never whiter than the whites of the eyes). Where the measured sclera is no
+    lighter than the skin round the eyes (a small, narrowed or shaded eye: what was measured
+    is mostly lid and lashes) a tone 16 L* over that skin stands in for it (beside the skin,
+    teeth any darker read as grey). The hue: an ivory
+    in the photo's own light (a third of the skin's a* and b*: a warm photo has warm teeth, and
+    teeth of a neutral ivory look grey beside its skin), its chroma falling with its lightness
+    (a dark yellow reads as khaki, not as teeth in shadow)."""
+    light = float(np.clip(max(_lightness(sclera), _lightness(skin) + SKIN_TO_TEETH + 4) - 4, 35, 92))
+    skin_ab = cv2.cvtColor(np.asarray(skin, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2LAB)[0, 0, 1:]
+    a, b = 1.0 + 0.3 * np.clip(skin_ab[0], 0, 40), 7.0 + 0.45 * np.clip(skin_ab[1], 0, 40)
+    k = float(np.clip(light / 80, 0.5, 1.0))
+    lab = np.array([[[light, a * k, b * k]]], np.float32)
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).reshape(3) * 255, 0, 255)
 
 
@@ -418,7 +423,7 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame, sclera: np.ndarr
     cv2.fillPoly(lips, [np.round(lm[list(R.contour_polygon(R.LIP_UPPER_OUTER, R.LIP_UPPER_INNER)), :2]).astype(np.int32),
                         np.round(lm[list(R.contour_polygon(R.LIP_LOWER_OUTER, R.LIP_LOWER_INNER)), :2]).astype(np.int32)], 1)
     lip_color = np.median(image[lips > 0], 0) if lips.any() else np.array([150, 80, 80])
-    teeth = ivory(sclera, skin, lip_color)
+    teeth = ivory(sclera, skin)
     photo_interior = bool(np.median(gap) > 0.04 * frame.s)
     if photo_interior:
         inner = _polygon_mask((H, W), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))])

@@ -120,7 +120,7 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         seen = cv2.remap(frame, probe[:, :1].reshape(1, -1), probe[:, 1:].reshape(1, -1), cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float32)
         lifted = float(np.median(seen.mean(1))) < 0.85 * float(np.mean(eye.lid_color))
-        band = np.concatenate([before - _LID_UP * lifted * eye_w * np.array([0.0, 1.0]), now[::-1]])
+        band = np.concatenate([before - _LID_UP * lifted * shut * eye_w * np.array([0.0, 1.0]), now[::-1]])
         box = _roi(np.concatenate([band, lower]), int(np.ceil(0.12 * eye_w)) + 3, w, h)
         if box is None:
             continue
@@ -139,7 +139,6 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
         src = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         grain = np.clip(src - cv2.GaussianBlur(src, (0, 0), max(0.06 * eye_w, 1.0)), -5, 5)
-        # (a closed lid lies in the brow ridge's shadow: a little darker than the skin round it)
         lid = _LID_GAIN * (np.asarray(eye.lid_color, np.float32) + common)
         # Shading across the lid: 0 at the crease (where the lid was), 1 at its edge.
         across = np.clip((ys - top[None, :]) / np.maximum(edge - top, 1.0)[None, :], 0, 1)
@@ -177,7 +176,7 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         frame[y0:y1, x0:x1] = np.clip(roi + (layer - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
-_LID_GAIN, _LID_TOP, _LASH, _LID_UP, _EDGE_MAX = 0.45, 0.6, 0.055, 0.2, 1.0
+_LID_GAIN, _LID_TOP, _LASH, _LID_UP, _EDGE_MAX = 0.5, 0.6, 0.055, 0.2, 1.0
 
 
 def _curve_at(xs: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -199,8 +198,8 @@ def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
 # (s units: outer-eye-corner distances, ~90 mm), and the same for the lower arch.
 _UPPER_W = np.array([0.125, 0.10, 0.085, 0.07, 0.06, 0.06])
 _UPPER_L = np.array([0.062, 0.050, 0.054, 0.040, 0.028, 0.018])
-_LOWER_W = np.array([0.075, 0.07, 0.075, 0.06])
-_LOWER_L = np.array([0.030, 0.030, 0.028, 0.012])
+_LOWER_W = np.array([0.07, 0.065, 0.065])
+_LOWER_L = np.array([0.026, 0.026, 0.020])
 
 
 def _arch(widths: np.ndarray, lengths: np.ndarray):
