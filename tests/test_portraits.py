@@ -124,19 +124,11 @@ def test_open_mouth_looks_like_a_mouth(portrait):
 def test_spoken_sentence_closes_and_opens(landmarker, tmp_path_factory):
     """A real sentence on the closed-lips portrait and the glasses: the measured lip gap closes
     on every p/b/m and opens on the vowels (the mouth interior stays dark and warm throughout)."""
-    from speech import FESTIVAL_BILABIALS, FESTIVAL_OPEN_VOWELS, festival_say, have_festival
+    from speech import FESTIVAL_BILABIALS, FESTIVAL_OPEN_VOWELS, spoken_track
 
-    from talkinghead.audio.decode import SAMPLE_RATE, load_audio
-    from talkinghead.motion import motion_from_audio
-    from talkinghead.motion.options import MotionOptions
     from talkinghead.render import render_frames
 
-    if not have_festival():
-        pytest.skip("festival is not installed (scripts/test.sh installs it)")
-    text = "Bob bought a map of the big palm park."
-    wav = tmp_path_factory.mktemp("portraits") / "bob.wav"
-    segs = festival_say(text, "kal_diphone", wav, pad=0.3)
-    track = motion_from_audio(load_audio(wav), SAMPLE_RATE, MotionOptions(fps=30, seed=3), text)
+    segs, track = spoken_track("Bob bought a map of the big palm park.", tmp_path_factory.mktemp("portraits"), pad=0.3)
     for name in ("biden", "grace_hopper"):
         try:
             p = load(name)
