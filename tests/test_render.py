@@ -150,19 +150,11 @@ def test_sizes_and_framings(landmarker, size, framing):
 def spoken(rig, landmarker, tmp_path_factory):
     """A festival sentence with known phone timings, rendered at 30 fps and measured frame by
     frame: (segments, lip gap per frame, frames)."""
-    from speech import festival_say, have_festival
+    from speech import spoken_track
 
-    from talkinghead.audio.decode import SAMPLE_RATE, load_audio
-    from talkinghead.motion import motion_from_audio
-    from talkinghead.motion.options import MotionOptions
     from talkinghead.render import render_frames
 
-    if not have_festival():
-        pytest.skip("festival is not installed (scripts/test.sh installs it)")
-    text = "Bob bought a map of the big palm park, and my mom paid."
-    wav = tmp_path_factory.mktemp("spoken") / "bob.wav"
-    segs = festival_say(text, "kal_diphone", wav, pad=0.4)
-    track = motion_from_audio(load_audio(wav), SAMPLE_RATE, MotionOptions(fps=30, seed=3), text)
+    segs, track = spoken_track("Bob bought a map of the big palm park, and my mom paid.", tmp_path_factory.mktemp("spoken"))
     frames = list(render_frames(rig, track))
     gaps = np.array([lip_gap(measure(landmarker, f)) for f in frames])
     return segs, gaps, frames, track

@@ -66,6 +66,14 @@ class _Builder:
         uv = self.uv
         self.upper_lip = self._inside(R.contour_polygon(R.LIP_UPPER_OUTER, R.LIP_UPPER_INNER))
         self.lower_lip = self._inside(R.contour_polygon(R.LIP_LOWER_OUTER, R.LIP_LOWER_INNER))
+        # Each lip's own contours belong to it alone: with the lips together the inner contours
+        # lie on each other (or cross a little), and a point counted in both lips would ride
+        # on the jaw with the lower lip and pull the upper lip's edge down with it.
+        for own, other in ((R.LIP_UPPER_INNER, self.lower_lip), (R.LIP_UPPER_OUTER, self.lower_lip),
+                           (R.LIP_LOWER_INNER, self.upper_lip), (R.LIP_LOWER_OUTER, self.upper_lip)):
+            other[list(own[1:-1])] = False
+        self.upper_lip[list(R.LIP_UPPER_INNER[1:-1] + R.LIP_UPPER_OUTER[1:-1])] = True
+        self.lower_lip[list(R.LIP_LOWER_INNER[1:-1] + R.LIP_LOWER_OUTER[1:-1])] = True
         # Which side of the mouth's seam each landmark is on (the seam: the midline between the
         # inner lip contours, extended past the corners as the line through the corners).
         mid = (uv[list(R.LIP_UPPER_INNER)] + uv[list(R.LIP_LOWER_INNER)]) / 2

@@ -38,6 +38,7 @@ GRID_POINTS = 128        # grid points along the longer side: 4 px cells at 512
 EYE_DISTANCE_MM = 93.0   # adult outer-eye-corner distance: converts head x/y/z mm to pixels
 HEAD_CENTRE_DEPTH = 0.35  # rotation centre behind the ear line, in s (outer-eye-corner distance)
 CAMERA_DISTANCE_MM = 600.0
+SKIN_TO_TEETH = 16.0      # L*: synthesized teeth over the skin round the eyes, where the sclera is too shaded
 MAX_DEPTH_SLOPE = 1.5     # depth pixels per picture pixel: folds only past a 34 degree turn
 
 
@@ -59,6 +60,8 @@ class EyeRig:
     open_area: float = 1.0
     iris_offset: tuple[float, float] = (0.0, 0.0)
     lash_color: tuple[float, float, float] = (60.0, 40.0, 30.0)
+    sclera: tuple[float, float, float] = (225.0, 218.0, 210.0)
+    lid_color: tuple[float, float, float] = (180.0, 140.0, 120.0)
 
 
 @dataclass(frozen=True)
@@ -301,8 +304,10 @@ def _sclera(roi: np.ndarray, opening: np.ndarray, disk: np.ndarray) -> np.ndarra
     """The white of the eye: the brighter part of what the opening shows beside the iris."""
     seen = roi[(opening > 0.5) & (disk < 0.05)]
     if len(seen) >= 4:
-        lum = seen.mean(1)
-        return np.median(seen[lum >= np.percentile(lum, 80)], 0)
+        # Bright and colourless: a small or shaded eye shows as much lid skin and lash shadow
+        # as white, and those are the saturated part.
+        score = seen.mean(1) - 1.5 * (seen.max(1) - seen.min(1))
+        return np.median(seen[score >= np.percentile(score, 80)], 0)
     return np.array([232.0, 226.0, 220.0]) * np.clip(roi.mean() / 150, 0.4, 1.1)
 
 
@@ -370,10 +375,47 @@ def _eye(image: np.ndarray, lm: np.ndarray, upper, lower, iris) -> tuple[EyeRig,
     out = image.copy()
     out[y0:y1, x0:x1] = np.where(rim[..., None] > 0, lash, roi).astype(np.uint8)
     return EyeRig(polygon, corners, iris[0], iris_patch, radius, eyeball.astype(np.float32), (int(x0), int(y0)),
-                  float(opening.sum()), (float(offset[0]), float(offset[1])), tuple(map(float, lash))), out
+                  float(opening.sum()), (float(offset[0]), float(offset[1])), tuple(map(float, lash)),
+                  tuple(map(float, sclera)), tuple(map(float, _lid_skin(roi, inside, eye_w)))), out
 
 
-def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
+def _lid_skin(roi: np.ndarray, inside: np.ndarray, eye_w: float) -> np.ndarray:
+    """The colour of the skin around an eye (RGB): the median of the ring round the opening
+    (a third of the eye's width wide) without its darkest quarter (brows, lashes, the frames of
+    glasses) and its brightest fifth (highlights on skin or lenses)."""
+    near = cv2.dilate(inside, np.ones((3, 3), np.uint8))
+    ring = cv2.dilate(inside, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.66 * eye_w) | 1,) * 2)) - near
+    px = roi[ring > 0]
+    if len(px) < 8:
+        return roi.reshape(-1, 3).mean(0)
+    lum = px @ np.array([0.299, 0.587, 0.114])
+    lo, hi = np.percentile(lum, [25, 80])
+    keep = px[(lum >= lo) & (lum <= hi)]
+    return np.median(keep, 0) if len(keep) else np.median(px, 0)
+
+
+def _lightness(rgb) -> float:
+    return float(cv2.cvtColor(np.asarray(rgb, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2LAB)[0, 0, 0])
+
+
+def ivory(sclera: np.ndarray, skin: np.ndarray) -> np.ndarray:
+    """Teeth for a face whose photo shows none (RGB): ivory of the sclera's lightness less
+    4 L* (teeth are never whiter than the whites of the eyes). Where the measured sclera is no
+    lighter than the skin round the eyes (a small, narrowed or shaded eye: what was measured
+    is mostly lid and lashes) a tone 16 L* over that skin stands in for it (beside the skin,
+    teeth any darker read as grey). The hue: an ivory
+    in the photo's own light (a third of the skin's a* and b*: a warm photo has warm teeth, and
+    teeth of a neutral ivory look grey beside its skin), its chroma falling with its lightness
+    (a dark yellow reads as khaki, not as teeth in shadow)."""
+    light = float(np.clip(max(_lightness(sclera), _lightness(skin) + SKIN_TO_TEETH + 4) - 4, 35, 92))
+    skin_ab = cv2.cvtColor(np.asarray(skin, np.float32).reshape(1, 1, 3) / 255, cv2.COLOR_RGB2LAB)[0, 0, 1:]
+    a, b = 1.0 + 0.3 * np.clip(skin_ab[0], 0, 40), 7.0 + 0.45 * np.clip(skin_ab[1], 0, 40)
+    k = float(np.clip(light / 80, 0.5, 1.0))
+    lab = np.array([[[light, a * k, b * k]]], np.float32)
+    return np.clip(cv2.cvtColor(lab, cv2.COLOR_LAB2RGB).reshape(3) * 255, 0, 255)
+
+
+def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame, sclera: np.ndarray, skin: np.ndarray) -> MouthRig:
     up, lo = list(R.LIP_UPPER_INNER[1:-1]), list(R.LIP_LOWER_INNER[1:-1])
     gap = np.hypot(*(lm[lo, :2] - lm[up, :2]).T).astype(np.float32)
     H, W = image.shape[:2]
@@ -381,13 +423,7 @@ def _mouth(image: np.ndarray, lm: np.ndarray, frame: FaceFrame) -> MouthRig:
     cv2.fillPoly(lips, [np.round(lm[list(R.contour_polygon(R.LIP_UPPER_OUTER, R.LIP_UPPER_INNER)), :2]).astype(np.int32),
                         np.round(lm[list(R.contour_polygon(R.LIP_LOWER_OUTER, R.LIP_LOWER_INNER)), :2]).astype(np.int32)], 1)
     lip_color = np.median(image[lips > 0], 0) if lips.any() else np.array([150, 80, 80])
-    cheek = lm[[205, 425], :2].round().astype(int)       # mid-cheek points
-    cheek = cheek[(cheek[:, 0] >= 0) & (cheek[:, 0] < W) & (cheek[:, 1] >= 0) & (cheek[:, 1] < H)]
-    skin = np.median(np.concatenate([image[max(y - 3, 0):y + 4, max(x - 3, 0):x + 4].reshape(-1, 3) for x, y in cheek]), 0) \
-        if len(cheek) else lip_color
-    # Teeth take the face's light: a warm off-white scaled by how bright the skin is lit.
-    light = np.clip(skin.mean() / 180.0, 0.4, 1.0)
-    teeth = np.array([222, 214, 196]) * light    # in the lips' shade: never whiter than the skin's light
+    teeth = ivory(sclera, skin)
     photo_interior = bool(np.median(gap) > 0.04 * frame.s)
     if photo_interior:
         inner = _polygon_mask((H, W), lm[list(R.contour_polygon(R.LIP_UPPER_INNER, R.LIP_LOWER_INNER))])
@@ -421,7 +457,7 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
                                (R.EYE_LEFT_UPPER, R.EYE_LEFT_LOWER, R.IRIS_LEFT)):
         eye, irisless = _eye(irisless, lm, upper, lower, iris)
         eyes.append(eye)
-    mouth = _mouth(picture, lm, frame)
+    mouth = _mouth(picture, lm, frame, np.mean([e.sclera for e in eyes], 0), np.mean([e.lid_color for e in eyes], 0))
     if mouth.photo_interior:
         # The renderer draws the photo's interior itself; in the warped picture a closing mouth
         # should leave the dark seam of lips meeting, not a streak of squeezed teeth.
@@ -439,9 +475,13 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray, size: int = 512, framing
         # A squeezed opening keeps some width on the coarse warp grid, so the dark is kept to
         # its middle (a few pixels from its edges) and the rest reads as lip.
         depth = cv2.distanceTransform((inner > 0.5).astype(np.uint8), cv2.DIST_L2, 3)
-        dark = np.clip((depth - 2.0) / 4.0, 0, 1)[..., None]
+        dark = cv2.GaussianBlur(np.clip((depth - 2.0) / 4.0, 0, 1).astype(np.float32), (0, 0), 1.0)[..., None]
         fill = mouth.lip_color * (0.9 - 0.45 * dark)
-        irisless = np.where(rim[..., None] > 0, fill.astype(np.uint8), irisless)
+        # Feathered by a pixel: the warp squeezes this paint, and a hard edge turns to stairs.
+        # (inside the rim, which the renderer draws over: outside it the picture stays the photo)
+        shrunk = cv2.erode(rim.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
+        soft = (np.maximum(cv2.GaussianBlur(shrunk, (0, 0), 0.8), inner) * rim)[..., None]
+        irisless = np.clip(irisless + (fill - irisless) * soft + 0.5, 0, 255).astype(np.uint8)
     rig = Rig(size=(width, height), cell=cell, image=irisless, photo=np.ascontiguousarray(picture), landmarks=lm,
               basis=expression_basis(lm), seal=seal_displacement(lm), grid_xy=grid_xy, grid_z=grid_z,
               head_mask=head_mask, spread=spread, pivot=pivot, px_per_mm=frame.s / EYE_DISTANCE_MM,

@@ -6,7 +6,8 @@
   the moved upper lip down and from the moved lower lip up, in the face's own frame: the upper
   teeth hang from the upper lip, the lower teeth and the tongue ride on the jaw, and the
   cavity fills what is between. The teeth are the photo's own when it shows them, otherwise
-  synthesized: shaded with the face's light, darker towards the corners and the back.
+  synthesized: a dental arch in the photo's own light, darker towards the corners and the back.
+- Lids: a closing lid is drawn over the eye from the skin round it, with a crease and lashes.
 """
 
 from __future__ import annotations
@@ -54,10 +55,17 @@ def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
     """Draw each eyeball (moved rigidly with the eye's corners) and its iris (at its moved
     centre) inside the moved eye opening (in place). A closed eye has no opening to draw in."""
     h, w = frame.shape[:2]
+    down = FaceFrame.of(landmarks).ey
+    n_up = len(R.EYE_LEFT_UPPER)
     for eye in rig.eyes:
         if eye.iris_radius <= 0:
             continue
-        poly = landmarks[list(eye.polygon)]
+        poly = landmarks[list(eye.polygon)].copy()
+        # An upper lid carried past the lower one (a blink's overshoot) leaves no opening, not
+        # an inverted sliver of eyeball under the lashes.
+        lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+        past = np.minimum((lower - poly[:n_up]) @ down, 0.0)
+        poly[:n_up] += past[:, None] * down
         box = _roi(poly, 2, w, h)
         if box is None:
             continue
@@ -87,50 +95,98 @@ def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
 
 def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked: np.ndarray) -> None:
     """Draw the closing upper lids (in place): the band between where each upper lid would be
-    without the blink and where it is, filled with the lid's own skin (lighter than the
-    lashes the warp would otherwise stretch over the eye), the lash line along its edge."""
+    without the blink and where it is, filled with the lid's own skin: the skin colour round the
+    eye (the same recipe on both eyes, half of it their common colour, so a blink never reads
+    as a wink), the fine texture of the skin under the eye mirrored up across the lower lid,
+    shaded as a lid curves (darker into the crease at its top and towards its edge), with the
+    lashes along its edge. Nothing of the photo's brows, lashes or glasses is copied onto it."""
     h, w = frame.shape[:2]
     n_up = len(R.EYE_LEFT_UPPER)
+    common = np.mean([e.lid_color for e in rig.eyes], 0)
     for eye in rig.eyes:
         upper = list(eye.polygon[:n_up])
         now, before = landmarks[upper], unblinked[upper]
         if np.abs(now - before).max() < 0.5:
             continue
-        band = np.concatenate([before, now[::-1]])
-        box = _roi(band, 3, w, h)
+        lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+        eye_w = float(np.hypot(*(now[-1] - now[0])))
+        # As the lids meet the lid reaches all the way down to the lower lid (and a little over
+        # its margin): no sliver of eyeball under the lashes.
+        shut = np.clip(1 - opening_height(now, eye, landmarks) / max(0.12 * eye_w, 1e-6), 0, 1)
+        now = now + shut * (np.maximum(lower[:, 1], now[:, 1]) - now[:, 1] + 0.02 * eye_w)[:, None] * [0.0, 1.0]
+        # From a little above where the lid was where the warp has stretched lashes or a low
+        # brow down over it (darker there than the lid's skin), else from where it was.
+        probe = (before[1:-1] - [0.0, 0.08 * eye_w]).astype(np.float32)
+        seen = cv2.remap(frame, probe[:, :1].reshape(1, -1), probe[:, 1:].reshape(1, -1), cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE).reshape(-1, 3).astype(np.float32)
+        lifted = float(np.median(seen.mean(1))) < 0.85 * float(np.mean(eye.lid_color))
+        band = np.concatenate([before - _LID_UP * lifted * shut * eye_w * np.array([0.0, 1.0]), now[::-1]])
+        box = _roi(np.concatenate([band, lower]), int(np.ceil(0.12 * eye_w)) + 3, w, h)
         if box is None:
             continue
         x0, y0, x1, y1 = box
-        eye_w = np.hypot(*(now[-1] - now[0]))
         cover = _mask((y1 - y0, x1 - x0), band, (x0, y0))
-        # Feathered, so the lid's top blends into the skin above it.
+        # Feathered at its top, so the lid blends into the skin above it.
         cover = np.minimum(cover, cv2.GaussianBlur(cover, (0, 0), max(0.03 * eye_w, 0.6)) * 1.6)
-        # The lid's skin: the skin just above where the lid was, mirrored down across that
-        # line (continuous with it, with the photo's own texture and light), shaded a little
-        # darker towards the lashes, where the lid curves away.
         xs = np.arange(x0, x1, dtype=np.float32)
-        order = np.argsort(before[:, 0])
-        top = np.interp(xs, before[order, 0], before[order, 1]).astype(np.float32)
         ys = np.arange(y0, y1, dtype=np.float32)[:, None]
-        map_y = np.clip(2 * top[None, :] - ys, 0, h - 1).astype(np.float32)
+        top = _curve_at(xs, before)
+        edge = _curve_at(xs, now)
+        floor = _curve_at(xs, lower)
+        # Texture: the skin below the lower lid, mirrored up across it, high-passed and limited
+        # so only its grain comes (not its shadows or a glasses frame).
+        map_y = np.clip(2 * floor[None, :] + 0.15 * eye_w - ys, 0, h - 1).astype(np.float32)
         map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
-        skin = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-        depth = np.clip((ys - top[None, :]) / max(0.3 * eye_w, 1.0), 0, 1)
-        layer = skin * (1.0 - 0.12 * depth)[..., None]
+        src = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        grain = np.clip(src - cv2.GaussianBlur(src, (0, 0), max(0.06 * eye_w, 1.0)), -5, 5)
+        lid = _LID_GAIN * (np.asarray(eye.lid_color, np.float32) + common)
+        # Shading across the lid: 0 at the crease (where the lid was), 1 at its edge.
+        across = np.clip((ys - top[None, :]) / np.maximum(edge - top, 1.0)[None, :], 0, 1)
+        # Its top continues the skin just above it, column by column (the median of three rows,
+        # its lightness held near the lid's so a lash or a brow there is not carried down).
+        rows = top[None, :] - np.array([[0.06], [0.11], [0.16]], np.float32) * eye_w
+        above = cv2.remap(frame, np.broadcast_to(xs[None, :], rows.shape).astype(np.float32),
+                          np.clip(rows, 0, h - 1).astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        above = cv2.GaussianBlur(np.median(above, 0)[None], (0, 0), max(0.05 * eye_w, 0.8))[0]
+        gain = np.clip(lid.mean() / np.maximum(above.mean(1, keepdims=True), 1.0), 0.9, 1.25)
+        above = above * gain
+        blend = np.clip(across / _LID_TOP, 0, 1)[..., None]
+        colour = above[None, :, :] * (1 - blend) + lid * blend
+        shade = 0.93 + 0.07 * np.sin(np.pi * np.clip(across * 1.15, 0, 1)) - 0.1 * across ** 4
+        along = np.clip((xs - now[:, 0].min()) / max(eye_w, 1.0), 0, 1)
+        shade = shade * (0.94 + 0.06 * np.sin(np.pi * along))[None, :]
+        layer = colour * shade[..., None] + grain
+        # The crease: a soft darker line just above where the lid was open.
+        crease = np.exp(-((ys - top[None, :] + 0.05 * eye_w) / max(0.035 * eye_w, 0.6)) ** 2)
+        layer *= (1 - 0.16 * shut * crease)[..., None]
+        alpha = np.maximum(cover, 0.7 * shut * crease * (ys < top[None, :]))
+        # Lashes along the edge, thicker mid-lid, folding down over the lower lid's margin as
+        # the lids meet (one dark line, not two).
         lash = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        thick = max(1, int(round(0.035 * eye_w)))
-        # As the lids meet, the lashes fold down over the lower lid's margin: one dark line,
-        # not two (two thin dark lines read as an eye still a little open).
-        shut = np.clip(1 - opening_height(now, eye, landmarks) / max(0.05 * eye_w, 1e-6), 0, 1)
-        line = now + np.array([0.0, 0.6 * thick * shut])
-        cv2.polylines(lash, [np.round((line - (x0, y0)) * 16).astype(np.int32)], False, 255, thick,
-                      cv2.LINE_AA, shift=4)
-        lash = cv2.GaussianBlur(lash, (0, 0), max(0.012 * eye_w, 0.5))
-        a_lash = lash.astype(np.float32)[..., None] / 255
-        layer = layer + (np.asarray(eye.lash_color, np.float32) - layer) * a_lash
-        alpha = np.maximum(cover, lash.astype(np.float32) / 255)[..., None]
+        thick = max(_LASH * eye_w, 1.0)
+        line = np.round((now - (x0, y0)) * 16).astype(np.int32)
+        cv2.polylines(lash, [line], False, 255, max(1, int(round(0.6 * thick))), cv2.LINE_AA, shift=4)
+        mid = line[2:-2]
+        cv2.polylines(lash, [mid], False, 255, max(1, int(round(thick))), cv2.LINE_AA, shift=4)
+        a_lash = cv2.GaussianBlur(lash, (0, 0), max(0.015 * eye_w, 0.5)).astype(np.float32) / 255 * (0.35 + 0.65 * shut)
+        layer = layer + (np.asarray(eye.lash_color, np.float32) - layer) * a_lash[..., None]
+        alpha = np.maximum(alpha, a_lash)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = np.clip(roi + (layer - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
+
+
+# The closed lid, chosen by looking at the six test portraits and by MediaPipe's blink on them:
+# its colour (x the two eyes' mean skin colour), how far down it continues the skin above it
+# (share of its height), the lashes' thickness and how far above the open lid's edge it starts
+# where the warp has stretched lashes or a brow down (all in eye widths but the first two).
+_LID_GAIN, _LID_TOP, _LASH, _LID_UP = 0.5, 0.6, 0.055, 0.2
+
+
+def _curve_at(xs: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """A contour's y at each x (shape = xs.shape), held flat past its ends."""
+    order = np.argsort(pts[:, 0])
+    return np.interp(xs, pts[order, 0], pts[order, 1]).astype(np.float32)
 
 
 def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
@@ -138,6 +194,43 @@ def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
     n_up = len(upper)
     lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
     return float(np.max(np.hypot(*(upper[1:-1] - lower[1:-1]).T)))
+
+
+# The upper dental arch as seen from the front, from the middle out to a mouth corner: each
+# tooth's projected width in t (0..1 corner to corner of the inner lips; an incisor is about a
+# fifth of a speaking mouth's opening) and how far its biting edge reaches below the upper lip
+# (s units: outer-eye-corner distances, ~90 mm), and the same for the lower arch.
+_UPPER_W = np.array([0.125, 0.10, 0.085, 0.07, 0.06, 0.06])
+_UPPER_L = np.array([0.062, 0.050, 0.054, 0.040, 0.028, 0.018])
+_LOWER_W = np.array([0.07, 0.065, 0.065])
+_LOWER_L = np.array([0.026, 0.026, 0.020])
+
+
+def _arch(widths: np.ndarray, lengths: np.ndarray):
+    """Tooth boundaries (from the middle, in |t - 0.5|) and the lengths between them."""
+    return np.concatenate([[0.0], np.cumsum(widths)]), lengths
+
+
+_UPPER, _LOWER = _arch(_UPPER_W, _UPPER_L), _arch(_LOWER_W, _LOWER_L)
+
+
+def _teeth(t: np.ndarray, band: np.ndarray, arch, length_scale, px: float) -> tuple[np.ndarray, np.ndarray]:
+    """One dental arch: (coverage 0..1, shade) per pixel. `band` is the distance (s units) from
+    the lip the arch hangs from; coverage is anti-aliased over a pixel (`px`, s units), each
+    tooth's biting edge rounded at its corners; shade darkens the seams between teeth and the
+    teeth towards the corners (they turn away, into the mouth's shadow)."""
+    bounds, lengths = arch
+    x = np.abs(t - 0.5)
+    k = np.clip(np.searchsorted(bounds, x) - 1, 0, len(lengths) - 1)
+    lo, hi = bounds[k], bounds[k + 1]
+    d = np.clip((x - lo) / (hi - lo), 0, 1) * 2 - 1                  # -1..1 across the tooth
+    length = lengths[k] * length_scale * (1 - 0.22 * d ** 6)         # rounded corners of the edge
+    cover = np.clip((length - band) / px + 0.5, 0, 1) * (x < bounds[-1])
+    seam_px = np.minimum(x - lo, hi - x) / px                        # pixels to the nearest seam
+    shade = (1 - 0.16 * np.exp(-seam_px ** 2)) * (1 - 0.6 * np.clip(x / bounds[-1], 0, 1) ** 1.6)
+    # The biting edge is translucent: a little darker over its last stretch.
+    shade *= 1 - 0.18 * np.clip(1 - (length - band) / np.maximum(0.3 * length, px), 0, 1)
+    return cover, shade
 
 
 def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights: np.ndarray) -> None:
@@ -167,51 +260,62 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     below_upper = uv[..., 1] - lips.up(t)                    # s units, >= 0 inside
     above_lower = lips.lo(t) - uv[..., 1]
     gap = np.maximum(below_upper + above_lower, 1e-4)
-    side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 3     # 1 mid-mouth, 0 at the corners
-    depth = np.clip(above_lower / np.maximum(gap, 0.02), 0, 1)  # 0 at the lower lip, 1 at the upper
-    cavity = m.lip_color * (0.42 - 0.17 * depth)[..., None] * (0.55 + 0.45 * side)[..., None]
-    # Tongue: a low, rounded hump on the floor of the mouth behind the lower teeth, seen
-    # when the jaw is well open.
-    lower_band = _photo_half_gap(m.curves, t) if m.photo_interior else _lower_teeth_height(t, gap)
-    tongue_h = np.clip(gap * 0.3, 0, 0.06) * (1 - ((t - 0.5) / 0.36) ** 2).clip(0)
-    tongue = (above_lower < lower_band + tongue_h)[..., None]
-    hump = np.clip((lower_band + tongue_h - above_lower) / np.maximum(tongue_h, 1e-4), 0, 1)   # 0 at its top edge
-    tongue_col = (m.lip_color * np.array([0.8, 0.52, 0.55]) + 10) * ((0.5 + 0.35 * hump) * (0.6 + 0.4 * side))[..., None]
-    out = np.where(tongue, tongue_col, cavity)
-    # Lips shade what is just inside them.
-    edge = np.clip(np.minimum(below_upper, above_lower) / 0.012, 0, 1)
-    out *= (0.65 + 0.35 * edge)[..., None]
+    px = 1.0 / now.s                                         # one pixel in s units
+    side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 2     # 1 mid-mouth, 0 at the corners
+    out = _cavity(m.lip_color, t, side, below_upper, above_lower, gap, px)
     if m.photo_interior:
         out = _photo_interior(rig, out, t, t_raw, below_upper, above_lower)
     else:
-        out = _synth_interior(rig, out, t, side, below_upper, above_lower, gap)
+        out = _synth_teeth(m.teeth_color, out, t, below_upper, above_lower, gap, px, weights)
     roi = frame[y0:y1, x0:x1].astype(np.float32)
-    # The opening grown by the rig's rim (painted lip colour there), not past the corners.
-    rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
-    rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)       # not past the corners (as the rig)
+    if m.photo_interior:
+        # The opening grown by the rig's rim (painted lip colour there), not past the corners,
+        # exactly as the rig painted it: what is drawn there is the photo's own lip and teeth,
+        # so the rim's edge never shows; the edges that do (teeth against cavity) are smooth.
+        rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
+        rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)
+    else:
+        # The anti-aliased opening grown by a pixel (over the stretched seam of the lips), its
+        # edge kept soft, and not past the corners.
+        rim = cv2.dilate(opening, np.ones((3, 3), np.uint8))
+        rim *= np.clip(np.minimum(t_raw, 1 - t_raw) * lips.span / (2 * px) + 0.5, 0, 1) * (1 - opening) + opening
     alpha = (rim * closing)[..., None]
     frame[y0:y1, x0:x1] = np.clip(roi + (out - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
-def _synth_interior(rig, out, t, side, below_upper, above_lower, gap):
-    m = rig.mouth
-    # Upper incisors and canines hang from the upper lip; lower ones show when wide open.
-    up_h = 0.07 * np.clip(1 - ((t - 0.5) / 0.46) ** 4, 0, 1)
-    lo_h = _lower_teeth_height(t, gap)
-    tooth_w = 0.115                                           # in t: the central incisors
-    ridge = np.abs(((t - 0.5) / tooth_w + 0.5) % 1.0 - 0.5)   # 0 at tooth edges
-    gaps = 0.93 + 0.07 * np.clip(ridge / 0.12, 0, 1)
-    for band, height, bright in ((above_lower, lo_h, 0.8), (below_upper, up_h, 1.0)):
-        tooth = band < height
-        tip = np.clip((height - band) / np.maximum(height * 0.35, 1e-4), 0, 1)   # darker at the biting edge
-        col = m.teeth_color * (bright * (0.62 + 0.38 * side) * gaps * (0.85 + 0.15 * tip))[..., None]
-        out = np.where(tooth[..., None], col, out)
+def _cavity(lip_color, t, side, below_upper, above_lower, gap, px):
+    """The dark of the mouth behind the teeth, warm (the lips' hue, deepened towards red) and
+    darker towards the back and the corners; a tongue on its floor once the jaw is open enough
+    for the floor to show, lit at its front, falling into the dark behind."""
+    warm = np.asarray(lip_color, np.float32) * np.array([1.0, 0.72, 0.7], np.float32)
+    mid = np.clip(np.minimum(below_upper, above_lower) / np.maximum(0.5 * gap, px), 0, 1)
+    shadow = (0.6 + 0.4 * np.clip(below_upper / 0.03, 0, 1)) * (0.75 + 0.25 * np.clip(above_lower / 0.02, 0, 1))
+    cavity = shadow[..., None] * warm * ((0.42 - 0.2 * mid) * (0.5 + 0.5 * side))[..., None]
+    # Tongue: its top an arch from corner to corner, rising to a third of the gap mid-mouth.
+    show = np.clip((gap - 0.05) / 0.06, 0, 1)
+    top = 0.34 * gap * np.sqrt(np.clip(1 - ((t - 0.5) / 0.42) ** 2, 0, 1)) * show
+    cover = np.clip((top - above_lower) / px + 0.5, 0, 1)[..., None]
+    front = np.clip(1 - above_lower / np.maximum(top, px), 0, 1)      # 1 at the lower lip, 0 at its top
+    tongue = np.asarray(lip_color, np.float32) * np.array([0.95, 0.6, 0.62], np.float32) * \
+        ((0.36 + 0.3 * front) * (0.55 + 0.45 * side))[..., None]
+    return cavity + (tongue - cavity) * cover
+
+
+def _synth_teeth(teeth_color, out, t, below_upper, above_lower, gap, px, weights):
+    """Upper teeth hanging from the upper lip (more of them as it lifts), lower teeth rising
+    from the lower lip once the jaw is well open; the lower in the upper's shadow."""
+    teeth = np.asarray(teeth_color, np.float32)
+    open_scale = np.clip((gap - 0.02) / 0.05, 0, 1)          # no teeth in a slit
+    lift = 1 + 0.8 * float(weights[BS["mouthUpperUpLeft"]] + weights[BS["mouthUpperUpRight"]]) / 2
+    lo_scale = np.clip((gap - 0.12) / 0.08, 0, 1)             # only when well open
+    for band, arch, scale, bright in ((above_lower, _LOWER, lo_scale, 0.72), (below_upper, _UPPER, open_scale * lift, 1.0)):
+        cover, shade = _teeth(t, band, arch, scale, px)
+        # Lit from the lip it comes from, fading into the dark towards its edge.
+        col = teeth * (bright * shade * (0.9 + 0.1 * np.clip(1 - band / 0.05, 0, 1)))[..., None]
+        # The lips shade what is just inside them (the upper lip overhangs more).
+        col *= ((0.8 + 0.2 * np.clip(below_upper / 0.02, 0, 1)) * (0.85 + 0.15 * np.clip(above_lower / 0.015, 0, 1)))[..., None]
+        out = out + (col - out) * cover[..., None]
     return out
-
-
-def _lower_teeth_height(t: np.ndarray, gap: np.ndarray) -> np.ndarray:
-    """Synthesized lower teeth show (in s units) only once the jaw is well open."""
-    return 0.055 * np.clip((gap - 0.07) / 0.08, 0, 1) * np.clip(1 - ((t - 0.5) / 0.40) ** 4, 0, 1)
 
 
 def _photo_half_gap(curves: LipCurves, t: np.ndarray) -> np.ndarray:
@@ -220,15 +324,21 @@ def _photo_half_gap(curves: LipCurves, t: np.ndarray) -> np.ndarray:
 
 def _photo_interior(rig, out, t, t_raw, below_upper, above_lower):
     """The photo's own interior: its upper half hangs from the upper lip, its lower half rides
-    on the lower lip; a wider opening than the photo's shows cavity between them."""
+    on the lower lip; a wider opening than the photo's shows cavity between them. The halves
+    end in an anti-aliased edge (a pixel wide), not a stair-step."""
     base, src_lips = rig.frame, rig.mouth.curves
-    half = _photo_half_gap(src_lips, t)
-    use_upper = (below_upper <= half) & (below_upper <= above_lower)
-    use_lower = (above_lower <= half) & ~use_upper
+    px = 1.0 / base.s
+    gap = below_upper + above_lower
+    split = np.minimum(_photo_half_gap(src_lips, t), np.maximum(gap / 2, 0))
     u_src = src_lips.ua + t_raw * src_lips.span   # unclipped: identity at rest, past the corners too
-    v_src = np.where(use_upper, src_lips.up(t) + below_upper, src_lips.lo(t) - above_lower)
-    src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
-    sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
-                       cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
-    use = (use_upper | use_lower)[..., None]
-    return np.where(use, sample, out)
+    blend = np.zeros_like(out)
+    total = np.zeros(out.shape[:2] + (1,), np.float32)
+    for v_src, band in ((src_lips.up(t) + below_upper, below_upper), (src_lips.lo(t) - above_lower, above_lower)):
+        src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
+        sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
+                           cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        # Where the halves meet (split = gap / 2) their coverages add up to one.
+        cover = np.clip((split - band) / px + 0.5, 0, 1)[..., None]
+        blend += sample * cover
+        total += cover
+    return blend + out * np.clip(1 - total, 0, 1)
