@@ -3,7 +3,7 @@
 Drop in a portrait and a line of speech, set the motion options, and get the video, its
 contact sheet, the `verify` verdict and the take files (JSON, Live Link Face CSV). The page only
 maps its widgets onto `MotionOptions` and the stage entry points; a bad input shows the same
-sentence the CLI prints. Needs the `ui` extra (`pip install 'talkinghead[ui]'`).
+sentence the CLI prints, in the page's status line (which also gets the CLI's "wrote ..." line). Needs the `ui` extra (`pip install 'talkinghead[ui]'`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from talkinghead.errors import OptionsError, TalkingHeadError  # noqa: E402
+from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError  # noqa: E402
 from talkinghead.motion.options import EMOTIONS, GAZE_MODES, MotionOptions  # noqa: E402
 
 log = structlog.get_logger(__name__)
@@ -52,6 +52,15 @@ class Take:
     synthetic: bool      # the verdict: the video says it was made by talkinghead
     seconds: float       # the clip's duration
     n_frames: int
+    fps: float
+    width: int           # the video's pixels
+    height: int
+
+    @property
+    def summary(self) -> str:
+        """The line `talkinghead render` prints when it is done."""
+        return (f"wrote {self.video.name}: {self.n_frames} frames at {self.fps:g} fps, {self.width}x{self.height}, "
+                f"{self.seconds:.2f} s")
 
 
 def make_take(portrait: Path, audio: Path, transcript: str | None, options: MotionOptions, size: int,
@@ -74,16 +83,16 @@ def make_take(portrait: Path, audio: Path, transcript: str | None, options: Moti
                               lambda stage, f: progress(0.05 + 0.2 * f, f"speech: {stage}"))
     stem = Path(audio).stem or "take"
     video = out_dir / f"{stem}.mp4"
-    render_video(rig, track, samples, SAMPLE_RATE, video, backend="auto",
-                 progress=lambda n: progress(0.25 + 0.65 * n / max(track.n_frames, 1),
-                                             f"rendering frame {n}/{track.n_frames}"))
+    info = render_video(rig, track, samples, SAMPLE_RATE, video, backend="auto",
+                        progress=lambda n: progress(0.25 + 0.65 * n / max(track.n_frames, 1),
+                                                    f"rendering frame {n}/{track.n_frames}"))
     progress(0.9, "contact sheet and take files")
     sheet = write_take_sheet(rig, track, out_dir / f"{stem}_sheet.png")
     json_path, csv_path = (write_track(track, out_dir / f"{stem}{suffix}") for suffix in (".json", ".csv"))
     progress(0.95, "verifying the video")
     report = verify_file(video)
     return Take(video, sheet, json_path, csv_path, format_report(report).replace(str(video), video.name),
-                report.synthetic, track.duration, track.n_frames)
+                report.synthetic, track.duration, info.n_frames, track.fps, info.width, info.height)
 
 
 def user_message(exc: TalkingHeadError, uploads: dict[Path, str]) -> str:
@@ -103,52 +112,60 @@ class Page:
 
     def submit(self, portrait, audio, transcript, lipsync, emotion, emotion_intensity, expressiveness,
                head_motion, blink_rate, gaze, seed, fps, size, framing, progress=gr.Progress()):
-        """Gradio's callback: widget values in, (video, sheet, verdict, files) out."""
-        if not portrait:
-            raise gr.Error("Upload a portrait (a photo with one face), or pick the example below.")
-        if not audio:
-            raise gr.Error("Upload or record the speech first.")
-        portrait, audio = Path(portrait), Path(audio)
-        uploads = {portrait: portrait.name, audio: audio.name}
-        report = lambda f, s: progress(f, desc=s)  # noqa: E731
-        self._sweep()
-        out_dir = Path(tempfile.mkdtemp(prefix="take-", dir=self.work_dir))
-        t0 = time.monotonic()
+        """Gradio's callback: widget values in, (video, sheet, verdict, files, status) out. A bad input
+        clears the results and puts the CLI's sentence in the status line."""
         try:
             if seed is None:
                 raise OptionsError("seed must be a whole number; type one (0 is the default)")
             options = MotionOptions(fps=float(fps), seed=int(seed), expressiveness=expressiveness,
                                     head_motion=head_motion, blink_rate=blink_rate, emotion=emotion,
                                     emotion_intensity=emotion_intensity, gaze=gaze, lipsync=lipsync)
-            take = make_take(portrait, audio, (transcript or "").strip() or None, options, int(size), framing,
-                             out_dir, report)
+            take = self._take(portrait, audio, (transcript or "").strip() or None, options, int(size), framing,
+                              lambda f, stage: progress(f, desc=stage))
         except TalkingHeadError as exc:
-            shutil.rmtree(out_dir, ignore_errors=True)
             log.info("ui.bad_input", error=type(exc).__name__, message=str(exc))
-            raise gr.Error(user_message(exc, uploads), print_exception=False) from exc
-        log.info("ui.take", seconds=round(take.seconds, 3), frames=take.n_frames, size=int(size),
-                 wall_seconds=round(time.monotonic() - t0, 2))
+            uploads = {Path(p): Path(p).name for p in (portrait, audio) if p}
+            return None, None, "", None, f"Error: {user_message(exc, uploads)}"
         return (str(take.video), str(take.sheet), take.verdict,
-                [str(p) for p in (take.video, take.json, take.csv, take.sheet)])
+                [str(p) for p in (take.video, take.json, take.csv, take.sheet)], take.summary)
+
+    def _take(self, portrait: str | None, audio: str | None, transcript: str | None, options: MotionOptions,
+              size: int, framing: str, progress: Progress) -> Take:
+        if not portrait:
+            raise PortraitError("Upload a portrait (a photo with one face), or pick the example.")
+        if not audio:
+            raise AudioError("Upload or record the speech first.")
+        self._sweep()
+        out_dir = Path(tempfile.mkdtemp(prefix="take-", dir=self.work_dir))
+        t0 = time.monotonic()
+        try:
+            take = make_take(Path(portrait), Path(audio), transcript, options, size, framing, out_dir, progress)
+        except BaseException:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            raise
+        log.info("ui.take", seconds=round(take.seconds, 3), frames=take.n_frames, size=size,
+                 wall_seconds=round(time.monotonic() - t0, 2))
+        return take
 
     def preview(self, portrait):
         """The portrait as the pipeline reads it (EXIF orientation applied, transparency on white),
-        at most PREVIEW_SIDE across; a file that is not a usable image gets the CLI's sentence at once."""
+        at most PREVIEW_SIDE across, and the status line: a file that is not a usable image gets the
+        CLI's sentence at once."""
         if not portrait:
-            return None
+            return None, ""
         from talkinghead.face import load_portrait
 
         path = Path(portrait)
         try:
             image = load_portrait(path)
         except TalkingHeadError as exc:
-            raise gr.Error(user_message(exc, {path: path.name}), print_exception=False) from exc
+            return None, f"Error: {user_message(exc, {path: path.name})}"
         scale = PREVIEW_SIDE / max(image.shape[:2])
         if scale < 1:
             import cv2
 
             image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        return image
+        return image, ""
 
     def _sweep(self) -> None:
         cutoff = time.time() - KEEP_SECONDS
@@ -211,16 +228,18 @@ def build(page: Page):
                                            info="face: a square around the head; full: the whole photo")
                 go = gr.Button("Animate", variant="primary", elem_id="animate")
             with gr.Column():
+                status = gr.Textbox(label="Status", interactive=False, lines=1, elem_id="status",
+                                    placeholder="the render's summary, or what to fix")
                 video = gr.Video(label="Talking face", elem_id="video", interactive=False)
                 sheet = gr.Image(label="Contact sheet: closed, open, rounded, p/b/m, blink, turned",
                                  type="filepath", interactive=False, elem_id="sheet")
                 verdict = gr.Textbox(label="talkinghead verify", lines=7, interactive=False, elem_id="verdict")
                 files = gr.File(label="Take files (MP4, JSON, Live Link Face CSV, contact sheet)",
                                 file_count="multiple", interactive=False, elem_id="files")
-        portrait.change(page.preview, portrait, preview)
+        portrait.change(page.preview, portrait, [preview, status])
         go.click(page.submit, [portrait, audio, transcript, lipsync, emotion, emotion_intensity, expressiveness,
                                head_motion, blink_rate, gaze, seed, fps, size, framing],
-                 [video, sheet, verdict, files], concurrency_limit=1)
+                 [video, sheet, verdict, files, status], concurrency_limit=1)
     return demo
 
 
