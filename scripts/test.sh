@@ -2,11 +2,12 @@
 # Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
 #   bash scripts/test.sh [pytest args]
 # Installs: festival + three English voices and espeak-ng (speech with known phone timings for the
-# lip-sync tests), a virtualenv in .venv with the package and its test extra.
+# lip-sync tests), chromium + chromium-driver (the web page's browser test), a virtualenv in .venv
+# with the package and its test extra.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng)
+packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then
