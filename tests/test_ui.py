@@ -38,7 +38,9 @@ RENDER_TIMEOUT = 240      # seconds: the example at 256 px renders in about 20 s
 # Flags that keep Chromium off the network and out of any profile (nothing outside is reachable).
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1800")
+                  "--autoplay-policy=no-user-gesture-required", "--window-size=1400,1800",
+                  # a fake microphone (Chromium's test tone) that needs no permission prompt
+                  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 
 pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                                 reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
@@ -75,10 +77,11 @@ def server(tmp_path_factory):
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=15)
+            assert proc.wait(timeout=15) == 0, log_path.read_text()    # SIGTERM stops it cleanly
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +119,16 @@ def _upload(driver, elem_id: str, path: Path) -> None:
     driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]").send_keys(str(path))
 
 
+def _set_size(driver, pixels: int) -> None:
+    size = driver.find_element(By.CSS_SELECTOR, "#size input[type=number]")
+    size.send_keys(Keys.CONTROL, "a")
+    size.send_keys(str(pixels), Keys.TAB)
+
+
+def _status(driver) -> str:
+    return driver.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+
+
 def _toasts(driver) -> list[str]:
     return driver.execute_script(
         "return Array.from(document.querySelectorAll('.toast-item')).map(e => e.innerText)")
@@ -145,9 +158,7 @@ def test_the_example_renders_with_progress_plays_and_its_take_files_download(ser
     browser.find_element(By.XPATH, "//button[contains(., 'astronaut.jpg says hello.flac')]").click()
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#preview img"), 30,
           "picking the example did not show the portrait")
-    size = browser.find_element(By.CSS_SELECTOR, "#size input[type=number]")
-    size.send_keys(Keys.CONTROL, "a")
-    size.send_keys("256", Keys.TAB)
+    _set_size(browser, 256)
     browser.find_element(By.ID, "animate").click()
 
     progress: set[str] = set()
@@ -161,7 +172,7 @@ def test_the_example_renders_with_progress_plays_and_its_take_files_download(ser
     assert not _toasts(browser), _toasts(browser)
     audio_seconds = sf.info(str(EXAMPLES / "hello.flac")).duration
     n_frames = MotionTrack.frame_count(audio_seconds, 30)
-    status = browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
+    status = _status(browser)
     assert status == f"wrote hello.mp4: {n_frames} frames at 30 fps, 256x256, {audio_seconds:.2f} s"   # the CLI's line
 
     # It plays: metadata loaded, the clip's duration, and time advancing after play().
@@ -176,6 +187,10 @@ def test_the_example_renders_with_progress_plays_and_its_take_files_download(ser
     assert "verdict:   made by talkinghead (synthetic)" in verdict, verdict
     assert "/tmp/" not in verdict                                   # no server paths on the page
     _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#sheet img"), 10, "no contact sheet shown")
+    # Everything the page loaded came from the server itself: no CDN, fonts or analytics elsewhere.
+    loaded = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert loaded and all(u.startswith((server, "data:", "blob:")) for u in loaded), \
+        [u for u in loaded if not u.startswith((server, "data:", "blob:"))]
 
     shot = tmp_path / "ui.png"
     browser.save_screenshot(str(shot))
@@ -218,22 +233,19 @@ def test_bad_inputs_show_the_cli_sentences(server, browser, tmp_path):
     portrait = tmp_path / "astronaut.jpg"
     shutil.copy(EXAMPLES / "astronaut.jpg", portrait)
 
-    def status() -> str:
-        return browser.find_element(By.CSS_SELECTOR, "#status textarea").get_attribute("value")
-
     # A text file as the portrait: said as soon as it is uploaded, and again on Animate.
     sentence = _cli_sentence("render", "--portrait", "notes.txt", "--audio", "hello.flac", "-o", "out.mp4",
                              cwd=tmp_path)
     assert "not an image" in sentence
     _open(browser, server)
     _upload(browser, "portrait", notes)
-    _wait(lambda: status() == f"Error: {sentence}", 30, f"the upload did not say {sentence!r}")
+    _wait(lambda: _status(browser) == f"Error: {sentence}", 30, f"the upload did not say {sentence!r}")
     browser.find_element(By.ID, "animate").click()
-    _wait(lambda: status() == "Error: Upload or record the speech first.", 30, "Animate did not ask for speech")
+    _wait(lambda: _status(browser) == "Error: Upload or record the speech first.", 30, "Animate did not ask for speech")
     _upload(browser, "audio", hello)
     time.sleep(2)   # the upload lands before the click
     browser.find_element(By.ID, "animate").click()
-    _wait(lambda: status() == f"Error: {sentence}", 30, f"Animate did not say {sentence!r}")
+    _wait(lambda: _status(browser) == f"Error: {sentence}", 30, f"Animate did not say {sentence!r}")
     browser.save_screenshot(str(tmp_path / "bad_portrait.png"))
     assert _video_state(browser) is None
 
@@ -250,5 +262,34 @@ def test_bad_inputs_show_the_cli_sentences(server, browser, tmp_path):
     _upload(browser, "audio", broken)
     time.sleep(2)   # the upload lands before the click
     browser.find_element(By.ID, "animate").click()
-    _wait(lambda: status() == f"Error: {sentence}", 60, f"Animate did not say {sentence!r}")
+    _wait(lambda: _status(browser) == f"Error: {sentence}", 60, f"Animate did not say {sentence!r}")
     assert _video_state(browser) is None
+
+
+def test_speech_recorded_in_the_page_animates(server, browser):
+    _open(browser, server)
+    _upload(browser, "portrait", EXAMPLES / "astronaut.jpg")
+    _set_size(browser, 256)
+    browser.find_element(By.CSS_SELECTOR, "#audio button[aria-label='Record audio']").click()
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#audio button.record-button"), 10, "no record button")
+    browser.find_element(By.CSS_SELECTOR, "#audio button.record-button").click()
+    time.sleep(2)
+    _wait(lambda: browser.find_elements(By.CSS_SELECTOR, "#audio button.stop-button"), 10, "no stop button")
+    browser.find_element(By.CSS_SELECTOR, "#audio button.stop-button").click()
+    time.sleep(2)   # the recording is uploaded
+    browser.find_element(By.ID, "animate").click()
+    _wait(lambda: _status(browser).startswith(("wrote", "Error")), RENDER_TIMEOUT, "the recording was not animated")
+    assert _status(browser).startswith("wrote audio.mp4: "), _status(browser)
+    state = _wait(lambda: (s := _video_state(browser)) and s["readyState"] >= 1 and s, 30, "no video came back")
+    seconds = float(_status(browser).rsplit(", ", 1)[1].removesuffix(" s"))
+    assert 1.5 < seconds < 10 and abs(state["duration"] - seconds) < 0.1, (state, seconds)
+
+
+def test_a_port_in_use_gets_a_sentence_not_a_traceback():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        r = talkinghead("ui", "--port", str(taken.getsockname()[1]), timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("talkinghead: error: cannot listen on 127.0.0.1:"), r.stderr
+    assert "Traceback" not in r.stderr

@@ -137,7 +137,6 @@ def _cmd_ui(args: argparse.Namespace) -> None:
         if exc.name != "gradio":
             raise
         raise OptionsError("the web page needs Gradio: pip install 'talkinghead[ui]'") from exc
-    print(f"talkinghead ui on http://{args.host}:{args.port} (Ctrl-C to stop)", file=sys.stderr)
     ui.serve(args.host, args.port)
 
 

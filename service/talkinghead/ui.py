@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -249,8 +251,18 @@ def serve(host: str = "127.0.0.1", port: int = 7860, work_dir: Path | None = Non
         raise OptionsError(f"--port must be between 1 and 65535, not {port}")
     with tempfile.TemporaryDirectory(prefix="talkinghead-ui-", dir=work_dir) as tmp:
         demo = build(Page(Path(tmp)))
+        try:
+            demo.queue(default_concurrency_limit=1).launch(
+                server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, pwa=False,
+                mcp_server=False, max_file_size=MAX_UPLOAD, allowed_paths=[tmp, str(EXAMPLES)], footer_links=[],
+                show_error=True, css=CSS, quiet=True, prevent_thread_lock=True)
+        except OSError as exc:   # Gradio says "Cannot find empty port" for a port in use
+            raise OptionsError(f"cannot listen on {host}:{port} (in use, or not an address of this machine); "
+                               "choose another --port or --host") from exc
         log.info("ui.start", url=f"http://{host}:{port}")
-        demo.queue(default_concurrency_limit=1).launch(
-            server_name=host, server_port=port, share=False, inbrowser=False, ssr_mode=False, pwa=False,
-            mcp_server=False, max_file_size=MAX_UPLOAD, allowed_paths=[tmp, str(EXAMPLES)], footer_links=[],
-            show_error=True, css=CSS)
+        print(f"talkinghead ui on http://{host}:{port} (Ctrl-C to stop)", file=sys.stderr, flush=True)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)   # SIGTERM stops it like Ctrl-C
+        try:
+            demo.block_thread()   # returns on Ctrl-C, after closing the server
+        finally:
+            demo.close()
