@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("gradio", reason="the `ui` extra (gradio) is not installed")
 pytest.importorskip("selenium", reason="selenium is not installed (the `test` extra has it)")
 
-from cli_run import talkinghead  # noqa: E402
+from cli_run import free_port, talkinghead  # noqa: E402
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -46,16 +46,10 @@ pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()
                                 reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`talkinghead ui` as its own process on a free loopback port; yields its URL."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("ui") / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "ui", "--port", str(port)],
