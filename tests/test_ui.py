@@ -287,3 +287,15 @@ def test_a_port_in_use_gets_a_sentence_not_a_traceback():
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("talkinghead: error: cannot listen on 127.0.0.1:"), r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_progress_to_the_page_is_throttled_but_every_stage_gets_through():
+    from talkinghead.ui import _throttled
+
+    sent: list[str] = []
+    report = _throttled(lambda fraction, stage: sent.append(stage), seconds=60)
+    for n in range(1000):
+        report(0.25 + 0.65 * n / 1000, f"rendering frame {n}/1000")
+    report(0.9, "contact sheet and take files")
+    report(0.95, "verifying the video")
+    assert sent == ["rendering frame 0/1000", "contact sheet and take files", "verifying the video"]

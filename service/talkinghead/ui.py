@@ -3,12 +3,14 @@
 Drop in a portrait and a line of speech, set the motion options, and get the video, its
 contact sheet, the `verify` verdict and the take files (JSON, Live Link Face CSV). The page only
 maps its widgets onto `MotionOptions` and the stage entry points; a bad input shows the same
-sentence the CLI prints, in the page's status line (which also gets the CLI's "wrote ..." line). Needs the `ui` extra (`pip install 'talkinghead[ui]'`).
+sentence the CLI prints, in the page's status line (which also gets the CLI's "wrote ..." line).
+Needs the `ui` extra (`pip install 'talkinghead[ui]'`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -35,6 +37,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"  # in a source check
 MAX_UPLOAD = "256mb"          # 15 minutes of 48 kHz stereo 16-bit WAV is 173 MB (the audio limit)
 PREVIEW_SIDE = 480            # pixels: the portrait's preview, longer side
 KEEP_SECONDS = 3600           # a take's files stay downloadable this long
+PROGRESS_SECONDS = 0.2        # at most this often a progress message to the page (a frame takes ~10 ms)
 LIPSYNC_CHOICES = [("English", "auto"),                   # phones, with an acoustic fallback
                    ("English, phones only", "phones"),
                    ("any language (acoustic)", "acoustic")]
@@ -106,6 +109,22 @@ def user_message(exc: TalkingHeadError, uploads: dict[Path, str]) -> str:
     return text
 
 
+def _throttled(progress: Progress, seconds: float = PROGRESS_SECONDS) -> Progress:
+    """`progress`, passed on at most every `seconds`, and whenever the stage's words (its text
+    without the counts) change: one message per rendered frame would flood the page's event
+    stream on a long clip."""
+    last = {"t": -float("inf"), "stage": None}
+
+    def report(fraction: float, stage: str) -> None:
+        now = time.monotonic()
+        kind = re.split(r"\d", stage, maxsplit=1)[0]
+        if now - last["t"] >= seconds or kind != last["stage"]:
+            last.update(t=now, stage=kind)
+            progress(fraction, stage)
+
+    return report
+
+
 class Page:
     """The page's handler and its working folder (a fresh folder per submission, swept after KEEP_SECONDS)."""
 
@@ -123,7 +142,7 @@ class Page:
                                     head_motion=head_motion, blink_rate=blink_rate, emotion=emotion,
                                     emotion_intensity=emotion_intensity, gaze=gaze, lipsync=lipsync)
             take = self._take(portrait, audio, (transcript or "").strip() or None, options, int(size), framing,
-                              lambda f, stage: progress(f, desc=stage))
+                              _throttled(lambda f, stage: progress(f, desc=stage)))
         except TalkingHeadError as exc:
             log.info("ui.bad_input", error=type(exc).__name__, message=str(exc))
             uploads = {Path(p): Path(p).name for p in (portrait, audio) if p}
