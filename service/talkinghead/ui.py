@@ -54,7 +54,6 @@ class Take:
     json: Path           # talkinghead JSON track
     csv: Path            # Live Link Face CSV take
     verdict: str         # `talkinghead verify`'s report on the video
-    synthetic: bool      # the verdict: the video says it was made by talkinghead
     seconds: float       # the clip's duration
     n_frames: int
     fps: float
@@ -97,7 +96,7 @@ def make_take(portrait: Path, audio: Path, transcript: str | None, options: Moti
     progress(0.95, "verifying the video")
     report = verify_file(video)
     return Take(video, sheet, json_path, csv_path, format_report(report).replace(str(video), video.name),
-                report.synthetic, track.duration, info.n_frames, track.fps, info.width, info.height)
+                track.duration, info.n_frames, track.fps, info.width, info.height)
 
 
 def user_message(exc: TalkingHeadError, uploads: dict[Path, str]) -> str:
