@@ -2,14 +2,14 @@
 # Set up everything the tests need on a fresh Debian/Ubuntu machine, then run them.
 #   bash scripts/test.sh [pytest args]
 # Installs: festival + three English voices and espeak-ng (speech with known phone timings for the
-# lip-sync tests), a virtualenv in .venv with the package and its test extra, and one small venv
-# per Blender line the add-on supports (.venv-blender-4.2, -4.5, -5.0: bpy + pytest, ~350 MB of
-# download each the first time; tests/blender_lines.py) that tests/test_blender_lines.py runs the
-# add-on's bpy tests in.
+# lip-sync tests), chromium + chromium-driver (the web page's browser test), a virtualenv in .venv
+# with the package and its test extra, and one small venv per Blender line the add-on supports
+# (.venv-blender-4.2, -4.5, -5.0: bpy + pytest, ~350 MB of download each the first time;
+# tests/blender_lines.py) that tests/test_blender_lines.py runs the add-on's bpy tests in.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng)
+packages=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,12 @@ from pathlib import Path
 import av
 import pytest
 
-from cli_run import talkinghead
+from cli_run import free_port, talkinghead
 from speech import espeak_say
 from talkinghead.client import TalkingHeadClient
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 LINE = "Maybe we should move the boat before the storm."
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -120,6 +120,26 @@ def _blender_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_blender_addon)
 
 
+def _ui_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ui", help="a web page: portrait + speech in, the video and the take files out",
+                       description="Serve a web page (Gradio) to animate a portrait: upload or pick a photo, upload "
+                                   "or record speech, set the motion options, and get the video, its contact sheet, "
+                                   "the verify verdict and the take files (JSON, Live Link Face CSV).")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all interfaces)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.set_defaults(func=_cmd_ui)
+
+
+def _cmd_ui(args: argparse.Namespace) -> None:
+    try:
+        from talkinghead import ui
+    except ModuleNotFoundError as exc:
+        if exc.name != "gradio":
+            raise
+        raise OptionsError("the web page needs Gradio: pip install 'talkinghead[ui]'") from exc
+    ui.serve(args.host, args.port)
+
+
 def _motion_options(args: argparse.Namespace) -> MotionOptions:
     return MotionOptions(fps=args.fps, seed=args.seed, expressiveness=args.expressiveness,
                          head_motion=args.head_motion, blink_rate=args.blink_rate, emotion=args.emotion,
@@ -280,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     _livelink_parser(sub)
     _blender_parser(sub)
     _verify_parser(sub)
+    _ui_parser(sub)
     from talkinghead import cli_service  # grpc is imported only when these commands run
 
     cli_service.add_parsers(sub, _add_motion_args, _motion_options)
