@@ -44,7 +44,6 @@ def _params_parser(sub: argparse._SubParsersAction) -> None:
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
     from talkinghead.face.rig import FRAMINGS, MAX_SIZE, MIN_SIZE
-    from talkinghead.render.device import BACKENDS
 
     p = sub.add_parser("render", help="portrait + speech -> lip-synced talking-face MP4",
                        description="Animate one portrait photo with speech: an H.264 + AAC MP4 of the "
@@ -56,6 +55,13 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framing", choices=FRAMINGS, default="face",
                    help="face: a square around the head; full: the whole photo (longer side = --size)")
     p.add_argument("--contact-sheet", type=Path, help="also write a PNG of sample frames (closed, open, rounded, blink, turned)")
+    _add_video_args(p)
+    p.set_defaults(func=_cmd_render)
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    from talkinghead.render.device import BACKENDS
+
     p.add_argument("--renderer", choices=BACKENDS, default="auto",
                    help="auto: torch on a CUDA GPU when torch is installed, else cpu (numpy + OpenCV); "
                         "torch: the batched torch renderer, on the CPU without a GPU (default auto)")
@@ -68,7 +74,27 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
                    help="certificate chain (signing certificate first) for the video's C2PA content credentials; "
                         "default $TALKINGHEAD_C2PA_CERT, else a local test signer (valid, not trusted)")
     p.add_argument("--c2pa-key", type=Path, metavar="PEM", help="the signing certificate's private key (PEM)")
-    p.set_defaults(func=_cmd_render)
+
+
+def _batch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="a manifest of lines -> takes, on every core or on a Ray cluster",
+                       description="Animate every line of a manifest (CSV or JSON Lines: id, audio, and optionally "
+                                   "text or text_file, language, portrait, size, framing and any motion option as a "
+                                   "column) into <out>/<id>.json|csv|mp4, with <out>/batch_report.jsonl. Lines "
+                                   "unchanged since their outputs were written are skipped. Exit status 1 when a "
+                                   "line failed, 2 when the manifest cannot be used.")
+    p.add_argument("manifest", type=Path, help="lines.csv or lines.jsonl (paths in it are relative to its folder)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the takes' folder (created if needed)")
+    p.add_argument("--formats", default="json", help="comma-separated: json, csv, mp4 (default json)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes on this machine (default: every core); with --ray, lines at once "
+                        "(default: the cluster's CPUs)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run as Ray tasks: on the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:PORT), or, with "
+                        "no ADDRESS, on Ray started here for the run (needs pip install 'talkinghead[ray]')")
+    p.add_argument("--check", action="store_true", help="only check the manifest and list its bad rows")
+    _add_video_args(p)
+    p.set_defaults(func=_cmd_batch)
 
 
 def _verify_parser(sub: argparse._SubParsersAction) -> None:
@@ -174,7 +200,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() not in (".mp4", ".m4v"):
         raise OptionsError(f"--output must end in .mp4, not {args.output.name!r}")
     pick_backend(args.renderer)      # torch asked for but not installed: say so now, not after the analysis
-    watermark, signing = _provenance(args)
+    watermark, signer = _provenance(args)
     # The portrait first: a photo with no face should fail before minutes of speech analysis.
     rig = analyze_portrait(load_portrait(args.portrait), args.size, args.framing)
     with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
@@ -185,7 +211,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
             bar.update(20 + round(80 * n / max(track.n_frames, 1)) - bar.n)
 
         info = render_video(rig, track, samples, rate, args.output, progress=progress, backend=args.renderer,
-                            watermark=watermark, signing=signing)
+                            watermark=watermark, signing=signer)
     if args.contact_sheet:
         from talkinghead.render.sheet import write_take_sheet
 
@@ -195,7 +221,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
 
 def _provenance(args: argparse.Namespace):
-    """(watermark payload or None, C2PA signing options) from the render options, checked now:
+    """(watermark payload or None, the resolved C2PA signer) from the render options, checked now:
     a bad id, certificate or key should fail before minutes of analysis."""
     from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, operator_id
     from talkinghead.provenance.c2pa_sign import SigningOptions, resolve_signer
@@ -204,9 +230,46 @@ def _provenance(args: argparse.Namespace):
         raise OptionsError("--watermark-id has no effect with --no-watermark; drop one of them")
     watermark = None if args.no_watermark else Payload(version=DEFAULT_PAYLOAD.version,
                                                        operator=operator_id(args.watermark_id))
-    signing = SigningOptions(cert=args.c2pa_cert, key=args.c2pa_key)
-    resolve_signer(signing)
-    return watermark, signing
+    return watermark, resolve_signer(SigningOptions(cert=args.c2pa_cert, key=args.c2pa_key))
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from talkinghead.batch import BatchOptions, RenderSettings, parse_formats, read_manifest, run_batch
+    from talkinghead.render.device import pick_backend
+
+    formats = parse_formats(args.formats)
+    if args.check:
+        manifest = read_manifest(args.manifest, formats)
+        for problem in manifest.problems:
+            print(problem.error)
+        print(f"{args.manifest}: {len(manifest.lines)} lines ready, {len(manifest.problems)} bad")
+        return 1 if manifest.problems else 0
+    render = RenderSettings()
+    if "mp4" in formats:
+        pick_backend(args.renderer)
+        watermark, signer = _provenance(args)
+        render = RenderSettings(watermark=watermark, signer=signer, renderer=args.renderer)
+    options = BatchOptions(formats=formats, workers=args.workers, ray=args.ray is not None,
+                           ray_address=args.ray or None, render=render)
+    bar = tqdm(total=0, unit="line", desc="batch", disable=None, file=sys.stderr, dynamic_ncols=True)
+    failed = 0
+
+    def progress(event: str, data: dict) -> None:
+        nonlocal failed
+        if event == "start":
+            bar.reset(total=data["total"])
+            bar.set_description(f"batch ({data['backend']})")
+            return
+        if data["status"] == "failed":
+            failed += 1
+            bar.write(f"failed: {data['id']}: {data['error']}", file=sys.stderr)
+            bar.set_postfix(failed=failed)
+        bar.update(1)
+
+    with bar:
+        summary = run_batch(args.manifest, args.output, options, progress)
+    print(summary.text())
+    return 1 if summary.failed else 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
@@ -280,17 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     _livelink_parser(sub)
     _blender_parser(sub)
     _verify_parser(sub)
+    _batch_parser(sub)
     from talkinghead import cli_service  # grpc is imported only when these commands run
 
     cli_service.add_parsers(sub, _add_motion_args, _motion_options)
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_json)
     try:
-        args.func(args)
+        status = args.func(args)
     except TalkingHeadError as exc:
         print(f"talkinghead: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":
