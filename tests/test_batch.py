@@ -194,28 +194,37 @@ def test_local_pool_reports_bad_rows_missing_audio_and_corrupt_files_and_runs_th
     assert "Traceback" not in proc.stderr
 
 
-def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
+def kill_a_worker_mid_batch(voice: Path, tmp_path: Path, find_worker, *args: str) -> None:
+    """Run six lines, kill the worker `find_worker(driver)` returns (waited for), and check that the
+    batch completes anyway, the killed worker's line redone by another."""
     folder = lines_folder(voice, tmp_path)
     manifest = write_csv(folder / "lines.csv", "id,audio", [f"l{i},line{i}.wav" for i in range(len(SENTENCES))])
     out = tmp_path / "takes"
-    proc = start_batch(str(manifest), "-o", str(out), "--workers", "2")
+    proc = start_batch(str(manifest), "-o", str(out), *args)
     try:
-        wait_for(lambda: any(r["status"] == "ok" for r in report(out).values()), "a first line", proc=proc)
-        driver = psutil.Process(proc.pid)
-        workers = [p for p in driver.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
-        assert len(workers) == 2, [p.cmdline() for p in driver.children(recursive=True)]
+        victim = wait_for(lambda: find_worker(psutil.Process(proc.pid), out), "a worker running a line", proc=proc)
         finished_before = set(report(out))
-        workers[0].kill()
+        victim.kill()
         stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
     records = report(out)
     assert sorted(records) == [f"l{i}" for i in range(len(SENTENCES))]
-    assert all(r["status"] == "ok" for r in records.values())
-    assert len(finished_before) < len(SENTENCES)
-    killed = f":{workers[0].pid}"   # what it had in hand was redone by the new workers
+    assert all(r["status"] == "ok" for r in records.values()), records
+    assert len(finished_before) < len(SENTENCES), "the worker was not killed mid-batch"
+    killed = f":{victim.pid}"   # what it had in hand was redone by another worker
     assert not [r for k, r in records.items() if k not in finished_before and r["worker"].endswith(killed)]
+
+
+def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
+    def local_worker(driver: psutil.Process, out: Path):
+        if not any(r["status"] == "ok" for r in report(out).values()):
+            return None                 # both workers started and busy
+        workers = [p for p in driver.children(recursive=True) if "spawn_main" in " ".join(p.cmdline())]
+        return workers[0] if len(workers) == 2 else None
+
+    kill_a_worker_mid_batch(voice, tmp_path, local_worker, "--workers", "2")
 
 
 def test_mp4_lines_with_their_portraits(voice, tmp_path):
@@ -284,31 +293,13 @@ def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
 
 @needs_ray
 def test_ray_worker_killed_mid_batch_is_retried_and_the_batch_completes(voice, tmp_path, cluster):
-    folder = lines_folder(voice, tmp_path)
-    manifest = write_csv(folder / "lines.csv", "id,audio", [f"l{i},line{i}.wav" for i in range(len(SENTENCES))])
-    out = tmp_path / "takes"
-    proc = start_batch(str(manifest), "-o", str(out), "--ray", cluster)
-    try:
-        def busy_worker():
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                if " ".join(p.info["cmdline"] or []).startswith("ray::process_line"):
-                    return p
-            return None
+    def busy_ray_worker(driver: psutil.Process, out: Path):
+        for p in psutil.process_iter(["pid", "cmdline"]):
+            if " ".join(p.info["cmdline"] or []).startswith("ray::process_line"):
+                return p
+        return None
 
-        victim = wait_for(busy_worker, "a Ray worker running a line", proc=proc)
-        finished_before = set(report(out))
-        victim.kill()
-        stdout, stderr = proc.communicate(timeout=RUN_TIMEOUT_S)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, stderr
-    records = report(out)
-    assert sorted(records) == [f"l{i}" for i in range(len(SENTENCES))]
-    assert all(r["status"] == "ok" for r in records.values()), records
-    assert len(finished_before) < len(SENTENCES)
-    # the line the killed worker was running finished elsewhere, in a retry
-    killed = f":{victim.pid}"
-    assert not [r for k, r in records.items() if k not in finished_before and r["worker"].endswith(killed)]
+    kill_a_worker_mid_batch(voice, tmp_path, busy_ray_worker, "--ray", cluster)
 
 
 @needs_ray
