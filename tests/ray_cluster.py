@@ -23,6 +23,7 @@ from pathlib import Path
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
                 "RAY_USAGE_STATS_ENABLED": "0"}
 START_TIMEOUT_S = 90
+OBJECT_STORE_BYTES = 256 * 2**20   # the lines' audio and takes in flight: a few MB
 
 
 def have_ray() -> bool:
@@ -53,6 +54,7 @@ def ray_cluster(num_cpus: int = 2):
     log = open(temp / "start.log", "w")
     proc = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--num-cpus={num_cpus}", f"--port={port}",
                              "--node-ip-address=127.0.0.1", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--object-store-memory={OBJECT_STORE_BYTES}",
                              f"--temp-dir={temp}"], stdout=log, stderr=subprocess.STDOUT, env=loopback_env(),
                             start_new_session=True)
     address = f"127.0.0.1:{port}"

@@ -266,8 +266,13 @@ def _cmd_batch(args: argparse.Namespace) -> int:
             bar.set_postfix(failed=failed)
         bar.update(1)
 
-    with bar:
-        summary = run_batch(args.manifest, args.output, options, progress)
+    try:
+        with bar:
+            summary = run_batch(args.manifest, args.output, options, progress)
+    except KeyboardInterrupt:
+        print(f"talkinghead: interrupted; the {bar.n} lines finished are kept in {args.output}: run the same "
+              "command again to continue from there", file=sys.stderr)
+        return 130
     print(summary.text())
     return 1 if summary.failed else 0
 

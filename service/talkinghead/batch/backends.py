@@ -10,6 +10,8 @@ the task (its `max_retries`).
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -56,7 +58,18 @@ class LocalPool:
         self.pids: list[int] = []
 
     def _pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=warm_up)
+        """A pool with all its workers started. They start with Ctrl-C ignored (inherited through the
+        exec): the driver stops them itself, instead of every worker printing a traceback."""
+        pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=warm_up)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for _ in range(self.workers):   # a pool starts a process per submit until it has them all
+                pool.submit(warm_up)
+        finally:
+            if main:
+                signal.signal(signal.SIGINT, previous)
+        return pool
 
     def run(self, jobs: Iterable[LineJob]) -> Iterator[LineResult]:
         pending = iter(jobs)
@@ -93,8 +106,18 @@ class LocalPool:
                     log.warning("batch.worker_died", retrying=len(retry), in_flight=len(running))
                     running = {}
                     pool = self._pool()
+        except BaseException:      # Ctrl-C, or the caller stopped reading: the lines in hand are abandoned
+            _terminate(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool's workers now: shutdown() alone would wait for the lines they are running.
+    (`_processes` is the executor's own pid -> Process map: there is no public way to reach them.)"""
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 class RayBackend:
