@@ -198,7 +198,8 @@ def kill_a_worker_mid_batch(voice: Path, tmp_path: Path, find_worker, *args: str
     """Run six lines, kill the worker `find_worker(driver)` returns (waited for), and check that the
     batch completes anyway, the killed worker's line redone by another."""
     folder = lines_folder(voice, tmp_path)
-    manifest = write_csv(folder / "lines.csv", "id,audio", [f"l{i},line{i}.wav" for i in range(len(SENTENCES))])
+    manifest = write_csv(folder / "lines.csv", "id,audio,text",
+                         [f'l{i},line{i}.wav,"{text}"' for i, text in enumerate(SENTENCES)])
     out = tmp_path / "takes"
     proc = start_batch(str(manifest), "-o", str(out), *args)
     try:
