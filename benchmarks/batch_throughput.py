@@ -2,7 +2,7 @@
 
     python benchmarks/batch_throughput.py [--lines 60] [--modes loop,w1,w2,ray] [--no-text] [--work DIR]
 
-Makes LINES spoken lines of 3-10 s (espeak-ng, each with its transcript, kept in --work for reruns),
+Makes LINES spoken lines of 3-10 s (espeak-ng, each with its transcript, in --work),
 then times, end to end from the command's start to its exit (start-up, model loading, workers
 included):
 - loop: a bash script with one `talkinghead params --audio .. --text .. -o ..` per line;
@@ -46,7 +46,7 @@ POOL = [
     "The merchant said the road to the north was closed.",
     "Do not touch anything in this room until I come back.",
 ]
-WORDS_PER_SECOND = 2.6   # espeak-ng's default rate, about; lines are then measured, not assumed
+WORDS_PER_SECOND = 3.0   # a first guess at espeak-ng's rate; each line is then measured and adjusted
 TALKINGHEAD = [sys.executable, "-m", "talkinghead"]
 
 
@@ -59,14 +59,19 @@ def make_lines(work: Path, n: int, text: bool) -> Path:
     rng = np.random.default_rng(0)
     rows = []
     for i in range(n):
-        target = 3.0 + 7.0 * i / max(n - 1, 1)
+        target = 3.2 + 6.6 * i / max(n - 1, 1)
         words: list[str] = []
-        while len(words) < target * WORDS_PER_SECOND:
+        while len(words) < 3 * target * WORDS_PER_SECOND:
             words += POOL[int(rng.integers(len(POOL)))].split()
-        sentence = " ".join(words[: max(6, int(target * WORDS_PER_SECOND))]).rstrip(",") + "."
         wav = audio / f"line{i:03d}.wav"
-        if not wav.exists():
+        count = int(target * WORDS_PER_SECOND)
+        for _ in range(6):   # speak, measure, and adjust the word count until the line is 3..10 s long
+            sentence = " ".join(words[:count]).rstrip(",") + "."
             subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), sentence], check=True, capture_output=True)
+            seconds = sf.info(wav).duration
+            if abs(seconds - target) < 0.4 and 3.0 <= seconds <= 10.0:
+                break
+            count = max(4, round(count * target / seconds))
         rows.append({"id": f"line{i:03d}", "audio": f"audio/{wav.name}", "text": sentence if text else ""})
     manifest = work / ("lines.csv" if text else "lines_notext.csv")
     with open(manifest, "w", newline="", encoding="utf-8") as f:
