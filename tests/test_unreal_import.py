@@ -401,3 +401,38 @@ def test_import_script_with_stand_in_unreal_module_reports_a_missing_skeleton(ed
     write_track(make_track(5), tmp_path / "t.csv")
     assert script.main(["--take", str(tmp_path / "t.csv"), "--skeleton", "/Game/Nothing/Here"]) == 2
     assert "no Skeleton at /Game/Nothing/Here" in unreal.errors[-1]
+
+
+def test_folder_takes_pairs_each_take_with_its_audio(tt, tmp_path):
+    takes, voice = tmp_path / "takes", tmp_path / "voice"
+    takes.mkdir(), voice.mkdir()
+    for name in ("a", "b", "c"):
+        write_track(make_track(8), takes / f"{name}.json")
+    write_track(make_track(8), takes / "a.csv")
+    sf.write(voice / "a_line.wav", np.zeros(800, np.float32), 16000)
+    sf.write(voice / "b.wav", np.zeros(800, np.float32), 16000)
+    (takes / "batch_report.jsonl").write_text(
+        json.dumps({"id": "a", "status": "ok", "audio": str(voice / "a_line.wav")}) + "\n"
+        + json.dumps({"id": "c", "status": "skipped", "audio": str(tmp_path / "elsewhere" / "c.wav")}) + "\n")
+    found = tt.folder_takes(takes, audio_folder=voice)
+    assert [(t.name, Path(t.take).name, t.audio and Path(t.audio).name) for t in found] == [
+        ("a", "a.json", "a_line.wav"), ("b", "b.json", "b.wav"), ("c", "c.json", None)]
+    assert Path(tt.folder_takes(takes, prefer="csv")[0].take).name == "a.csv"
+    with pytest.raises(tt.TakeError, match="no .json or .csv takes"):
+        tt.folder_takes(voice)
+
+
+def test_import_script_with_stand_in_unreal_module_imports_a_whole_folder(editor, tmp_path):
+    script, unreal = editor
+    for name in ("line_01", "line_02"):
+        write_track(make_track(12), tmp_path / f"{name}.json")
+        sf.write(tmp_path / f"{name}.wav", np.zeros(1600, np.float32), 16000)
+    (tmp_path / "broken.csv").write_text("not,a,take\n1,2,3\n")
+    status = script.main(["--folder", str(tmp_path), "--skeleton", "/Game/Rig/Head_Skeleton",
+                          "--destination", "/Game/Dialogue"])
+    assert status == 2  # one take failed; the others are imported
+    assert {"/Game/Dialogue/AS_line_01", "/Game/Dialogue/SW_line_01", "/Game/Dialogue/AS_line_02",
+            "/Game/Dialogue/SW_line_02"} <= set(unreal.assets)
+    assert "/Game/Dialogue/AS_broken" not in unreal.assets
+    assert len(unreal.errors) == 1 and "broken" in unreal.errors[0] and "Timecode" in unreal.errors[0]
+    assert ("log", f"talkinghead: imported 2 takes from {tmp_path}, 1 failed") in unreal.calls

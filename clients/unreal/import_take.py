@@ -7,10 +7,14 @@ box (switch it to `Python` or prefix with `py`)::
        --skeleton /Game/MetaHumans/Common/Face/Face_Archetype_Skeleton
        --audio "C:/takes/line.wav" --destination /Game/Dialogue [--name Line01] [--fps 30]
        [--naming livelink|arkit] [--replace]
+    py ".../import_take.py" --folder "C:/takes" --skeleton ... --destination /Game/Dialogue [--audio-folder DIR]
 
 It creates `<destination>/AS_<name>` (an AnimSequence on --skeleton with one float curve per
 ARKit channel, keyed every frame) and, with --audio, `<destination>/SW_<name>` (a SoundWave).
-See README.md in this folder for playing the result on a MetaHuman.
+With --folder it imports every take `talkinghead batch -o` wrote there, each with its audio (the
+file the batch report names, else `<id>.wav` etc. in --audio-folder or the folder itself); a take
+that fails is reported and the others go on. See README.md in this folder for playing the result
+on a MetaHuman.
 
 Everything that does not need the editor (reading takes, naming, units, resampling) lives in
 `talkinghead_take.py` next to this file and is tested with plain pytest; this file is only the
@@ -114,11 +118,35 @@ def import_take(take_path: str, skeleton_path: str, folder: str = "/Game/Talking
     return anim, sound
 
 
+def import_folder(folder: str, skeleton_path: str, destination: str = "/Game/TalkingHead",
+                  audio_folder: str | None = None, fps: float | None = None, naming: str = "livelink",
+                  replace: bool = False, prefer: str = "json") -> tuple[list, list]:
+    """Import every take of a folder (see talkinghead_take.folder_takes). Returns ([(name, anim,
+    sound)], [(name, error)]): one take that fails does not stop the others."""
+    done, failed = [], []
+    for item in takes.folder_takes(folder, prefer, audio_folder):
+        try:
+            anim, sound = import_take(item.take, skeleton_path, destination, item.name, item.audio, fps, naming,
+                                      replace)
+            done.append((item.name, anim, sound))
+        except (takes.TakeError, TakeImportError) as e:
+            unreal.log_error(f"talkinghead: {item.name}: {e}")
+            failed.append((item.name, str(e)))
+    unreal.log(f"talkinghead: imported {len(done)} takes from {folder}" + (f", {len(failed)} failed" if failed else ""))
+    return done, failed
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="import_take.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--take", required=True, help="talkinghead take: .json or Live Link Face .csv")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--take", help="talkinghead take: .json or Live Link Face .csv")
+    which.add_argument("--folder", help="a folder of takes (talkinghead batch -o FOLDER): import them all")
     p.add_argument("--skeleton", required=True, help="Skeleton asset path, e.g. the MetaHuman face skeleton")
     p.add_argument("--audio", help="the line's audio file (WAV) to import as a SoundWave")
+    p.add_argument("--audio-folder", help="with --folder: where <take name>.wav etc. are, when the batch report's "
+                                          "audio paths are not on this machine (default: the folder)")
+    p.add_argument("--prefer", choices=("json", "csv"), default="json",
+                   help="with --folder: the take to import when a line has both (default json)")
     p.add_argument("--destination", default="/Game/TalkingHead", help="content folder (default /Game/TalkingHead)")
     p.add_argument("--name", help="asset base name (default: the take's file name)")
     p.add_argument("--fps", type=float, help="key rate of the AnimSequence (default: the take's fps)")
@@ -127,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--replace", action="store_true", help="overwrite existing assets of the same name")
     args = p.parse_args(argv)
     try:
+        if args.folder:
+            _, failed = import_folder(args.folder, args.skeleton, args.destination, args.audio_folder, args.fps,
+                                      args.naming, args.replace, args.prefer)
+            return 2 if failed else 0
         import_take(args.take, args.skeleton, args.destination, args.name, args.audio, args.fps, args.naming,
                     args.replace)
     except (takes.TakeError, TakeImportError) as e:

@@ -273,6 +273,71 @@ def read_csv_take(path: str | os.PathLike) -> Take:
                 duration=times[-1] + 1.0 / fps)
 
 
+# ------------------------------------------------------------------------ a folder of takes
+
+#: Audio files matched to a take by name (those Unreal imports as SoundWaves).
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff")
+BATCH_REPORT = "batch_report.jsonl"  # written by `talkinghead batch` next to the takes
+
+
+@dataclass(frozen=True)
+class FolderTake:
+    """One take of a folder: `name` (the take's file name without suffix), its take file and its
+    audio file (None when none was found)."""
+
+    name: str
+    take: str
+    audio: str | None = None
+
+
+def folder_takes(folder: str | os.PathLike, prefer: str = "json", audio_folder: str | os.PathLike | None = None) -> list:
+    """Every take in `folder` (as `talkinghead batch -o folder` writes them), sorted by name.
+
+    A name with both a .json and a .csv take is imported once, from `prefer`. Its audio is the
+    file `talkinghead batch` recorded in the folder's batch_report.jsonl when that file exists
+    here, else `<name>.<wav|flac|...>` in `audio_folder` (default: `folder`), else None.
+    """
+    if prefer not in ("json", "csv"):
+        raise TakeError(f"prefer must be json or csv, not {prefer!r}")
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise TakeError(f"'{folder}' is not a folder: give the folder `talkinghead batch -o` wrote")
+    takes: dict = {}
+    for entry in sorted(os.listdir(folder)):
+        stem, suffix = os.path.splitext(entry)
+        if suffix.lower() in (".json", ".csv") and not entry.startswith("."):
+            if stem not in takes or suffix.lower() == "." + prefer:
+                takes[stem] = os.path.join(folder, entry)
+    if not takes:
+        raise TakeError(f"there are no .json or .csv takes in '{folder}'")
+    recorded = _report_audio(os.path.join(folder, BATCH_REPORT))
+    search = os.fspath(audio_folder) if audio_folder is not None else folder
+    found = []
+    for name, take in sorted(takes.items()):
+        audio = recorded.get(name)
+        if audio is None or not os.path.isfile(audio):
+            audio = next((os.path.join(search, name + s) for s in AUDIO_SUFFIXES
+                          if os.path.isfile(os.path.join(search, name + s))), None)
+        found.append(FolderTake(name, take, audio))
+    return found
+
+
+def _report_audio(path: str) -> dict:
+    """id -> audio path from a batch report (the lines that were written: ok or unchanged)."""
+    audio = {}
+    if not os.path.isfile(path):
+        return audio
+    with _open_text(path) as f:
+        for raw in f:
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict) and record.get("status") in ("ok", "skipped") and record.get("audio"):
+                audio[str(record.get("id"))] = str(record["audio"])
+    return audio
+
+
 # ---------------------------------------------------------------------------- resampling
 
 

@@ -44,7 +44,6 @@ def _params_parser(sub: argparse._SubParsersAction) -> None:
 
 def _render_parser(sub: argparse._SubParsersAction) -> None:
     from talkinghead.face.rig import FRAMINGS, MAX_SIZE, MIN_SIZE
-    from talkinghead.render.device import BACKENDS
 
     p = sub.add_parser("render", help="portrait + speech -> lip-synced talking-face MP4",
                        description="Animate one portrait photo with speech: an H.264 + AAC MP4 of the "
@@ -56,6 +55,13 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--framing", choices=FRAMINGS, default="face",
                    help="face: a square around the head; full: the whole photo (longer side = --size)")
     p.add_argument("--contact-sheet", type=Path, help="also write a PNG of sample frames (closed, open, rounded, blink, turned)")
+    _add_video_args(p)
+    p.set_defaults(func=_cmd_render)
+
+
+def _add_video_args(p: argparse.ArgumentParser) -> None:
+    from talkinghead.render.device import BACKENDS
+
     p.add_argument("--renderer", choices=BACKENDS, default="auto",
                    help="auto: torch on a CUDA GPU when torch is installed, else cpu (numpy + OpenCV); "
                         "torch: the batched torch renderer, on the CPU without a GPU (default auto)")
@@ -68,7 +74,27 @@ def _render_parser(sub: argparse._SubParsersAction) -> None:
                    help="certificate chain (signing certificate first) for the video's C2PA content credentials; "
                         "default $TALKINGHEAD_C2PA_CERT, else a local test signer (valid, not trusted)")
     p.add_argument("--c2pa-key", type=Path, metavar="PEM", help="the signing certificate's private key (PEM)")
-    p.set_defaults(func=_cmd_render)
+
+
+def _batch_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("batch", help="a manifest of lines -> takes, on every core or on a Ray cluster",
+                       description="Animate every line of a manifest (CSV or JSON Lines: id, audio, and optionally "
+                                   "text or text_file, language, portrait, size, framing and any motion option as a "
+                                   "column) into <out>/<id>.json|csv|mp4, with <out>/batch_report.jsonl. Lines "
+                                   "unchanged since their outputs were written are skipped. Exit status 1 when a "
+                                   "line failed, 2 when the manifest cannot be used.")
+    p.add_argument("manifest", type=Path, help="lines.csv or lines.jsonl (paths in it are relative to its folder)")
+    p.add_argument("-o", "--output", required=True, type=Path, help="the takes' folder (created if needed)")
+    p.add_argument("--formats", default="json", help="comma-separated: json, csv, mp4 (default json)")
+    p.add_argument("--workers", type=int,
+                   help="worker processes on this machine (default: every core); with --ray, lines at once "
+                        "(default: the cluster's CPUs)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run as Ray tasks: on the cluster at ADDRESS (auto, HOST:PORT, ray://HOST:PORT), or, with "
+                        "no ADDRESS, on Ray started here for the run (needs pip install 'talkinghead[ray]')")
+    p.add_argument("--check", action="store_true", help="only check the manifest and list its bad rows")
+    _add_video_args(p)
+    p.set_defaults(func=_cmd_batch)
 
 
 def _verify_parser(sub: argparse._SubParsersAction) -> None:
@@ -229,6 +255,52 @@ def _provenance(args: argparse.Namespace):
     return watermark, signing
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from talkinghead.batch import BatchOptions, RenderSettings, parse_formats, read_manifest, run_batch
+    from talkinghead.render.device import pick_backend
+
+    formats = parse_formats(args.formats)
+    if args.check:
+        manifest = read_manifest(args.manifest, formats)
+        for problem in manifest.problems:
+            print(problem.error)
+        print(f"{args.manifest}: {len(manifest.lines)} lines ready, {len(manifest.problems)} bad")
+        return 1 if manifest.problems else 0
+    render = RenderSettings()
+    if "mp4" in formats:
+        pick_backend(args.renderer)
+        from talkinghead.provenance.c2pa_sign import resolve_signer
+
+        watermark, signing = _provenance(args)   # the workers sign with the driver's signer: its PEM travels
+        render = RenderSettings(watermark=watermark, signer=resolve_signer(signing), renderer=args.renderer)
+    options = BatchOptions(formats=formats, workers=args.workers, ray=args.ray is not None,
+                           ray_address=args.ray or None, render=render)
+    bar = tqdm(total=0, unit="line", desc="batch", disable=None, file=sys.stderr, dynamic_ncols=True)
+    failed = 0
+
+    def progress(event: str, data: dict) -> None:
+        nonlocal failed
+        if event == "start":
+            bar.reset(total=data["total"])
+            bar.set_description(f"batch ({data['backend']})")
+            return
+        if data["status"] == "failed":
+            failed += 1
+            bar.write(f"failed: {data['id']}: {data['error']}", file=sys.stderr)
+            bar.set_postfix(failed=failed)
+        bar.update(1)
+
+    try:
+        with bar:
+            summary = run_batch(args.manifest, args.output, options, progress)
+    except KeyboardInterrupt:
+        print(f"talkinghead: interrupted; the {bar.n} lines finished are kept in {args.output}: run the same "
+              "command again to continue from there", file=sys.stderr)
+        return 130
+    print(summary.text())
+    return 1 if summary.failed else 0
+
+
 def _cmd_verify(args: argparse.Namespace) -> None:
     import json
 
@@ -301,17 +373,18 @@ def main(argv: list[str] | None = None) -> int:
     _blender_parser(sub)
     _verify_parser(sub)
     _ui_parser(sub)
+    _batch_parser(sub)
     from talkinghead import cli_service  # grpc is imported only when these commands run
 
     cli_service.add_parsers(sub, _add_motion_args, _motion_options)
     args = parser.parse_args(argv)
     logs.configure(args.log_level, args.log_json)
     try:
-        args.func(args)
+        status = args.func(args)
     except TalkingHeadError as exc:
         print(f"talkinghead: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -45,3 +45,8 @@ class NotFoundError(TalkingHeadError):
 
 class LimitError(TalkingHeadError):
     """A limit of the server was reached: concurrency, size or rate (maps to RESOURCE_EXHAUSTED)."""
+
+
+class ManifestError(OptionsError):
+    """A batch manifest that cannot be used: unreadable, no `id`/`audio` columns, unknown columns (maps to
+    INVALID_ARGUMENT)."""

@@ -20,7 +20,7 @@ from talkinghead.errors import OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.media import VideoInfo, write_mp4
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermark_record, watermarker
-from talkinghead.provenance.c2pa_sign import DEFAULT_SIGNING, SigningOptions, resolve_signer, sign_mp4
+from talkinghead.provenance.c2pa_sign import DEFAULT_SIGNING, Signer, SigningOptions, resolve_signer, sign_mp4
 from talkinghead.render.cpu import render
 from talkinghead.render.device import pick_backend
 from talkinghead.track import MotionTrack
@@ -62,15 +62,16 @@ def _batches(renderer, track: MotionTrack, batch: int) -> Iterator[np.ndarray]:
 def render_video(rig: Rig, track: MotionTrack, audio: np.ndarray, audio_rate: int, path: str | Path, *,
                  progress: Callable[[int], None] | None = None, metadata: dict[str, str] | None = None,
                  backend: str = "cpu", watermark: Payload | None = DEFAULT_PAYLOAD,
-                 signing: SigningOptions | None = DEFAULT_SIGNING) -> VideoInfo:
+                 signing: SigningOptions | Signer | None = DEFAULT_SIGNING) -> VideoInfo:
     """Render the take (with `backend`, see `render_frames`) and write it as H.264 + AAC MP4,
     the first frame at t = 0 with the audio's first sample. `progress(n_frames_done)` after
     every frame. `watermark`: the frames' watermark payload, None for none; the MP4's
     `talkinghead_watermark` tag and its C2PA manifest record which. `signing`: who signs the
     C2PA manifest (see provenance.c2pa_sign; the default signs with $TALKINGHEAD_C2PA_CERT/KEY
-    or the local test signer); None writes no manifest."""
+    or the local test signer), or a Signer already resolved (a batch's workers get the driver's);
+    None writes no manifest."""
     # A bad certificate or key should fail now, not after minutes of rendering.
-    signer = resolve_signer(signing) if signing is not None else None
+    signer = signing if isinstance(signing, Signer) or signing is None else resolve_signer(signing)
     record = watermark_record(watermark)
     meta = {"comment": f"talkinghead {__version__}: synthetic talking face generated from one photo"}
     meta.update(metadata or {})
