@@ -99,11 +99,12 @@ class Exported(nn.Module):
 def load_shards(folder: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[str]]:
     utts, voices = [], []
     for path in sorted(folder.glob("train_*.npz")):
-        d = np.load(path)
-        bounds = np.concatenate([[0], np.cumsum(d["lengths"])])
+        with np.load(path) as d:   # each d[key] reads the whole array again: read each once
+            feats, labels, lengths, voice = d["feats"], d["labels"], d["lengths"], str(d["voice"])
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
         for a, b in zip(bounds[:-1], bounds[1:]):
-            utts.append((d["feats"][a:b], d["labels"][a:b]))
-            voices.append(str(d["voice"]))
+            utts.append((feats[a:b], labels[a:b]))
+            voices.append(voice)
     return utts, voices
 
 

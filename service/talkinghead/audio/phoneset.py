@@ -138,12 +138,34 @@ _FESTIVAL_OVERRIDES = {
 }
 
 
+_IPA = {"p": "p", "b": "b", "m": "m", "f": "f", "v": "f", "θ": "th", "ð": "th", "t": "t", "d": "t", "ɾ": "t",
+        "k": "k", "g": "k", "ɡ": "k", "c": "k", "ɟ": "k", "h": "h", "x": "h", "ʔ": "h", "n": "n", "ŋ": "n",
+        "ɲ": "n", "l": "l", "ɫ": "l", "ʎ": "l", "r": "r", "ɹ": "r", "ʁ": "r", "ɚ": "r", "ɝ": "r", "s": "s",
+        "z": "s", "ʃ": "sh", "ʒ": "sh", "ɕ": "sh", "j": "j", "w": "w", "i": "i", "ɪ": "i", "ɨ": "i", "e": "e",
+        "ɛ": "e", "ə": "@", "ɜ": "@", "æ": "ae", "a": "a", "ɑ": "a", "ʌ": "a", "ɐ": "a", "ɔ": "O", "ɒ": "O",
+        "o": "o", "u": "u", "ʊ": "u", "y": "y", "ø": "y", "œ": "y"}
+
+
+def from_ipa(label: str) -> tuple[str, ...]:
+    """An IPA phone (Montreal Forced Aligner's labels: "aj", "tʲ", "ɚ", ...) -> classes."""
+    core = "".join(ch for ch in label if ch in _IPA or ch in "ʧʤ")
+    if not core:
+        return ("sil",) if label.strip() in ("", "sil", "sp", "spn") else ()
+    if core[:2] in ("tʃ", "dʒ", "ts", "dz") or core[0] in "ʧʤ":
+        return ("ch",)
+    first = _IPA[core[0]]
+    second = _IPA.get(core[1]) if len(core) > 1 else None
+    return (first, second) if second and second != first else (first,)
+
+
 def classes_of(label: str, scheme: str) -> tuple[str, ...]:
     """A phone label in `scheme` -> classes: "sampa" (espeak-ng mnemonics, festival's Italian and
-    Catalan), "arpabet" (festival's English radio phones, pocketsphinx), "ru", "cs", "fi"
+    Catalan), "arpabet" (festival's English radio phones, pocketsphinx), "ipa", "ru", "cs", "fi"
     (festival's Russian, Czech and Finnish voices: SAMPA-like with their own spellings)."""
     if scheme == "arpabet":
         return from_arpabet(label)
+    if scheme == "ipa":
+        return from_ipa(label)
     overrides = _FESTIVAL_OVERRIDES.get(scheme, {})
     core = label if label in overrides else label.rstrip("0123456789:")
     if core in overrides:

@@ -10,6 +10,7 @@ import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
+from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
 from talkinghead.errors import AudioError
@@ -19,13 +20,17 @@ from talkinghead.motion.eyes import eye_motion
 from talkinghead.motion.head import head_motion
 from talkinghead.motion.lips import VisemeSegment, lip_motion, visemes_from_phones
 from talkinghead.motion.options import MotionOptions
+from talkinghead.motion.posteriors import visemes_from_posteriors
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream  # noqa: F401 - the streaming stage
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
 
 MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; above, a mistake
-UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets acoustic visemes
+UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the phone model's visemes
+# Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
+# recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README).
+AUDIO_ONLY = "model"
 
 Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
 
@@ -80,14 +85,19 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
                      transcript: str | None, progress: Callable[[float], None]) -> list[VisemeSegment]:
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
+    if options.lipsync == "model":
+        return _model_visemes(samples)
     phones = _aligned(samples, feat, transcript, progress) if transcript and transcript.strip() else None
     source = "transcript"
+    if phones is None and options.lipsync == "auto" and AUDIO_ONLY == "model":
+        log.debug("motion.phones", source="model")
+        return _model_visemes(samples)
     if phones is None:
         source = "recognized"
         phones = _recognize_in_chunks(samples, feat, progress)
     segments = visemes_from_phones(phones)
     if options.lipsync == "auto":
-        segments = _fill_uncovered(segments, feat)
+        segments = _fill_uncovered(segments, feat, samples)
     log.debug("motion.phones", source=source, phones=len(phones))
     return segments
 
@@ -114,8 +124,16 @@ def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures,
     return phones
 
 
-def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list[VisemeSegment]:
-    """Speech the recogniser called silence (another language, noise, singing) gets acoustic visemes."""
+def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None = None) -> list[VisemeSegment]:
+    """The phone model's visemes for the whole take, or only those overlapping `spans` (s)."""
+    segs = visemes_from_posteriors(PhoneModel.shared().posteriors(samples))
+    if spans is None:
+        return segs
+    return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
+
+
+def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures, samples: np.ndarray) -> list[VisemeSegment]:
+    """Speech the recogniser called silence (another language, noise, singing) gets the phone model's visemes."""
     covered = np.zeros(len(feat.speech), bool)
     for s in segments:
         if s.viseme != "sil":
@@ -128,5 +146,5 @@ def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list
         filled[int(a / HOP): int(b / HOP)] = True
     # the recogniser's silences over the filled gaps give way to the acoustic visemes
     kept = [s for s in segments if s.viseme != "sil" or not filled[int(s.start / HOP): int(np.ceil(s.end / HOP))].any()]
-    extra = [s for s in visemes_from_acoustics(feat, gaps) if s.viseme != "sil"]
+    extra = [s for s in _model_visemes(samples, gaps) if s.viseme != "sil"]
     return sorted(kept + extra, key=lambda s: s.start)

@@ -8,7 +8,10 @@ from talkinghead.errors import OptionsError
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
 GAZE_MODES = ("camera", "wander")
-LIPSYNC_MODES = ("auto", "phones", "acoustic")
+# auto: a transcript is aligned (pocketsphinx); without one (or when it does not fit) motion.AUDIO_ONLY
+# decides; phones: pocketsphinx only; model: the project's phone model only; acoustic: the old
+# formant/loudness rules (kept for comparison)
+LIPSYNC_MODES = ("auto", "phones", "model", "acoustic")
 
 
 @dataclass(frozen=True)
