@@ -146,13 +146,15 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sentences per voice")
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of: " + ", ".join(MODES))
+    ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
     ap.add_argument("--json", type=Path, help="also write the totals here")
     args = ap.parse_args()
     modes = [m.strip() for m in args.modes.split(",")]
     totals: dict[tuple[str, str, str], dict[str, list[int]]] = {}
     cost: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        all_takes = takes(Path(tmp), args.quick)
+        groups = set(args.groups.split(","))
+        all_takes = [t for t in takes(Path(tmp), args.quick) if t.group in groups]
         for take in all_takes:
             for mode in modes:
                 t0 = time.process_time()

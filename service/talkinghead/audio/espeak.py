@@ -229,12 +229,12 @@ def _set_voice(lib, voice: str) -> None:
     base, plus, variant = voice.partition("+")
     sel = _Voice(languages=base.encode())
     if lib.espeak_SetVoiceByProperties(ctypes.byref(sel)) != _EE_OK:
-        raise ValueError(f"espeak-ng voice not found: {voice!r}")
+        raise UnknownLanguage(f"espeak-ng voice not found: {voice!r}")
     if plus:
         ident = lib.espeak_GetCurrentVoice().contents.identifier or b""
         name = ident.decode().rsplit("/", 1)[-1] + "+" + variant
         if lib.espeak_SetVoiceByName(name.encode()) != _EE_OK:
-            raise ValueError(f"espeak-ng voice variant not found: {voice!r}")
+            raise UnknownLanguage(f"espeak-ng voice variant not found: {voice!r}")
 
 
 def _synth(text: str, voice: str, wpm: int | None = None,
@@ -393,3 +393,28 @@ def synth_timed(text: str, voice: str, wpm: int | None = None,
     default 175); pitch: 0-100 (default 50)."""
     audio, rate, events, silent = _synth(text, voice, wpm, pitch)
     return audio, rate, _segments(events, audio, rate, silent)
+
+
+class UnknownLanguage(ValueError):
+    """espeak-ng has no voice for the language asked for."""
+
+
+_PHONEME_SEPARATOR = ord(" ") << 8   # espeak_TextToPhonemes phonememode: ascii names, spaces between
+
+
+def text_to_phonemes(text: str, voice: str) -> list[list[str]]:
+    """espeak-ng's phoneme mnemonics for `text` in `voice`'s language, one list per clause (the
+    points where a speaker may pause): [["h", "@", "l", "'oU"], ...]. Raises ValueError for a
+    voice/language espeak-ng does not have."""
+    clauses: list[list[str]] = []
+    with _lock:
+        lib = _init()
+        _set_voice(lib, voice)
+        data = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
+        ptr = ctypes.c_void_p(ctypes.addressof(data))
+        while ptr.value:
+            out = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _espeakCHARS_UTF8, _PHONEME_SEPARATOR)
+            names = [p for p in (out or b"").decode("utf-8", "replace").split() if p]
+            if names:
+                clauses.append(names)
+    return clauses

@@ -10,10 +10,13 @@ import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
+from talkinghead.audio import espeak
+from talkinghead.audio.align import align_text
 from talkinghead.audio.phone_model import PhoneModel
+from talkinghead.audio.phoneset import CLASS_VISEME
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
-from talkinghead.errors import AudioError
+from talkinghead.errors import AudioError, OptionsError
 from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.expression import brow_motion, emotion_layer
 from talkinghead.motion.eyes import eye_motion
@@ -85,9 +88,12 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
                      transcript: str | None, progress: Callable[[float], None]) -> list[VisemeSegment]:
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
+    has_text = bool(transcript and transcript.strip()) and options.language != "auto"
+    if has_text and not options.language.lower().startswith("en"):
+        return _model_aligned(samples, transcript, options.language)
     if options.lipsync == "model":
         return _model_visemes(samples)
-    phones = _aligned(samples, feat, transcript, progress) if transcript and transcript.strip() else None
+    phones = _aligned(samples, feat, transcript, progress) if has_text else None
     source = "transcript"
     if phones is None and options.lipsync == "auto" and AUDIO_ONLY == "model":
         log.debug("motion.phones", source="model")
@@ -130,6 +136,22 @@ def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None 
     if spans is None:
         return segs
     return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
+
+
+def _model_aligned(samples: np.ndarray, transcript: str, language: str) -> list[VisemeSegment]:
+    """A transcript in another language, aligned over the phone model's posteriors (espeak-ng's
+    phonemes); audio-only model visemes, with a warning, where it does not fit."""
+    post = PhoneModel.shared().posteriors(samples)
+    try:
+        phones = align_text(post, transcript, language)
+    except espeak.UnknownLanguage:
+        raise OptionsError(f"language {language!r} is not one espeak-ng speaks: use an ISO code such as it, fi, "
+                           "de, fr, or auto") from None
+    if phones is None:
+        log.warning("motion.transcript_not_aligned", language=language, hint="the transcript does not seem to "
+                    "match the audio; using the phone model's audio-only visemes instead")
+        return visemes_from_posteriors(post)
+    return [VisemeSegment(CLASS_VISEME[p.phone], p.start, p.end) for p in phones]
 
 
 def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures, samples: np.ndarray) -> list[VisemeSegment]:
