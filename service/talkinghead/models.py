@@ -131,7 +131,8 @@ class ModelFile:
     restore: str = ""  # how to get a good copy back when every source fails (said in the error)
 
 
-PHONES_SHA256 = "c93ec161f5244bfc8ceedd3427a5a1b906a5d1ad17ee43b6ad7916732c68d8da"  # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
+# models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
+PHONES_SHA256 = "35d435c04200c3d2f055be7026f625687fa6db49be991b8dc69b091dde037a53"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.

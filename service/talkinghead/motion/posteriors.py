@@ -20,6 +20,10 @@ from talkinghead.motion.lips import VisemeSegment
 
 SMOOTH_FRAMES = 3
 MIN_WEIGHT = 0.6      # weight of a segment the model is unsure of; 1.0 when it is certain
+# Viseme posteriors are scaled by these before the argmax: a missed closure or rounding is seen
+# more than a brief extra one (tuned on the trained voices only: benchmarks/tune_visemes.py).
+VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
+_GAIN = np.array([VISEME_GAIN.get(v, 1.0) for v in VISEMES], np.float32)
 
 
 def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[VisemeSegment]:
@@ -27,7 +31,7 @@ def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[Vi
     frame 0. open_end: more frames are coming (streaming): the last run may still grow."""
     if not len(post):
         return []
-    vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest")
+    vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
     labels = [VISEMES[i] for i in best]
     conf = vp[np.arange(len(best)), best]
@@ -35,6 +39,6 @@ def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[Vi
     out = []
     for s in segs:
         a, b = int(round(s.start / HOP)), max(int(round(s.start / HOP)) + 1, int(round(s.end / HOP)))
-        weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * float(np.clip(conf[a:b].mean(), 0, 1))
+        weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * float(np.clip(conf[a:b].mean() / _GAIN[best[a]], 0, 1))
         out.append(VisemeSegment(s.viseme, s.start, s.end, weight))
     return out

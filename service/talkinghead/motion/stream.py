@@ -75,7 +75,7 @@ from talkinghead.motion.eyes import (BLINK_ASYMMETRY, BLINK_CLOSE_S, BLINK_HOLD_
 from talkinghead.motion.head import (BEAT_DEG, BREATH_DEPTH_TAU_S, BREATH_HZ, BREATH_RATE_TAU_S, DRIFT, NOD_DECAY_S,
                                      NOD_DEG, NOD_LEAD_S, NOD_RISE_S, PAUSE_DRIFT_SCALE, SWAY_MM, SWAY_TAU_S,
                                      SWEEP_CHANCE, SWEEP_DECAY_S, SWEEP_DEG, SWEEP_RISE_S, breath_depth, head_pose)
-from talkinghead.motion.lips import SILENCE_RELAX_S, lip_motion
+from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, lip_motion
 from talkinghead.motion.noise import add_pulse
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.posteriors import visemes_from_posteriors
@@ -98,6 +98,7 @@ PROSODY_HISTORY = 200       # nuclei remembered for the running medians and acce
 ONSET_S = 0.1               # an utterance's first frames ease in from the shut idle mouth...
 RELAX_S = 0.1               # ...and its last frames relax it closed at the end (flush)
 INTERRUPT_CLOSE_S = 0.12    # barge-in: the mouth closes this fast from where it was
+ROUNDING_RATE = 6.0         # pucker/funnel change per second at most (offline tracks: up to ~7/s)
 MAX_AMPLITUDE = 16.0        # |sample| above this is integer PCM passed unscaled, not audio in -1..1
 
 
@@ -193,8 +194,19 @@ class MotionStream:
         if ending:
             relax = max(1, min(len(j), round(RELAX_S * self.options.fps)))
             lips[-relax:] *= 1.0 - _smoothstep(np.arange(1, relax + 1) / relax)[:, None]
+        self._limit_rounding(lips)
         utt.sent(end, self.options.fps)
         return self._emit(lips, visemes, speaking, (f0, self._levels.f0.quantile(0.5)))
+
+    def _limit_rounding(self, lips: np.ndarray) -> None:
+        """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: offline it starts
+        ROUNDING_LEAD_S ahead of the rounded vowel, live the vowel is heard ~50 ms ahead of the
+        frame, and without a limit the lips would snap round in one frame."""
+        step = ROUNDING_RATE / self.options.fps
+        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64)
+        for k in range(len(lips)):
+            prev = np.clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
+            lips[k, ROUNDING_CHANNELS] = prev
 
     def _emit(self, lips: np.ndarray, visemes: list[str], speaking: np.ndarray,
               pitch: tuple[np.ndarray, float | None] | None) -> list[FaceParams]:
@@ -392,7 +404,7 @@ class _Window:
     def lips(self, start: int, end: int, options: MotionOptions):
         """Mouth blendshapes (end - start, 52), visemes, speech (bool) and f0 (Hz) for frames [start, end)."""
         times = np.arange(self.lip_from, self.lip_to) / self.fps - self.t0
-        segments = [s for s in visemes_from_posteriors(self.post, open_end=self.open_end)
+        segments = [s for s in visemes_from_posteriors(self.post)
                     if s.end > times[0] and s.start < times[-1]]
         speech = self.feat.at("speech", times).astype(bool)
         gain = (0.7 + 0.6 * self.feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
