@@ -34,6 +34,7 @@ UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the
 # Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
 # recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README).
 AUDIO_ONLY = "model"
+MODEL_CHUNK_S = 10.0        # the phone model reports progress per this much audio
 
 Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
 
@@ -92,12 +93,12 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
     if has_text and not options.language.lower().startswith("en"):
         return _model_aligned(samples, transcript, options.language)
     if options.lipsync == "model":
-        return _model_visemes(samples)
+        return _model_visemes(samples, progress=progress)
     phones = _aligned(samples, feat, transcript, progress) if has_text else None
     source = "transcript"
     if phones is None and options.lipsync == "auto" and AUDIO_ONLY == "model":
         log.debug("motion.phones", source="model")
-        return _model_visemes(samples)
+        return _model_visemes(samples, progress=progress)
     if phones is None:
         source = "recognized"
         phones = _recognize_in_chunks(samples, feat, progress)
@@ -130,18 +131,31 @@ def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures,
     return phones
 
 
-def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None = None) -> list[VisemeSegment]:
+def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None = None,
+                   progress: Callable[[float], None] | None = None) -> list[VisemeSegment]:
     """The phone model's visemes for the whole take, or only those overlapping `spans` (s)."""
-    segs = visemes_from_posteriors(PhoneModel.shared().posteriors(samples))
+    segs = visemes_from_posteriors(_model_posteriors(samples, progress))
     if spans is None:
         return segs
     return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
 
 
+def _model_posteriors(samples: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Whole-take posteriors, run as a stream of MODEL_CHUNK_S pieces (the same rows) to report progress."""
+    stream = PhoneModel.shared().stream()
+    step = int(MODEL_CHUNK_S * SAMPLE_RATE)
+    rows = []
+    for i in range(0, len(samples), step):
+        if progress:
+            progress(i / len(samples))
+        rows.append(stream.push(samples[i: i + step]))
+    return np.concatenate(rows + [stream.finish()])
+
+
 def _model_aligned(samples: np.ndarray, transcript: str, language: str) -> list[VisemeSegment]:
     """A transcript in another language, aligned over the phone model's posteriors (espeak-ng's
     phonemes); audio-only model visemes, with a warning, where it does not fit."""
-    post = PhoneModel.shared().posteriors(samples)
+    post = _model_posteriors(samples)
     try:
         phones = align_text(post, transcript, language)
     except espeak.UnknownLanguage:
