@@ -1,30 +1,52 @@
-"""Lip-sync accuracy against true phone timings (festival and espeak-ng), with and without a transcript.
+"""Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
-    python benchmarks/lipsync_accuracy.py [--fps 30]
+    python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown]
 
-Each line is padded with 0.8 s of room tone. Prints, per voice and mode, the share of p/b/m
-with a full lip closure within +-40 ms, open vowels that open, rounded phones that round, long
-pauses that stay closed, and vowels whose middle is NOT sealed (precision of the closures); plus
-seconds of CPU per second of audio. *LibriVox: five sentences read by a person (pocketsphinx's test
-data); their reference is pocketsphinx's alignment of the true transcript, not independent truth.
+Rows: voices and recordings, grouped as
+- "trained": voices the phone model trained on (festival kal/ked, espeak-ng English voices; the
+  sentences here are not in its training data, but the voices are);
+- "HELD-OUT": voices it never heard: festival's US English HTS voice (slt) and its Italian,
+  Finnish, Russian, Catalan and Czech voices (languages it never trained on either);
+- "real": people: ../shared/data/realspeech/ (phone TextGrids) and five LibriVox sentences
+  (*their reference is pocketsphinx's alignment of the true transcript, not independent truth).
+
+Modes (columns): file model (the phone model, no transcript: `--lipsync model`), file phones
+(pocketsphinx recognition, no transcript), file acoustic (the old formant rules), file + text
+(pocketsphinx alignment of the transcript; English only), stream model (MotionStream, 100 ms
+chunks: the live path), stream acoustic is gone (the stream now runs the model).
+
+Checks (tests/speech.py `score`, phone classes from talkinghead.audio.phoneset for every voice
+alike): p/b/m sealed within +-40 ms, open vowels open, rounded phones round, f/v lower lip to the
+teeth (mouthRollLower >= 0.4 within +-40 ms), long pauses closed, and false closures (vowels
+whose middle is sealed; lower is better). "class score" is the mean of the first four recalls.
+Cost: CPU seconds per second of audio, one core.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import numpy as np
 
-from realspeech import ARPABET_SETS, librivox  # noqa: E402
-from speech import Take, score, synth_takes  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "models" / "phones"))
 
-from talkinghead.audio.decode import load_audio  # noqa: E402
+from realspeech import Unavailable, librivox, shared_recordings  # noqa: E402
+from speech import PhoneSets, Seg, score, synth_takes  # noqa: E402
+
+from talkinghead.audio import phoneset  # noqa: E402
+from talkinghead.audio.decode import SAMPLE_RATE, load_audio  # noqa: E402
 from talkinghead.motion import motion_from_audio  # noqa: E402
 from talkinghead.motion.options import MotionOptions  # noqa: E402
+from talkinghead.motion.stream import MotionStream  # noqa: E402
+from talkinghead.track import MotionTrack  # noqa: E402
 
 SENTENCES = [
     "Bob bought a big map, but the pub by the bay was empty.",
@@ -34,40 +56,159 @@ SENTENCES = [
     "Please bring me the probe. We must be home by nine.",
     "Hello! How are you? I am fine, thank you, and happy to be back.",
 ]
+MODES = ("file model", "file phones", "file acoustic", "file + text", "stream model")
+CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure")
+TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", "espeak en-us+f1"}
+
+
+@dataclass
+class Take:
+    group: str          # "trained", "HELD-OUT", "real"
+    voice: str
+    text: str           # "" where the words are not known or not English
+    samples: np.ndarray
+    segs: list[Seg]
+    scheme: str
+
+
+def class_sets(segs: list[Seg], scheme: str) -> PhoneSets:
+    first = {s.phone: (phoneset.classes_of(s.phone, scheme) or ("?",))[0] for s in segs}
+    pick = lambda group: frozenset(p for p, c in first.items() if c in group)  # noqa: E731
+    return PhoneSets(pick(phoneset.BILABIAL), pick(phoneset.OPEN), pick(phoneset.ROUNDED), pick(phoneset.SILENT))
+
+
+def labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
+    hits = n = 0
+    roll = track.channel("mouthRollLower")
+    for s in segs:
+        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in phoneset.LABIODENTAL:
+            w = (track.times >= s.start - 0.04) & (track.times <= s.end + 0.04)
+            hits += bool(w.any() and roll[w].max() >= 0.4)
+            n += 1
+    return hits, n
+
+
+def stream_track(samples: np.ndarray, fps: float) -> MotionTrack:
+    stream = MotionStream(MotionOptions(fps=fps))
+    step = SAMPLE_RATE // 10
+    frames = []
+    for i in range(0, len(samples), step):
+        frames += stream.push(samples[i: i + step])
+    frames += stream.flush()
+    return MotionTrack(fps=fps, duration=len(frames) / fps, blendshapes=np.stack([f.blendshapes for f in frames]),
+                       head=np.zeros((len(frames), 6), np.float32), gaze=np.zeros((len(frames), 4), np.float32),
+                       visemes=[f.viseme for f in frames])
+
+
+def run(take: Take, mode: str, fps: float) -> MotionTrack | None:
+    if mode == "stream model":
+        return stream_track(take.samples, fps)
+    if mode == "file + text":
+        if not take.text:
+            return None
+        return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync="auto"), take.text)
+    lipsync = mode.split()[1]
+    return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync=lipsync), None)
+
+
+def takes(tmp: Path, quick: bool) -> list[Take]:
+    from make_data import FESTIVAL_HELDOUT, HELDOUT_SENTENCES, festival_utterances
+
+    out = []
+    for t in synth_takes(SENTENCES[:3] if quick else SENTENCES, tmp):
+        voice = t.voice.replace("espeak ", "espeak ")
+        group = "trained" if voice in TRAINED_VOICES else "HELD-OUT"
+        scheme = "sampa" if voice.startswith("espeak") else "arpabet"
+        out.append(Take(group, voice, t.text, load_audio(t.wav), t.segs, scheme))
+    for voice, (lang, scheme, encoding) in FESTIVAL_HELDOUT.items():
+        if lang == "en":
+            continue   # slt is in synth_takes already
+        texts = HELDOUT_SENTENCES[lang][:2] if quick else HELDOUT_SENTENCES[lang]
+        for u in festival_utterances(texts, voice, scheme, encoding):
+            pad = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)
+            segs = [Seg("pau", 0.0, 0.8)] + [Seg(s.phone, s.start + 0.8, s.end + 0.8) for s in u.segs]
+            end = segs[-1].end
+            segs.append(Seg("pau", end, end + 0.8))
+            out.append(Take("HELD-OUT", f"{voice} ({lang})", "", np.concatenate([pad, u.audio, pad]), segs, scheme))
+    for rec, scheme in shared_recordings():
+        out.append(Take("real", f"realspeech {rec.wav.stem}", "", load_audio(rec.wav), rec.segs, scheme))
+    try:
+        for rec in librivox():
+            out.append(Take("real", "LibriVox*", rec.text, load_audio(rec.wav), rec.segs, "arpabet"))
+    except Unavailable as exc:
+        print(f"(LibriVox skipped: {exc})", file=sys.stderr)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fps", type=float, default=30.0)
+    ap.add_argument("--quick", action="store_true", help="fewer sentences per voice")
+    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of: " + ", ".join(MODES))
+    ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
+    ap.add_argument("--json", type=Path, help="also write the totals here")
     args = ap.parse_args()
-    totals: dict[str, dict[str, list[int]]] = {}
-    cpu: dict[str, float] = {}
-    audio_s: dict[str, float] = {}
+    modes = [m.strip() for m in args.modes.split(",")]
+    totals: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+    cost: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        human = [Take("LibriVox human*", r.text, r.wav, r.segs, ARPABET_SETS) for r in librivox()]
-        for take in synth_takes(SENTENCES, Path(tmp)) + human:
-            samples = load_audio(take.wav)
-            for mode, transcript in (("transcript", take.text), ("audio only", None)):
+        groups = set(args.groups.split(","))
+        all_takes = [t for t in takes(Path(tmp), args.quick) if t.group in groups]
+        for take in all_takes:
+            for mode in modes:
                 t0 = time.process_time()
-                track = motion_from_audio(samples, 16000, MotionOptions(fps=args.fps), transcript)
-                cpu[mode] = cpu.get(mode, 0.0) + time.process_time() - t0
-                audio_s[mode] = audio_s.get(mode, 0.0) + track.duration
-                keys = [f"{take.voice:24s} {mode:10s}"]
-                if not take.voice.startswith("LibriVox"):
-                    keys.append(f"{'ALL synthetic':24s} {mode:10s}")
-                for key in keys:
-                    for check, (hit, n) in score(track, take.segs, take.sets).items():
-                        acc = totals.setdefault(key, {}).setdefault(check, [0, 0])
-                        acc[0] += hit
-                        acc[1] += n
-    checks = ("closure", "open", "round", "silence", "no_false_closure")
-    print(f"{'voice':24s} {'mode':10s} " + " ".join(f"{c:>16s}" for c in checks))
-    for key in sorted(totals, key=lambda k: (k.startswith("ALL"), k)):
+                track = run(take, mode, args.fps)
+                if track is None:
+                    continue
+                spent = time.process_time() - t0
+                c = cost.setdefault(mode, [0.0, 0.0])
+                c[0] += spent
+                c[1] += len(take.samples) / SAMPLE_RATE
+                res = score(track, take.segs, class_sets(take.segs, take.scheme))
+                res["labiodental"] = labiodental(track, take.segs, take.scheme)
+                fc = res.pop("no_false_closure")
+                res["false_closure"] = (fc[1] - fc[0], fc[1])
+                for key in ((take.group, take.voice, mode), (f"ALL {take.group}", "", mode)):
+                    acc = totals.setdefault(key, {})
+                    for check, (hit, n) in res.items():
+                        a = acc.setdefault(check, [0, 0])
+                        a[0] += hit
+                        a[1] += n
+    print_table(totals, cost, modes, args.markdown)
+    if args.json:
+        args.json.write_text(json.dumps({" | ".join(k): v for k, v in totals.items()} | {"cost": cost}, indent=1))
+
+
+def _pct(hit: int, n: int) -> str:
+    return f"{100 * hit / n:.0f}%" if n else "-"
+
+
+def class_score(res: dict[str, list[int]]) -> float:
+    parts = [res[c][0] / res[c][1] for c in ("closure", "open", "round", "labiodental") if res.get(c, [0, 0])[1]]
+    return float(np.mean(parts)) if parts else float("nan")
+
+
+def print_table(totals, cost, modes, markdown: bool) -> None:
+    order = {"trained": 0, "HELD-OUT": 1, "real": 2}
+    keys = sorted(totals, key=lambda k: (k[0].startswith("ALL"), order.get(k[0].replace("ALL ", ""), 9), k[1],
+                                         modes.index(k[2])))
+    head = ["group", "voice", "mode", "class score", "p/b/m sealed", "open", "round", "f/v", "pauses closed",
+            "false closures"]
+    if markdown:
+        print("| " + " | ".join(head) + " |")
+        print("|" + "---|" * len(head))
+    else:
+        print("  ".join(f"{h:>13s}" for h in head))
+    for key in keys:
         res = totals[key]
-        print(key + " " + " ".join(f"{res[c][0]:>6d}/{res[c][1]:<4d}{100 * res[c][0] / max(1, res[c][1]):4.0f}%" for c in checks))
-    for mode in cpu:
-        print(f"CPU, {mode}: {cpu[mode] / audio_s[mode]:.3f} s per second of audio at {args.fps:g} fps "
-              f"({audio_s[mode]:.1f} s of audio, one core)")
+        cells = [key[0], key[1], key[2], f"{class_score(res):.2f}"] + [
+            f"{res[c][0]}/{res[c][1]} {_pct(*res[c])}" for c in CHECKS]
+        print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(f"{c:>13s}" for c in cells))
+    for mode in modes:
+        if mode in cost and cost[mode][1]:
+            print(f"cost, {mode}: {cost[mode][0] / cost[mode][1]:.3f} CPU s per second of audio "
+                  f"({cost[mode][1]:.0f} s of audio)")
 
 
 if __name__ == "__main__":

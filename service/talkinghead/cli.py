@@ -30,7 +30,12 @@ def _add_motion_args(p: argparse.ArgumentParser, fps_help: str | None = None) ->
     p.add_argument("--emotion-intensity", type=float, default=d.emotion_intensity, help="0..1 (default 0.5)")
     p.add_argument("--gaze", choices=GAZE_MODES, default=d.gaze, help="camera: hold eye contact; wander: look around")
     p.add_argument("--lipsync", choices=LIPSYNC_MODES, default=d.lipsync,
-                   help="auto: phones (English) with an acoustic fallback; acoustic: any language")
+                   help="auto: the transcript aligned (English) where given, else the phone model; phones: "
+                        "pocketsphinx recognition; model: the phone model (any language); acoustic: formant rules")
+    p.add_argument("--language", default=d.language,
+                   help="language of the speech and --text, an ISO code espeak-ng knows (en, it, fi, de, ...): "
+                        "English text is aligned by pocketsphinx, other languages on the phone model; auto: "
+                        "no text assumptions (the transcript is not used)")
 
 
 def _params_parser(sub: argparse._SubParsersAction) -> None:
@@ -169,7 +174,8 @@ def _cmd_ui(args: argparse.Namespace) -> None:
 def _motion_options(args: argparse.Namespace) -> MotionOptions:
     return MotionOptions(fps=args.fps, seed=args.seed, expressiveness=args.expressiveness,
                          head_motion=args.head_motion, blink_rate=args.blink_rate, emotion=args.emotion,
-                         emotion_intensity=args.emotion_intensity, gaze=args.gaze, lipsync=args.lipsync)
+                         emotion_intensity=args.emotion_intensity, gaze=args.gaze, lipsync=args.lipsync,
+                         language=args.language)
 
 
 def _transcript(args: argparse.Namespace) -> str | None:

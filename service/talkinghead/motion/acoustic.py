@@ -87,11 +87,11 @@ def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]
     labels = _syllable_valleys(feat, _majority(frame_visemes(feat, local_peak)))
     segs: list[VisemeSegment] = []
     for start, end in spans if spans is not None else [(0.0, len(labels) * HOP)]:
-        segs += _segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))), open_end)
+        segs += label_segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))), open_end)
     return segs
 
 
-def _segments(labels: list[str], k0: int, k1: int, open_end: bool = False) -> list[VisemeSegment]:
+def label_segments(labels: list[str], k0: int, k1: int, open_end: bool = False) -> list[VisemeSegment]:
     """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous
     (except, with open_end, the last run, which is still growing)."""
     segs: list[VisemeSegment] = []

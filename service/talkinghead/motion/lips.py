@@ -19,6 +19,7 @@ from scipy.ndimage import gaussian_filter1d
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEME_INDEX
 from talkinghead.audio.features import true_runs
 from talkinghead.audio.phones import PhoneSegment
+from talkinghead.audio.phoneset import DIPHTHONG_SPLIT
 from talkinghead.motion.visemes import DIPHTHONG_SECOND_HALF, PHONE_TO_VISEME, POSES, VOWELS
 
 # Dominance magnitude per viseme (how strongly it holds the mouth against its neighbours).
@@ -36,7 +37,6 @@ ROUNDING_CHANNELS = [BS["mouthPucker"], BS["mouthFunnel"]]
 LIP_PARTING = [BS[n] for n in ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight",
                                "mouthUpperUpLeft", "mouthUpperUpRight", "mouthStretchLeft",
                                "mouthStretchRight", "tongueOut")]
-DIPHTHONG_SPLIT = 0.55        # share of a diphthong spent on its first vowel
 BLOCK_FRAMES = 512            # frames blended at a time
 REACH_S = 0.6                 # segments further than this from a block have no visible pull on it
 SILENCE_RELAX_S = 0.30        # pauses longer than this relax the mouth fully closed

@@ -8,7 +8,10 @@ from talkinghead.errors import OptionsError
 
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
 GAZE_MODES = ("camera", "wander")
-LIPSYNC_MODES = ("auto", "phones", "acoustic")
+# auto: a transcript is aligned (pocketsphinx); without one (or when it does not fit) motion.AUDIO_ONLY
+# decides; phones: pocketsphinx only; model: the project's phone model only; acoustic: the old
+# formant/loudness rules (kept for comparison)
+LIPSYNC_MODES = ("auto", "phones", "model", "acoustic")
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,8 @@ class MotionOptions:
     emotion: str = "neutral"          # one of EMOTIONS
     emotion_intensity: float = 0.5    # 0..1
     gaze: str = "camera"              # "camera": hold the camera with saccades; "wander": look around more
-    lipsync: str = "auto"             # "auto": phones where recognised, acoustic elsewhere
+    lipsync: str = "auto"             # one of LIPSYNC_MODES
+    language: str = "en"              # ISO code of the speech (and transcript), e.g. "it"; "auto": no text used
 
     def __post_init__(self) -> None:
         def check(name: str, lo: float, hi: float) -> None:
@@ -34,6 +38,8 @@ class MotionOptions:
         check("head_motion", 0, 2)
         check("blink_rate", 0, 60)
         check("emotion_intensity", 0, 1)
+        if not self.language or not self.language.replace("-", "").isalpha():
+            raise OptionsError(f"language must be an ISO code such as en, it or fi, or auto; got {self.language!r}")
         for name, allowed in (("emotion", EMOTIONS), ("gaze", GAZE_MODES), ("lipsync", LIPSYNC_MODES)):
             if getattr(self, name) not in allowed:
                 raise OptionsError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")

@@ -4,14 +4,15 @@ A TTS engine speaks in chunks; the server pushes each chunk here and sends back 
 became final, and asks for idle frames while no audio comes, so the face stays alive between lines.
 Frames are `FaceParams` on ONE stream clock: frame i is at i / fps, across utterances and idle spells.
 
-Lips come from the acoustic path only: `acoustic.visemes_from_acoustics` on the features of a sliding
-window (LABEL_CONTEXT_S + GATE_CONTEXT_S of context, the new audio, the lookahead), then
-`lips.lip_motion` for the frames that became final. Phone recognition (pocketsphinx), which the offline
-stage prefers, costs 0.15-0.3 s of CPU per window and wants whole phrases, so it cannot answer a chunk
-within the service's 150 ms budget.
+Lips come from the project's phone model (`audio.phone_model`, models/phones/): its posteriors arrive
+10 ms frame by 10 ms frame as the audio does (the model's caches are the stream's state), and
+`posteriors.visemes_from_posteriors` turns those of a sliding window (LABEL_CONTEXT_S + GATE_CONTEXT_S
+of context, the new audio, as far ahead as the model has answered) into viseme segments, then
+`lips.lip_motion` gives the frames that became final. Phone recognition (pocketsphinx) costs 0.15-0.3 s
+of CPU per window and wants whole phrases, so it cannot answer a chunk within the service's 150 ms budget.
 
-The acoustic features are computed once per 10 ms frame as the audio arrives (Praat's pitch and formants
-on the new audio plus PRAAT_CONTEXT_S; the VAD fed 30 ms at a time from the start of the utterance, as
+The acoustic features are computed once per 10 ms frame as the audio arrives (Praat's pitch on the new
+audio plus PRAAT_CONTEXT_S; the VAD fed 30 ms at a time from the start of the utterance, as
 offline). What the offline stage takes over the whole take (the speech level that loudness is relative
 to, the level percentile of the VAD's energy gate, the median pitch for accents and brows) are running
 statistics over the stream so far: the same NPC voice speaks every utterance of a stream.
@@ -48,16 +49,17 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
-from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d, maximum_filter1d
+from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
 from scipy.signal import find_peaks, lfilter
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import (ACCENT_SPACING_S, HOP, SILENCE_DB, VAD_BRIDGE_S, VAD_MIN_SPEECH_S,
                                         SpeechFeatures, hf_ratio)
+from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
+from talkinghead.audio.phoneset import CLASSES
 from talkinghead.errors import AudioError
-from talkinghead.motion.acoustic import LOCAL_PEAK_S, visemes_from_acoustics
 from talkinghead.motion.expression import (BROW_ACCENT_CHANCE, BROW_DECAY_S, BROW_LEAD_S, BROW_LIFT, BROW_RISE_S,
                                            EMOTION_WOBBLE_TAU_S, brow_shapes, emotion_frames, emotion_pose,
                                            pitch_lift)
@@ -73,23 +75,22 @@ from talkinghead.motion.eyes import (BLINK_ASYMMETRY, BLINK_CLOSE_S, BLINK_HOLD_
 from talkinghead.motion.head import (BEAT_DEG, BREATH_DEPTH_TAU_S, BREATH_HZ, BREATH_RATE_TAU_S, DRIFT, NOD_DECAY_S,
                                      NOD_DEG, NOD_LEAD_S, NOD_RISE_S, PAUSE_DRIFT_SCALE, SWAY_MM, SWAY_TAU_S,
                                      SWEEP_CHANCE, SWEEP_DECAY_S, SWEEP_DEG, SWEEP_RISE_S, breath_depth, head_pose)
-from talkinghead.motion.lips import SILENCE_RELAX_S, lip_motion
+from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, lip_motion
 from talkinghead.motion.noise import add_pulse
 from talkinghead.motion.options import MotionOptions
+from talkinghead.motion.posteriors import visemes_from_posteriors
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 
 # Why 0.1 s: a frame's mouth is pulled by the visemes around it, the next one's pull reaching ~2 x
-# lips.FALLOFF_S (90 ms) ahead, and the labels of the sound after the frame must be settled: a feature
-# frame needs FEATURE_REACH_S of audio past it (Praat's pitch and formant windows), and a label the
-# majority vote around it (+-35 ms). A frame final LOOKAHEAD_S behind the newest audio sees settled
-# labels 60-70 ms ahead: openings and closures start on time. Less lookahead and they would pop in
+# lips.FALLOFF_S (90 ms) ahead, and the labels of the sound after the frame must be settled: the phone
+# model answers for a frame once the audio runs PhoneModel.lookahead_s (47.5 ms) past it. A frame final
+# LOOKAHEAD_S behind the newest audio sees settled labels ~50 ms ahead: openings and closures start on time. Less lookahead and they would pop in
 # late, after their sound; more only adds latency to the service's 150 ms budget.
 LOOKAHEAD_S = 0.1
 
 FEATURE_REACH_S = 0.03      # a feature frame is settled once the audio runs this far past its end
 PRAAT_CONTEXT_S = 0.03      # audio before the first unsettled frame that Praat's windows need
-LABEL_CONTEXT_S = 0.4       # feature context before the first lip frame: the closure detector's local
-                            # peak (+-0.3 s), the VAD's bridging, the viseme runs
+LABEL_CONTEXT_S = 0.4       # feature context before the first lip frame: the VAD's bridging, the viseme runs
 GATE_CONTEXT_S = SILENCE_RELAX_S + 0.05  # lip frames before the new ones: how long the pause has been
 NUCLEUS_CONFIRM_S = 0.06    # a loudness peak this far inside the settled features has been passed
 NUCLEUS_MAX_AGE_S = 0.4     # older unconfirmed peaks are not taken up any more (they would come late)
@@ -97,6 +98,7 @@ PROSODY_HISTORY = 200       # nuclei remembered for the running medians and acce
 ONSET_S = 0.1               # an utterance's first frames ease in from the shut idle mouth...
 RELAX_S = 0.1               # ...and its last frames relax it closed at the end (flush)
 INTERRUPT_CLOSE_S = 0.12    # barge-in: the mouth closes this fast from where it was
+ROUNDING_RATE = 6.0         # pucker/funnel change per second at most (offline tracks: up to ~7/s)
 MAX_AMPLITUDE = 16.0        # |sample| above this is integer PCM passed unscaled, not audio in -1..1
 
 
@@ -192,8 +194,19 @@ class MotionStream:
         if ending:
             relax = max(1, min(len(j), round(RELAX_S * self.options.fps)))
             lips[-relax:] *= 1.0 - _smoothstep(np.arange(1, relax + 1) / relax)[:, None]
+        self._limit_rounding(lips)
         utt.sent(end, self.options.fps)
         return self._emit(lips, visemes, speaking, (f0, self._levels.f0.quantile(0.5)))
+
+    def _limit_rounding(self, lips: np.ndarray) -> None:
+        """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: offline it starts
+        ROUNDING_LEAD_S ahead of the rounded vowel, live the vowel is heard ~50 ms ahead of the
+        frame, and without a limit the lips would snap round in one frame."""
+        step = ROUNDING_RATE / self.options.fps
+        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64)
+        for k in range(len(lips)):
+            prev = np.clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
+            lips[k, ROUNDING_CHANNELS] = prev
 
     def _emit(self, lips: np.ndarray, visemes: list[str], speaking: np.ndarray,
               pitch: tuple[np.ndarray, float | None] | None) -> list[FaceParams]:
@@ -271,7 +284,7 @@ class _Acoustics:
     Praat's pitch and formant windows then lie inside the audio. Rows no window needs any more are
     forgotten (forget_before), so a long utterance costs no more memory than a short one."""
 
-    COLUMNS = ("rms_db", "hf_ratio", "f0", "f1", "f2", "vad")
+    COLUMNS = ("rms_db", "hf_ratio", "f0", "vad")
 
     def __init__(self, levels: _Levels) -> None:
         self._levels = levels
@@ -285,12 +298,15 @@ class _Acoustics:
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
         self.finished = False
+        self._phones = PhoneModel.shared().stream()
+        self.post = np.zeros((0, len(CLASSES)), np.float32)   # phone posteriors of frames [k0, ...)
 
     def extend(self, samples: np.ndarray) -> None:
         """Take more audio; its features are computed when asked for (settle), so that chunks
         shorter than a video frame cost only their VAD."""
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
+        self.post = np.concatenate([self.post, self._phones.push(samples)])
         while len(self._vad_raw) * self._vad_step + self._vad_step <= self.n_samples:
             a = len(self._vad_raw) * self._vad_step - self._audio0
             self._vad_raw.append(self._vad.is_speech(pcm16(self._audio[a: a + self._vad_step]).tobytes()))
@@ -303,6 +319,7 @@ class _Acoustics:
     def finish(self) -> None:
         """No more audio: settle every frame (as offline, a partial last frame is dropped)."""
         self._settle(max(1, self.n_samples // HOP_SAMPLES))
+        self.post = np.concatenate([self.post, self._phones.finish()])
         self.finished = True
 
     def _settle(self, end: int) -> None:
@@ -316,10 +333,10 @@ class _Acoustics:
         frames.reshape(-1)[: len(flat)] = flat
         rms_db = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-6)
         centres = (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE   # seconds into `audio`
-        f0, f1, f2 = _praat(audio, centres)
+        f0 = _pitch(audio, centres)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
         vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
-        new = {"rms_db": rms_db, "hf_ratio": hf_ratio(frames), "f0": f0, "f1": f1, "f2": f2, "vad": vad}
+        new = {"rms_db": rms_db, "hf_ratio": hf_ratio(frames), "f0": f0, "vad": vad}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
         self.settled = end
@@ -334,38 +351,26 @@ class _Acoustics:
 
     def forget_before(self, k: int) -> None:
         """Drop the rows of frames before k."""
-        drop = min(max(0, k - self.k0), self.settled - self.k0)
+        drop = min(max(0, k - self.k0), self.settled - self.k0, len(self.post))
         if drop:
             self.cols = {name: col[drop:] for name, col in self.cols.items()}
+            self.post = self.post[drop:]
             self.k0 += drop
 
 
-def _praat(audio: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pitch (Hz, 0 unvoiced) and the first two formants (Hz, nan unvoiced) at `centres` (s into
-    `audio`), with the offline stage's settings (features.analyze)."""
-    n = len(centres)
-    f0, f1, f2 = np.zeros(n), np.full(n, np.nan), np.full(n, np.nan)
+def _pitch(audio: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Pitch (Hz, 0 unvoiced) at `centres` (s into `audio`), with the offline stage's settings
+    (features.analyze)."""
+    f0 = np.zeros(len(centres))
     sound = parselmouth.Sound(audio.astype(np.float64), SAMPLE_RATE)
     try:
         pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=60, pitch_ceiling=500)
     except parselmouth.PraatError:   # shorter than one pitch window: too short to be voiced
-        return f0, f1, f2
+        return f0
     values = pitch.selected_array["frequency"]
     if not len(values):
-        return f0, f1, f2
-    f0 = values[np.clip(np.round((centres - pitch.xs()[0]) / HOP).astype(int), 0, len(values) - 1)]
-    voiced = np.flatnonzero(f0 > 0)
-    if not len(voiced):
-        return f0, f1, f2
-    # formants only where they are read: the voiced frames, with Praat's window around them
-    a = max(0, int((centres[voiced[0]] - FEATURE_REACH_S) * SAMPLE_RATE))
-    b = int((centres[voiced[-1]] + FEATURE_REACH_S) * SAMPLE_RATE)
-    formant = parselmouth.Sound(audio[a:b].astype(np.float64), SAMPLE_RATE).to_formant_burg(
-        time_step=HOP, max_number_of_formants=5, maximum_formant=5500)
-    for k in voiced.tolist():
-        f1[k] = formant.get_value_at_time(1, centres[k] - a / SAMPLE_RATE)
-        f2[k] = formant.get_value_at_time(2, centres[k] - a / SAMPLE_RATE)
-    return f0, f1, f2
+        return f0
+    return values[np.clip(np.round((centres - pitch.xs()[0]) / HOP).astype(int), 0, len(values) - 1)]
 
 
 def _bridged(raw: np.ndarray, open_start: bool, open_end: bool) -> np.ndarray:
@@ -393,13 +398,13 @@ class _Window:
     fps: float
     lip_from: int             # first utterance frame given to lip_motion (context for the gate)
     lip_to: int               # one past the last
-    local_peak: np.ndarray    # level closures are measured against, dBFS per frame (see _local_peak)
+    post: np.ndarray          # phone posteriors of the window's first frames (as many as are final)
     open_end: bool            # more audio is coming after the window
 
     def lips(self, start: int, end: int, options: MotionOptions):
         """Mouth blendshapes (end - start, 52), visemes, speech (bool) and f0 (Hz) for frames [start, end)."""
         times = np.arange(self.lip_from, self.lip_to) / self.fps - self.t0
-        segments = [s for s in visemes_from_acoustics(self.feat, local_peak=self.local_peak, open_end=self.open_end)
+        segments = [s for s in visemes_from_posteriors(self.post)
                     if s.end > times[0] and s.start < times[-1]]
         speech = self.feat.at("speech", times).astype(bool)
         gain = (0.7 + 0.6 * self.feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
@@ -442,11 +447,10 @@ class _Utterance:
             ref = np.median(col["rms_db"][speech]) if speech.any() else np.max(col["rms_db"])
         smooth = gaussian_filter1d(col["rms_db"], 3)
         loudness = np.clip(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0, 1)
-        empty = np.zeros(0)
-        feat = SpeechFeatures(col["rms_db"], speech, col["f0"], col["f1"], col["f2"], col["hf_ratio"], loudness,
+        empty, unknown = np.zeros(0), np.full(len(speech), np.nan)   # no formants: the lips need none
+        feat = SpeechFeatures(col["rms_db"], speech, col["f0"], unknown, unknown, col["hf_ratio"], loudness,
                               empty, empty, empty)
-        return _Window(feat, k_start * HOP, fps, lip_from, lip_to,
-                       _local_peak(col["rms_db"], open_end=not ac.finished), open_end=not ac.finished)
+        return _Window(feat, k_start * HOP, fps, lip_from, lip_to, ac.post[rows], open_end=not ac.finished)
 
     @staticmethod
     def lip_from(start: int, fps: float) -> int:
@@ -458,18 +462,6 @@ class _Utterance:
         """Frames before `end` are sent: forget the features the next window will not need."""
         self.emitted = end
         self.acoustics.forget_before(int((self.lip_from(end, fps) / fps - LABEL_CONTEXT_S) / HOP))
-
-
-def _local_peak(rms_db: np.ndarray, open_end: bool) -> np.ndarray:
-    """acoustic.frame_visemes' local peak (the loudest frame within LOCAL_PEAK_S around each frame).
-    Near an open end, where the future half of the window is not heard yet, the window slides back
-    to keep its length: a closure just before the newest audio is measured against the syllables
-    before it instead of against nothing."""
-    size = int(LOCAL_PEAK_S / HOP)
-    peak = maximum_filter1d(rms_db, size=size, mode="nearest")
-    if open_end and len(rms_db) > size // 2:
-        peak[-(size // 2):] = rms_db[-size:].max()
-    return peak
 
 
 class _Prosody:

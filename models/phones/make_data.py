@@ -1,0 +1,364 @@
+"""Training and held-out data for the phone model: synthetic speech with exact phone timings.
+
+    python models/phones/make_data.py --out data/phones [--utts 120] [--copies 2] [--seed 0]
+    python models/phones/make_data.py --out data/phones --heldout
+
+Training (default): espeak-ng (the espeakng-loader wheel's library and dictionaries) in
+TRAIN_LANGUAGES, each utterance in a random variant of the language's voice (VARIANTS) at a
+random rate and pitch, and festival's English diphone voices (FESTIVAL_TRAIN), saying random
+sequences of each language's frequent words (wordfreq). Each utterance is written `--copies`
+times through a random augmentation chain (`augment`): speed (resampling: pitch, tempo and
+formants together), vocal-tract length (a warp of the frequency axis), room reverberation, noise,
+band limits, an MP3 / AAC / Opus round trip, gain. One shard per (voice, chunk) with log-mel
+frames (audio.mel) and one phone-class label per frame (audio.phoneset; -1 = ignored).
+
+Held out (--heldout; never trained on): festival's non-English voices (Italian, Finnish,
+Russian, Catalan, Czech: Debian's festvox-* packages) and its US English HTS voice (slt), clean.
+Real people are read by the benchmark straight from their recordings.
+
+Shards are written atomically and skipped when present, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import soundfile as sf
+import soxr
+from scipy.signal import butter, fftconvolve, sosfilt
+
+from talkinghead.audio import espeak, phoneset
+from talkinghead.audio.decode import SAMPLE_RATE
+from talkinghead.audio.mel import LEAD_SAMPLES, WINDOW, log_power_to_mel, power_frames
+from talkinghead.audio.phones import HOP_SAMPLES, PhoneSegment
+
+# espeak-ng languages it speaks well (and wordfreq has words for); Italian, Finnish, Russian,
+# Catalan and Czech are NOT here: they are the held-out languages (festival voices).
+TRAIN_LANGUAGES = ("en-us", "en-gb", "de", "fr", "es", "pt", "nl", "sv", "pl", "id", "tr", "el", "ro", "hu")
+# espeak-ng voice variants (male, female, klatt synthesiser, ...); "" = the language's default
+VARIANTS = ("", "+m1", "+m3", "+m5", "+m7", "+f1", "+f5", "+klatt", "+klatt4", "+iven", "+michel", "+steph",
+            "+Andy", "+rob", "+aunty", "+grandpa")
+FESTIVAL_TRAIN = ("kal_diphone", "ked_diphone")
+# held out: voice -> (language, phone scheme of its labels)
+# held out: voice -> (language, phone scheme of its labels (phoneset.classes_of), text encoding
+# festival reads: it is byte-based, and its Czech and Finnish lexicons are in ISO-8859)
+FESTIVAL_HELDOUT = {"lp_diphone": ("it", "sampa", "latin-1"), "suo_fi_lj_diphone": ("fi", "fi", "latin-1"),
+                    "msu_ru_nsh_clunits": ("ru", "ru", "utf-8"), "upc_ca_ona_hts": ("ca", "sampa", "latin-1"),
+                    "czech_dita": ("cs", "cs", "iso-8859-2"), "cmu_us_slt_arctic_hts": ("en", "arpabet", "utf-8")}
+UTTS_PER_SHARD = 40
+PAD_S = (0.1, 0.6)          # room tone before and after each utterance, seconds
+
+
+@dataclass
+class Utterance:
+    audio: np.ndarray             # float32 at SAMPLE_RATE
+    segs: list[PhoneSegment]      # phone labels in the voice's own scheme
+    scheme: str                   # "sampa" (espeak-ng mnemonics) or "arpabet" (festival radio phones)
+
+
+# --- text -------------------------------------------------------------------------------------
+
+def _words(lang: str) -> list[str]:
+    import wordfreq
+
+    return [w for w in wordfreq.top_n_list(lang.split("-")[0], 5000) if w.isalpha()]
+
+
+def random_text(words: list[str], rng: random.Random) -> str:
+    """5-16 frequent words with the odd comma or full stop (pauses)."""
+    out = []
+    for i in range(rng.randint(5, 16)):
+        w = rng.choice(words)
+        out.append(w + (rng.choice([",", "."]) if rng.random() < 0.1 else ""))
+    return " ".join(out)
+
+
+# --- synthesis --------------------------------------------------------------------------------
+
+def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
+    x = audio.astype(np.float32) / (32768.0 if audio.dtype == np.int16 else 1.0)
+    return soxr.resample(x, rate, SAMPLE_RATE).astype(np.float32) if rate != SAMPLE_RATE else x
+
+
+def espeak_utterance(text: str, voice: str, rng: random.Random) -> Utterance:
+    audio, rate, segs = espeak.synth_timed(text, voice, wpm=rng.randint(130, 240), pitch=rng.randint(20, 80))
+    return Utterance(_to_16k(audio, rate), segs, "sampa")
+
+
+def festival_utterances(texts: list[str], voice: str, scheme: str = "arpabet",
+                        encoding: str = "utf-8") -> list[Utterance]:
+    """One festival process says every text (its start-up costs more than a sentence)."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="phones-festival-") as tmp:
+        lines = [f"(voice_{voice})"]
+        for i, text in enumerate(texts):
+            quoted = text.replace("\\", "").replace('"', "")
+            lines.append(f'(set! utt (Utterance Text "{quoted}"))(utt.synth utt)'
+                         f'(utt.save.wave utt "{tmp}/{i}.wav" \'riff)(utt.save.segs utt "{tmp}/{i}.segs")')
+        script = Path(tmp) / "say.scm"
+        script.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+        subprocess.run(["festival", "--batch", str(script)], check=True, capture_output=True, timeout=3600)
+        for i in range(len(texts)):
+            wav = Path(tmp) / f"{i}.wav"
+            if not wav.exists():
+                continue
+            x, rate = sf.read(wav, dtype="float32")
+            segs, start = [], 0.0
+            for line in (Path(tmp) / f"{i}.segs").read_text().split("#", 1)[1].strip().splitlines():
+                end, _, phone = line.split()
+                segs.append(PhoneSegment(phone, start, float(end)))
+                start = float(end)
+            out.append(Utterance(_to_16k(x if x.ndim == 1 else x.mean(1), rate), segs, scheme))
+    return out
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+def frame_labels(segs: list[PhoneSegment], scheme: str, n_frames: int, unknown: set[str]) -> np.ndarray:
+    """One class index per 10 ms frame (frame k at (k + 0.5) * 10 ms); IGNORE where no class fits."""
+    labels = np.full(n_frames, phoneset.CLASS_INDEX["sil"], np.int8)
+    hop = HOP_SAMPLES / SAMPLE_RATE
+    for s in segs:
+        classes = phoneset.classes_of(s.phone, scheme)
+        if not classes:
+            unknown.add(s.phone)
+            classes = (None,)
+        cuts = [s.start, s.end] if len(classes) == 1 else [s.start, s.start + phoneset.DIPHTHONG_SPLIT * (s.end - s.start), s.end]
+        for c, a, b in zip(classes, cuts, cuts[1:]):
+            k0, k1 = int(np.ceil(a / hop - 0.5)), int(np.ceil(b / hop - 0.5))
+            labels[max(0, k0): min(n_frames, k1)] = phoneset.IGNORE if c is None else phoneset.CLASS_INDEX[c]
+    return labels
+
+
+# --- augmentation -----------------------------------------------------------------------------
+
+def _reverb(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rt60 = rng.uniform(0.15, 0.9)
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    rir = rng.normal(size=n) * np.exp(-6.9 * t / rt60)
+    rir[: int(0.002 * SAMPLE_RATE)] = 0
+    rir[0] = 1.0 / rng.uniform(0.3, 1.0)          # direct path; the rest: diffuse tail
+    rir /= np.sqrt(np.sum(rir ** 2))
+    y = fftconvolve(x, rir)[: len(x)]
+    return y.astype(np.float32)
+
+
+def _noise(x: np.ndarray, rng: np.random.Generator, babble: np.ndarray | None) -> np.ndarray:
+    snr = rng.uniform(0, 30)
+    kind = rng.choice(["white", "pink", "brown", "babble"] if babble is not None else ["white", "pink", "brown"])
+    if kind == "babble":
+        reps = int(np.ceil(len(x) / max(1, len(babble))))
+        n = np.tile(babble, reps)[: len(x)]
+    else:
+        spec = np.fft.rfft(rng.normal(size=len(x)))
+        f = np.maximum(np.fft.rfftfreq(len(x)), 1e-4)
+        spec /= {"white": 1.0, "pink": np.sqrt(f), "brown": f}[kind]
+        n = np.fft.irfft(spec, n=len(x))
+    speech_power = np.mean(x[np.abs(x) > 0.01 * np.abs(x).max()] ** 2) if np.abs(x).max() > 0 else 1e-6
+    n = n * np.sqrt(speech_power / (np.mean(n ** 2) + 1e-12) / 10 ** (snr / 10))
+    return (x + n).astype(np.float32)
+
+
+def _band(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    lo = rng.choice([0, 80, 200, 300])
+    hi = rng.choice([3400, 4000, 5500, 7000])
+    sos = butter(4, [lo, hi], "bandpass", fs=SAMPLE_RATE, output="sos") if lo else \
+        butter(6, hi, "lowpass", fs=SAMPLE_RATE, output="sos")
+    return sosfilt(sos, x).astype(np.float32)
+
+
+def _codec(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An MP3 / AAC / Opus round trip through FFmpeg (PyAV), re-aligned to the input."""
+    codec, fmt, rate = [("libmp3lame", "mp3", 16000), ("aac", "adts", 16000), ("libopus", "ogg", 48000)][rng.integers(3)]
+    bitrate = int(rng.choice([16000, 24000, 32000, 64000]))
+    src = soxr.resample(x, SAMPLE_RATE, rate).astype(np.float32) if rate != SAMPLE_RATE else x
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt) as out:
+        stream = out.add_stream(codec, rate=rate, layout="mono")
+        stream.bit_rate = bitrate
+        frame_n = 960 if codec == "libopus" else 1152
+        for i in range(0, len(src), frame_n):
+            chunk = src[i: i + frame_n]
+            frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="flt", layout="mono")
+            frame.sample_rate = rate
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    buf.seek(0)
+    pieces = []
+    with av.open(buf) as inp:
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        for frame in inp.decode(audio=0):
+            for f in resampler.resample(frame):
+                pieces.append(f.to_ndarray().reshape(-1))
+        for f in resampler.resample(None):
+            pieces.append(f.to_ndarray().reshape(-1))
+    y = np.concatenate(pieces).astype(np.float32) if pieces else np.zeros_like(x)
+    # encoder priming/padding: find the delay by cross-correlation and undo it
+    n = min(len(x), len(y), 4 * SAMPLE_RATE)
+    corr = fftconvolve(y[:n], x[:n][::-1])
+    lag = int(np.argmax(corr[n - 1: n - 1 + 4000]))
+    y = y[lag:]
+    return np.concatenate([y, np.zeros(max(0, len(x) - len(y)), np.float32)])[: len(x)]
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, babble: np.ndarray | None) -> tuple[np.ndarray, float, float]:
+    """A random chain -> (audio, speed factor the timings are divided by, VTL warp factor)."""
+    speed = float(rng.uniform(0.85, 1.15)) if rng.random() < 0.6 else 1.0
+    if speed != 1.0:
+        x = soxr.resample(x, SAMPLE_RATE, SAMPLE_RATE / speed).astype(np.float32)
+    if rng.random() < 0.4:
+        x = _reverb(x, rng)
+    if rng.random() < 0.6:
+        x = _noise(x, rng, babble)
+    if rng.random() < 0.4:
+        x = _band(x, rng)
+    if rng.random() < 0.35:
+        x = _codec(np.clip(x, -1, 1), rng)
+    gain = 10 ** (rng.uniform(-30, 6) / 20)
+    x = x / (np.abs(x).max() + 1e-9) * 0.5 * gain
+    if rng.random() < 0.05:
+        x = np.clip(x * 4, -1, 1)      # clipping
+    vtl = float(rng.uniform(0.88, 1.12)) if rng.random() < 0.6 else 1.0
+    return x.astype(np.float32), speed, vtl
+
+
+def features(x: np.ndarray, vtl: float = 1.0) -> np.ndarray:
+    """audio.mel.log_mel, with the frequency axis warped by `vtl` (vocal-tract length
+    perturbation: > 1 moves formants up, like a shorter tract)."""
+    n_frames = len(x) // HOP_SAMPLES
+    padded = np.concatenate([np.zeros(LEAD_SAMPLES, np.float32), x, np.zeros(WINDOW, np.float32)])
+    power = power_frames(padded, n_frames)
+    if vtl != 1.0:
+        bins = np.arange(power.shape[1])
+        src = np.clip(bins / vtl, 0, bins[-1])
+        i0 = np.floor(src).astype(int)
+        i1 = np.minimum(i0 + 1, bins[-1])
+        w = (src - i0).astype(np.float32)
+        power = power[:, i0] * (1 - w) + power[:, i1] * w
+    return log_power_to_mel(power)
+
+
+def pad(utt: Utterance, rng: np.random.Generator) -> Utterance:
+    a, b = (int(rng.uniform(*PAD_S) * SAMPLE_RATE) for _ in range(2))
+    tone = rng.normal(0, 10 ** (rng.uniform(-80, -50) / 20), a + b + len(utt.audio)).astype(np.float32)
+    tone[a: a + len(utt.audio)] += utt.audio
+    shift = a / SAMPLE_RATE
+    segs = [PhoneSegment(s.phone, s.start + shift, s.end + shift) for s in utt.segs]
+    return Utterance(tone, segs, utt.scheme)
+
+
+def examples(utt: Utterance, copies: int, rng: np.random.Generator, babble, unknown: set[str]):
+    """(features float16 (n, N_MELS), labels int8 (n,)) for the clean utterance and each copy."""
+    utt = pad(utt, rng)
+    for c in range(copies + 1):
+        if c == 0:
+            x, speed, vtl = utt.audio, 1.0, 1.0
+        else:
+            x, speed, vtl = augment(utt.audio, rng, babble)
+        segs = [PhoneSegment(s.phone, s.start / speed, s.end / speed) for s in utt.segs]
+        feats = features(x, vtl)
+        yield feats.astype(np.float16), frame_labels(segs, utt.scheme, len(feats), unknown)
+
+
+def write_shard(path: Path, items: list[tuple[np.ndarray, np.ndarray]], voice: str) -> None:
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, feats=np.concatenate([f for f, _ in items]), labels=np.concatenate([l for _, l in items]),
+             lengths=np.array([len(l) for _, l in items]), voice=voice)
+    tmp.replace(path)
+
+
+# --- drivers ----------------------------------------------------------------------------------
+
+def make_training(out: Path, utts: int, copies: int, seed: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    unknown: set[str] = set()
+    jobs = [("espeak", lang) for lang in TRAIN_LANGUAGES] + [("festival", v) for v in FESTIVAL_TRAIN]
+    for kind, name in jobs:
+        words = _words("en" if kind == "festival" else name)
+        for chunk in range(int(np.ceil(utts / UTTS_PER_SHARD))):
+            path = out / f"train_{kind}_{name}_{seed}_{chunk:03d}.npz"
+            if path.exists():
+                continue
+            rng = np.random.default_rng([seed, chunk, sum(map(ord, name))])
+            trng = random.Random(int(rng.integers(1 << 31)))
+            n = min(UTTS_PER_SHARD, utts - chunk * UTTS_PER_SHARD)
+            texts = [random_text(words, trng) for _ in range(n)]
+            if kind == "espeak":
+                said = [espeak_utterance(t, name + trng.choice(VARIANTS), trng) for t in texts]
+            else:
+                said = festival_utterances(texts, name)
+            babble = np.concatenate([u.audio for u in said[:6]]) if len(said) > 6 else None
+            items = []
+            for u in said:
+                items += list(examples(u, copies, rng, babble, unknown))
+            write_shard(path, items, f"{kind}:{name}")
+            print(f"{path.name}: {sum(len(l) for _, l in items) / 100 / 60:.1f} min", flush=True)
+    if unknown:
+        print("labels with no class (ignored):", " ".join(sorted(unknown)), file=sys.stderr)
+
+
+HELDOUT_SENTENCES = {
+    "it": ["Il mio babbo ha comprato una bella mappa per le vacanze.", "Buongiorno, come stai? Io sto molto bene, grazie.",
+           "Paolo mangia la pasta con il pomodoro e il basilico.", "Le onde del mare portano via la sabbia d'oro."],
+    "fi": ["Minä menen huomenna kauppaan ostamaan maitoa ja leipää.", "Pekka puhuu paljon, mutta ei kuuntele muita.",
+           "Kesällä aurinko paistaa myöhään illalla.", "Opettaja antoi meille pitkän kotitehtävän."],
+    "ru": ["Привет, как дела? Всё хорошо, спасибо.", "Мама мыла раму, а папа пил молоко.",
+           "Бабушка испекла пироги с мясом и капустой.", "Мы пошли в парк погулять после обеда."],
+    "ca": ["Bon dia, com estàs? Molt bé, gràcies.", "El meu pare compra pa i formatge cada matí.",
+           "Barcelona és una ciutat molt bonica al costat del mar.", "La mare porta una bossa plena de pomes."],
+    "cs": ["Dobrý den, jak se máte? Mám se dobře, děkuji.", "Maminka peče buchty a babička vaří polévku.",
+           "Praha je krásné město plné mostů a věží.", "Pavel a Martina bydlí blízko parku."],
+    "en": ["Bob bought a big map, but the pub by the bay was empty.", "You knew the moon would move over the blue pool.",
+           "My mother made a warm apple pie for Paul.", "Five brave women moved up the hill, whispering about the vote.",
+           "Please bring me the probe. We must be home by nine.", "Hello! How are you? I am fine, thank you, and happy to be back."],
+}
+
+
+def make_heldout(out: Path) -> None:
+    """Clean held-out takes as WAV + phone list (the benchmark scores tracks against them)."""
+    import json
+
+    out.mkdir(parents=True, exist_ok=True)
+    for voice, (lang, scheme, encoding) in FESTIVAL_HELDOUT.items():
+        if (out / f"heldout_{voice}.json").exists():
+            continue
+        said = festival_utterances(HELDOUT_SENTENCES[lang], voice, scheme, encoding)
+        meta = []
+        for i, u in enumerate(said):
+            wav = out / f"heldout_{voice}_{i}.wav"
+            sf.write(wav, u.audio, SAMPLE_RATE, subtype="PCM_16")
+            meta.append({"wav": wav.name, "scheme": scheme, "lang": lang,
+                         "segs": [[s.phone, s.start, s.end] for s in u.segs]})
+        (out / f"heldout_{voice}.json").write_text(json.dumps(meta))
+        print(voice, len(said), "takes", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("data/phones"))
+    ap.add_argument("--utts", type=int, default=120, help="utterances per voice (language)")
+    ap.add_argument("--copies", type=int, default=2, help="augmented copies of each utterance")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--heldout", action="store_true", help="write the held-out festival takes instead")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.heldout:
+        make_heldout(args.out / "heldout")
+    else:
+        make_training(args.out, args.utts, args.copies, args.seed)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Viseme segments from the phone model's posteriors (audio.phone_model): the lips of speech
+without a transcript, offline and streaming alike (`visemes_from_posteriors` is the one place).
+
+Each 10 ms frame takes the viseme with the highest summed class posterior, averaged over
+SMOOTH_FRAMES around it (the frames after it only as far as they are known); runs too short to
+see join their neighbour as in `acoustic`. A segment's weight (articulation strength) follows
+the model's confidence in it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from talkinghead.arkit import VISEMES
+from talkinghead.audio.features import HOP
+from talkinghead.audio.phone_model import viseme_posteriors
+from talkinghead.motion.acoustic import label_segments
+from talkinghead.motion.lips import VisemeSegment
+
+SMOOTH_FRAMES = 3
+MIN_WEIGHT = 0.6      # weight of a segment the model is unsure of; 1.0 when it is certain
+# Viseme posteriors are scaled by these before the argmax: a missed closure or rounding is seen
+# more than a brief extra one (tuned on the trained voices only: benchmarks/tune_visemes.py).
+VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
+_GAIN = np.array([VISEME_GAIN.get(v, 1.0) for v in VISEMES], np.float32)
+
+
+def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[VisemeSegment]:
+    """post: shape = (n, classes), frame k at (k + 0.5) * HOP s. Returns segments in seconds from
+    frame 0. open_end: more frames are coming (streaming): the last run may still grow."""
+    if not len(post):
+        return []
+    vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
+    best = vp.argmax(1)
+    labels = [VISEMES[i] for i in best]
+    conf = vp[np.arange(len(best)), best]
+    segs = label_segments(labels, 0, len(labels), open_end)
+    out = []
+    for s in segs:
+        a, b = int(round(s.start / HOP)), max(int(round(s.start / HOP)) + 1, int(round(s.end / HOP)))
+        weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * float(np.clip(conf[a:b].mean() / _GAIN[best[a]], 0, 1))
+        out.append(VisemeSegment(s.viseme, s.start, s.end, weight))
+    return out

@@ -1,0 +1,190 @@
+"""The project's phone model (models/phones/): the committed ONNX file through the model registry,
+streaming equal to whole-file inference, the posteriors on a voice it never trained on, the
+phone inventory's maps, and the data script's labels and augmentations."""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech import festival_say, have_festival
+from talkinghead import models
+from talkinghead.audio import phoneset
+from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.mel import MelStream, log_mel
+from talkinghead.audio.phone_model import PhoneModel, viseme_posteriors
+from talkinghead.arkit import VISEME_INDEX
+from talkinghead.errors import ModelError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "phones"))
+
+REPO_MODEL = Path(__file__).resolve().parents[1] / "models" / "phones" / "phones.onnx"
+HELDOUT_VOICE = "cmu_us_slt_arctic_hts"   # festival's US English HTS voice: never trained on
+
+
+@pytest.fixture(scope="module")
+def model():
+    return PhoneModel.shared()
+
+
+@pytest.fixture(scope="module")
+def heldout_take(tmp_path_factory):
+    if not have_festival():
+        pytest.skip("needs Debian's festival (scripts/test.sh installs it)")
+    wav = tmp_path_factory.mktemp("phones") / "slt.wav"
+    segs = festival_say("Bob bought a big map, but the pub by the bay was empty. You knew the moon would move.",
+                        HELDOUT_VOICE, wav, pad=0.5)
+    return load_audio(wav), segs
+
+
+def _chunked(samples: np.ndarray, seed: int):
+    rng = np.random.default_rng(seed)
+    i = 0
+    while i < len(samples):
+        n = int(rng.integers(1, 4000))
+        yield samples[i: i + n]
+        i += n
+
+
+def test_mel_stream_equals_the_whole_file(heldout_take):
+    x, _ = heldout_take
+    stream = MelStream()
+    parts = [stream.push(c) for c in _chunked(x, 0)] + [stream.finish()]
+    np.testing.assert_allclose(np.concatenate(parts), log_mel(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_streaming_posteriors_equal_whole_file_inference(model, heldout_take, seed):
+    x, _ = heldout_take
+    whole = model.posteriors(x)
+    stream = model.stream()
+    rows = [stream.push(c) for c in _chunked(x, seed)] + [stream.finish()]
+    streamed = np.concatenate(rows)
+    assert streamed.shape == whole.shape == (len(x) // 160, len(phoneset.CLASSES))
+    np.testing.assert_allclose(streamed, whole, atol=1e-4)
+    np.testing.assert_allclose(whole.sum(1), 1.0, atol=1e-4)
+
+
+def test_a_row_is_final_once_the_audio_runs_lookahead_past_the_frame(model, heldout_take):
+    x, _ = heldout_take
+    stream = model.stream()
+    n = 16000
+    rows = stream.push(x[:n])
+    # frame k is final once the audio reaches (k + 1) * 10 ms + lookahead_s
+    assert len(rows) == int(np.floor((n / SAMPLE_RATE - model.lookahead_s) * 100 + 1e-9))
+    assert model.lookahead_s <= 0.1
+
+
+def test_heldout_voice_closures_and_open_vowels_are_told_apart(model, heldout_take):
+    """On a voice it never heard, p/b/m read as PP far more than open vowels do, and open vowels as aa/O."""
+    x, segs = heldout_take
+    vis = viseme_posteriors(model.posteriors(x))
+    pp, open_ = VISEME_INDEX["PP"], [VISEME_INDEX["aa"], VISEME_INDEX["O"]]
+    at_closures, at_opens, open_mass = [], [], []
+    for s in segs:
+        k = int((s.start + s.end) / 2 * 100)
+        cls = phoneset.from_arpabet(s.phone)
+        if cls and cls[0] in phoneset.BILABIAL:
+            at_closures.append(vis[max(0, k - 2): k + 3, pp].max())
+        elif cls and cls[0] in phoneset.OPEN and s.end - s.start >= 0.06:
+            at_opens.append(vis[k, pp])
+            open_mass.append(vis[k, open_].sum())
+    print(f"P(PP) at p/b/m {np.mean(at_closures):.2f}, at open vowels {np.mean(at_opens):.2f}; "
+          f"P(aa or O) at open vowels {np.mean(open_mass):.2f}")
+    assert len(at_closures) >= 8 and len(at_opens) >= 6
+    assert np.mean(at_closures) >= 5 * np.mean(at_opens) and np.mean(at_closures) >= 0.3
+    assert np.mean(open_mass) >= 0.5
+
+
+# --- the registry: missing or corrupt model files ---------------------------------------------
+
+def test_missing_model_says_how_to_restore_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("TALKINGHEAD_CACHE", str(tmp_path / "cache"))
+    entry = models.MODELS["phones"]
+    gone = dataclasses.replace(entry, sources=(models.RepoSource(str(tmp_path / "no" / "phones.onnx")),))
+    monkeypatch.setitem(models.MODELS, "phones", gone)
+    with pytest.raises(ModelError, match=r"git checkout -- models/phones/phones.onnx"):
+        PhoneModel()
+
+
+def test_corrupt_model_is_refused_with_how_to_restore_it(monkeypatch, tmp_path):
+    monkeypatch.setenv("TALKINGHEAD_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "phones.onnx"
+    data = bytearray(REPO_MODEL.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    entry = models.MODELS["phones"]
+    monkeypatch.setitem(models.MODELS, "phones", dataclasses.replace(entry, sources=(models.RepoSource(str(bad)),)))
+    with pytest.raises(ModelError, match=r"SHA-256.*retrain|git checkout"):
+        PhoneModel()
+    monkeypatch.setenv("TALKINGHEAD_PHONE_MODEL", str(bad))   # a copy the user points at: refused, kept
+    with pytest.raises(ModelError, match="fails its SHA-256 check"):
+        PhoneModel()
+    assert bad.exists()
+
+
+def test_a_corrupt_cached_copy_is_replaced_from_the_repository(monkeypatch, tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    monkeypatch.setenv("TALKINGHEAD_CACHE", str(cache))
+    (cache / "phones.onnx").write_bytes(b"not a model")
+    path = models.model_path("phones")
+    assert models.sha256_of(path) == models.MODELS["phones"].sha256
+    shutil.rmtree(cache)
+
+
+# --- the phone inventory ----------------------------------------------------------------------
+
+def test_inventory_keeps_lip_classes_apart():
+    v = phoneset.CLASS_VISEME
+    assert {v[c] for c in phoneset.BILABIAL} == {"PP"} and v["f"] == "FF" and v["sil"] == "sil"
+    assert not (phoneset.OPEN & phoneset.ROUNDED)
+    assert {v[c] for c in phoneset.OPEN} <= {"aa", "O"} and {v[c] for c in phoneset.ROUNDED} <= {"U", "O"}
+    assert set(v.values()) == set(VISEME_INDEX)   # every viseme can be predicted
+
+
+@pytest.mark.parametrize("label, scheme, classes", [
+    ("'aI", "sampa", ("a", "i")), ("p", "sampa", ("p",)), ("m;", "sampa", ("m",)), ("tS", "sampa", ("ch",)),
+    ("'O~", "sampa", ("O",)), ("_:", "sampa", ("sil",)), ("B", "sampa", ("b",)), ("(en)", "sampa", ()),
+    ("AY1", "arpabet", ("a", "i")), ("pau", "arpabet", ("sil",)), ("v", "arpabet", ("f",)),
+    ("7", "fi", ("y",)), ("@:", "fi", ("ae",)), ("pp", "ru", ("p",)), ("ay", "ru", ("@",)),
+    ("s~", "cs", ("sh",)), ("ch", "cs", ("h",)), ("a1", "sampa", ("a",)),
+])
+def test_phone_labels_map_to_classes(label, scheme, classes):
+    assert phoneset.classes_of(label, scheme) == classes
+
+
+# --- the data script --------------------------------------------------------------------------
+
+def test_frame_labels_follow_the_segments_and_split_diphthongs():
+    from make_data import frame_labels
+    from talkinghead.audio.phones import PhoneSegment
+
+    segs = [PhoneSegment("pau", 0.0, 0.1), PhoneSegment("b", 0.1, 0.15), PhoneSegment("ay", 0.15, 0.35),
+            PhoneSegment("zzz", 0.35, 0.4)]
+    unknown: set[str] = set()
+    lab = frame_labels(segs, "arpabet", 40, unknown)
+    idx = phoneset.CLASS_INDEX
+    assert (lab[:10] == idx["sil"]).all() and (lab[10:15] == idx["b"]).all()
+    assert (lab[15:26] == idx["a"]).all() and (lab[26:35] == idx["i"]).all()
+    assert (lab[35:] == phoneset.IGNORE).all() and unknown == {"zzz"}
+
+
+def test_codec_round_trip_keeps_the_audio_in_place():
+    from make_data import _codec
+
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SAMPLE_RATE) / SAMPLE_RATE
+    x = (0.3 * np.sin(2 * np.pi * 220 * t) * (np.sin(2 * np.pi * 3 * t) > 0)).astype(np.float32)
+    for _ in range(3):
+        y = _codec(x, rng)
+        assert len(y) == len(x)
+        env_x = np.abs(x).reshape(-1, 160).mean(1)
+        env_y = np.abs(y).reshape(-1, 160).mean(1)
+        lags = [np.corrcoef(env_x[10 + d: 180 + d], env_y[10:180])[0, 1] for d in range(-3, 4)]
+        assert int(np.argmax(lags)) - 3 == 0, lags
