@@ -131,7 +131,7 @@ def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
     assert [line.id for line in m.lines] == ["a", "b"]
     a, b = m.lines
     assert a.row == 1 and a.motion.head_motion == 0.5 and a.motion.seed == 7 and a.audio == folder / "line0.wav"
-    assert b.text == SENTENCES[1] and b.motion.lipsync == "acoustic"  # not English: lips from the sound
+    assert b.text == SENTENCES[1] and b.motion.language == "fr-CA" and b.motion.lipsync == "auto"
     problems = {p.row: p.error for p in m.problems}
     assert sorted(problems) == [4, 5, 6, 7, 8, 9, 10]
     assert "row 4: it is not valid JSON" in problems[4]
@@ -275,9 +275,9 @@ def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
          ["--head-motion", "0.5", "--fps", "25"]),
         ({"id": "c", "audio": "line2.wav", "text_file": "l2.txt", "gaze": "wander", "blink-rate": 30,
           "language": "en-GB"},
-         ["--text-file", str(folder / "l2.txt"), "--gaze", "wander", "--blink-rate", "30"]),
+         ["--text-file", str(folder / "l2.txt"), "--gaze", "wander", "--blink-rate", "30", "--language", "en-GB"]),
         ({"id": "d", "audio": "line3.wav", "language": "fr", "expressiveness": 1.5},
-         ["--lipsync", "acoustic", "--expressiveness", "1.5"]),
+         ["--language", "fr", "--expressiveness", "1.5"]),
     ]
     manifest = folder / "lines.jsonl"
     manifest.write_text("".join(json.dumps(row) + "\n" for row, _ in rows))

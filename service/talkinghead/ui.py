@@ -38,9 +38,9 @@ MAX_UPLOAD = "256mb"          # 15 minutes of 48 kHz stereo 16-bit WAV is 173 MB
 PREVIEW_SIDE = 480            # pixels: the portrait's preview, longer side
 KEEP_SECONDS = 3600           # a take's files stay downloadable this long
 PROGRESS_SECONDS = 0.2        # at most this often a progress message to the page (a frame takes ~10 ms)
-LIPSYNC_CHOICES = [("English", "auto"),                   # phones, with an acoustic fallback
+LIPSYNC_CHOICES = [("English", "auto"),                   # pocketsphinx, the phone model where it hears nothing
                    ("English, phones only", "phones"),
-                   ("any language (acoustic)", "acoustic")]
+                   ("any language (phone model)", "model")]
 CSS = "#verdict textarea { font-family: ui-monospace, monospace; font-size: 0.8em; }"
 Progress = Callable[[float, str], None]   # (fraction 0..1, what is happening)
 
@@ -217,7 +217,7 @@ def build(page: Page):
                     transcript = gr.Textbox(label="Transcript (optional: more accurate lips in English)", lines=2,
                                             scale=2, elem_id="transcript")
                     lipsync = gr.Dropdown(LIPSYNC_CHOICES, value=d.lipsync, label="Language", scale=1,
-                                          info="other languages: lips from the sound alone",
+                                          info="other languages: lips from the phone model",
                                           elem_id="lipsync")
                 if (EXAMPLES / "astronaut.jpg").is_file():
                     transcript_file = EXAMPLES / "hello.txt"

@@ -5,8 +5,8 @@ Columns (names are case-insensitive; `head-motion` and `head_motion` are the sam
 - `id` (required): the take's name, used for its output files: letters, digits, `_ - .`, unique;
 - `audio` (required): the line's audio file, relative to the manifest's folder (or absolute);
 - `text` or `text_file` (optional): the transcript, or a UTF-8 file holding it (relative to the manifest);
-- `language` (optional, default `en`): a language tag such as `en-US`, `fr`, `ja`. The phone models are
-  English, so any other language gets acoustic lips (`lipsync = acoustic`) unless the row sets `lipsync`;
+- `language` (optional, default `en`): a language tag such as `en-US`, `fr`, `it`: `MotionOptions.language`,
+  as `talkinghead params --language` (a transcript in another language is aligned on the phone model);
 - `portrait` (for MP4s): the photo to animate, relative to the manifest;
 - `size`, `framing` (for MP4s): as `talkinghead render --size/--framing`;
 - every `MotionOptions` field: `fps seed expressiveness head_motion blink_rate emotion emotion_intensity
@@ -237,13 +237,8 @@ def _motion(record: dict, language: str) -> MotionOptions:
     values = {}
     for f in fields(MotionOptions):
         values[f.name] = _typed(record, f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name))
-    if "lipsync" not in record and not is_english(language):
-        values["lipsync"] = "acoustic"   # the phone recogniser and aligner only know English
+    values["language"] = language
     return MotionOptions(**values)
-
-
-def is_english(language: str) -> bool:
-    return re.split(r"[-_]", language.lower())[0] in ("en", "eng")
 
 
 def _typed(record: dict, name: str, kind: type, default):

@@ -23,7 +23,7 @@ def motion_options(msg: pb.MotionOptions, *, streaming: bool = False) -> MotionO
     OptionsError for out-of-range values, as the CLI does."""
     d = MotionOptions()
     kw = {"fps": msg.fps or d.fps, "seed": int(msg.seed), "emotion": msg.emotion or d.emotion,
-          "gaze": msg.gaze or d.gaze, "lipsync": "acoustic" if streaming else (msg.lipsync or d.lipsync)}
+          "gaze": msg.gaze or d.gaze, "lipsync": "model" if streaming else (msg.lipsync or d.lipsync)}
     for name in ("expressiveness", "head_motion", "blink_rate", "emotion_intensity"):
         kw[name] = getattr(msg, name) if msg.HasField(name) else getattr(d, name)
     return MotionOptions(**kw)
