@@ -161,6 +161,14 @@ class Watch:
     def worst_health_ms(self) -> float:
         return 1000 * max(self.latencies)
 
+    @property
+    def health_ms_but_outliers(self) -> float:
+        """The worst health check once one check in a hundred is set aside: on a 2-core machine the
+        prober, the attacker and the server share two cores, and the OS deschedules one of them now
+        and then for ~100 ms. A frozen event loop fails every check in a row, so it still shows."""
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[-1 - len(ordered) // 100]
+
     def report(self) -> str:
         slow = sorted(self.latencies)[-5:]
         at = [i for i, x in enumerate(self.latencies) if x >= slow[0]]
