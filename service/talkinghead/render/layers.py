@@ -63,7 +63,7 @@ def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
         poly = landmarks[list(eye.polygon)].copy()
         # An upper lid carried past the lower one (a blink's overshoot) leaves no opening, not
         # an inverted sliver of eyeball under the lashes.
-        lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+        lower = lower_lid(eye, landmarks)
         past = np.minimum((lower - poly[:n_up]) @ down, 0.0)
         poly[:n_up] += past[:, None] * down
         box = _roi(poly, 2, w, h)
@@ -108,11 +108,11 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         now, before = landmarks[upper], unblinked[upper]
         if np.abs(now - before).max() < 0.5:
             continue
-        lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+        lower = lower_lid(eye, landmarks)
         eye_w = float(np.hypot(*(now[-1] - now[0])))
         # As the lids meet the lid reaches all the way down to the lower lid (and a little over
         # its margin): no sliver of eyeball under the lashes.
-        shut = np.clip(1 - opening_height(now, eye, landmarks) / max(0.12 * eye_w, 1e-6), 0, 1)
+        shut = np.clip(1 - opening_height(now, lower) / max(0.12 * eye_w, 1e-6), 0, 1)
         now = now + shut * (np.maximum(lower[:, 1], now[:, 1]) - now[:, 1] + 0.02 * eye_w)[:, None] * [0.0, 1.0]
         # From a little above where the lid was where the warp has stretched lashes or a low
         # brow down over it (darker there than the lid's skin), else from where it was.
@@ -189,10 +189,14 @@ def _curve_at(xs: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return np.interp(xs, pts[order, 0], pts[order, 1]).astype(np.float32)
 
 
-def opening_height(upper: np.ndarray, eye, landmarks: np.ndarray) -> float:
-    """The largest gap between an eye's upper and lower contours, in pixels."""
-    n_up = len(upper)
-    lower = landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+def lower_lid(eye, landmarks: np.ndarray) -> np.ndarray:
+    """An eye's lower contour from corner to corner, in the upper contour's order: shape = (n_up, 2)."""
+    n_up = len(R.EYE_LEFT_UPPER)
+    return landmarks[list(eye.polygon[n_up - 1:]) + [eye.polygon[0]]][::-1]
+
+
+def opening_height(upper: np.ndarray, lower: np.ndarray) -> float:
+    """The largest gap between an eye's upper and lower contours (both shape = (n, 2)), in pixels."""
     return float(np.max(np.hypot(*(upper[1:-1] - lower[1:-1]).T)))
 
 
