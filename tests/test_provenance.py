@@ -336,8 +336,10 @@ def test_render_command_maps_the_provenance_options(tmp_path, chain):
 
     from talkinghead.cli import _provenance
 
-    watermark, signing = _provenance(Namespace(no_watermark=False, watermark_id="studio-7", c2pa_cert=chain[0],
-                                               c2pa_key=chain[1]))
+    from talkinghead.provenance.c2pa_sign import resolve_signer
+
+    watermark, signer = _provenance(Namespace(no_watermark=False, watermark_id="studio-7", c2pa_cert=chain[0],
+                                              c2pa_key=chain[1]))
     assert watermark == Payload(version=DEFAULT_PAYLOAD.version, operator=operator_id("studio-7"))
-    assert signing == SigningOptions(cert=chain[0], key=chain[1])
+    assert signer == resolve_signer(SigningOptions(cert=chain[0], key=chain[1])) and not signer.test
     assert _provenance(Namespace(no_watermark=True, watermark_id=None, c2pa_cert=chain[0], c2pa_key=chain[1]))[0] is None

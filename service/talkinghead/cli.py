@@ -226,7 +226,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
     if args.output.suffix.lower() not in (".mp4", ".m4v"):
         raise OptionsError(f"--output must end in .mp4, not {args.output.name!r}")
     pick_backend(args.renderer)      # torch asked for but not installed: say so now, not after the analysis
-    watermark, signing = _provenance(args)
+    watermark, signer = _provenance(args)
     # The portrait first: a photo with no face should fail before minutes of speech analysis.
     rig = analyze_portrait(load_portrait(args.portrait), args.size, args.framing)
     with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
@@ -237,7 +237,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
             bar.update(20 + round(80 * n / max(track.n_frames, 1)) - bar.n)
 
         info = render_video(rig, track, samples, rate, args.output, progress=progress, backend=args.renderer,
-                            watermark=watermark, signing=signing)
+                            watermark=watermark, signing=signer)
     if args.contact_sheet:
         from talkinghead.render.sheet import write_take_sheet
 
@@ -247,7 +247,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
 
 
 def _provenance(args: argparse.Namespace):
-    """(watermark payload or None, C2PA signing options) from the render options, checked now:
+    """(watermark payload or None, the resolved C2PA Signer) from the render options, checked now:
     a bad id, certificate or key should fail before minutes of analysis."""
     from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, operator_id
     from talkinghead.provenance.c2pa_sign import SigningOptions, resolve_signer
@@ -256,9 +256,7 @@ def _provenance(args: argparse.Namespace):
         raise OptionsError("--watermark-id has no effect with --no-watermark; drop one of them")
     watermark = None if args.no_watermark else Payload(version=DEFAULT_PAYLOAD.version,
                                                        operator=operator_id(args.watermark_id))
-    signing = SigningOptions(cert=args.c2pa_cert, key=args.c2pa_key)
-    resolve_signer(signing)
-    return watermark, signing
+    return watermark, resolve_signer(SigningOptions(cert=args.c2pa_cert, key=args.c2pa_key))
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
@@ -275,10 +273,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     render = RenderSettings()
     if "mp4" in formats:
         pick_backend(args.renderer)
-        from talkinghead.provenance.c2pa_sign import resolve_signer
-
-        watermark, signing = _provenance(args)   # the workers sign with the driver's signer: its PEM travels
-        render = RenderSettings(watermark=watermark, signer=resolve_signer(signing), renderer=args.renderer)
+        watermark, signer = _provenance(args)   # the workers sign with the driver's signer: its PEM travels
+        render = RenderSettings(watermark=watermark, signer=signer, renderer=args.renderer)
     options = BatchOptions(formats=formats, workers=args.workers, ray=args.ray is not None,
                            ray_address=args.ray or None, render=render)
     bar = tqdm(total=0, unit="line", desc="batch", disable=None, file=sys.stderr, dynamic_ncols=True)

@@ -50,9 +50,7 @@ class LocalPool:
     name = "local"
 
     def __init__(self, workers: int | None = None):
-        self.workers = workers or default_workers()
-        if self.workers < 1:
-            raise OptionsError(f"--workers must be 1 or more, got {self.workers}")
+        self.workers = workers or default_workers()   # BatchOptions has checked it
         for var in THREAD_VARS:   # inherited by the spawned workers (the driver's libraries are loaded already)
             os.environ.setdefault(var, "1")
         self.pids: list[int] = []
@@ -135,8 +133,6 @@ class RayBackend:
             raise OptionsError("--ray needs Ray, which is not installed: pip install 'talkinghead[ray]'") from None
         self.ray = ray
         self.address, self.workers = address, workers
-        if workers is not None and workers < 1:
-            raise OptionsError(f"--workers must be 1 or more, got {workers}")
 
     def _connect(self) -> bool:
         """Connect (or start); True when this call started Ray and should shut it down."""

@@ -33,13 +33,11 @@ from talkinghead.motion.options import MotionOptions
 
 FORMATS = ("json", "csv", "mp4")
 MOTION_COLUMNS = tuple(f.name for f in fields(MotionOptions))
-LINE_COLUMNS = ("id", "audio", "text", "text_file", "language", "portrait", "size", "framing")
+LINE_COLUMNS = ("id", "audio", "text", "text_file", "portrait", "size", "framing")
 COLUMNS = LINE_COLUMNS + MOTION_COLUMNS
-DEFAULT_LANGUAGE = "en"
 DEFAULT_SIZE, DEFAULT_FRAMING = 512, "face"
 MAX_ID_CHARS = 200
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-_LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{1,8})*$")
 
 
 @dataclass(frozen=True)
@@ -50,7 +48,6 @@ class Line:
     id: str
     audio: Path
     text: str | None = None            # the transcript (a text_file is read into it)
-    language: str = DEFAULT_LANGUAGE
     portrait: Path | None = None
     size: int = DEFAULT_SIZE            # MP4 pixels (see talkinghead render --size)
     framing: str = DEFAULT_FRAMING
@@ -211,10 +208,7 @@ def _line(row: int, record: dict, folder: Path, formats: tuple[str, ...]) -> Lin
             text = text_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
             raise OptionsError(f"cannot read the transcript {text_file}: {exc}; give a UTF-8 text file") from None
-    language = str(record.get("language", DEFAULT_LANGUAGE)).strip()
-    if not _LANGUAGE.match(language):
-        raise OptionsError(f"language {language!r} is not a language tag: use one such as en, en-US, fr, ja")
-    motion = _motion(record, language)
+    motion = _motion(record)
     portrait = None
     size = _typed(record, "size", int, DEFAULT_SIZE)
     framing = str(record.get("framing", DEFAULT_FRAMING))
@@ -228,16 +222,15 @@ def _line(row: int, record: dict, folder: Path, formats: tuple[str, ...]) -> Lin
             raise OptionsError(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
         if framing not in FRAMINGS:
             raise OptionsError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
-    return Line(row=row, id=ident, audio=audio, text=None if text is None else str(text), language=language,
+    return Line(row=row, id=ident, audio=audio, text=None if text is None else str(text),
                 portrait=portrait, size=size, framing=framing, motion=motion)
 
 
-def _motion(record: dict, language: str) -> MotionOptions:
+def _motion(record: dict) -> MotionOptions:
     defaults = MotionOptions()
     values = {}
     for f in fields(MotionOptions):
         values[f.name] = _typed(record, f.name, type(getattr(defaults, f.name)), getattr(defaults, f.name))
-    values["language"] = language
     return MotionOptions(**values)
 
 

@@ -123,15 +123,15 @@ def run_batch(manifest_path: str | Path, out_dir: str | Path, options: BatchOpti
     return summary
 
 
-def line_key(line: Line, audio: bytes, portrait: bytes | None, options: BatchOptions) -> str:
-    """SHA-256 of everything a line's outputs depend on: the audio's and portrait's bytes, the
+def line_key(line: Line, audio: bytes, portrait_digest: str | None, options: BatchOptions) -> str:
+    """SHA-256 of everything a line's outputs depend on: the audio's bytes, the portrait's digest, the
     transcript, the options, the formats, the MP4 settings and talkinghead's version."""
     settings = {"version": __version__, "formats": sorted(options.formats), "motion": asdict(line.motion),
-                "text": line.text, "language": line.language,
+                "text": line.text,
                 "audio": hashlib.sha256(audio).hexdigest()}
     if "mp4" in options.formats:
         signer = options.render.signer
-        settings.update(portrait=hashlib.sha256(portrait or b"").hexdigest(), size=line.size, framing=line.framing,
+        settings.update(portrait=portrait_digest, size=line.size, framing=line.framing,
                         renderer=options.render.renderer, watermark=repr(options.render.watermark),
                         signer=hashlib.sha256(signer.chain).hexdigest() if signer is not None else None)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
@@ -165,13 +165,14 @@ def _job(line: Line, options: BatchOptions, previous: dict[str, dict], out: Path
         portrait = _read(line.portrait) if line.portrait is not None else None
     except OptionsError as exc:
         return {**base, "status": "failed", "seconds": 0.0, "error": str(exc)}
-    key = line_key(line, audio, portrait, options)
+    digest = hashlib.sha256(portrait).hexdigest() if portrait is not None else None
+    key = line_key(line, audio, digest, options)
     done = previous.get(line.id)
     if (done and done.get("status") in DONE and done.get("key") == key
             and all((out / name).is_file() for name in done.get("outputs", []))):
         return {**done, **base, "status": "skipped", "seconds": 0.0}
     return LineJob(id=line.id, key=key, audio=audio, formats=options.formats, motion=line.motion, text=line.text,
-                   portrait=portrait, portrait_digest=hashlib.sha256(portrait).hexdigest() if portrait else None,
+                   portrait=portrait, portrait_digest=digest,
                    size=line.size, framing=line.framing, render=options.render)
 
 
