@@ -111,9 +111,14 @@ def check_header(data: bytes, *, max_seconds: float = MAX_SECONDS, max_samples: 
         return
     with f:
         _check_info(f, "the audio data", max_seconds, max_samples)
-        if f.frames / f.samplerate < min_seconds:
-            raise AudioError(f"The audio is {f.frames / f.samplerate * 1000:.1f} ms long, too short to animate; "
-                             f"send at least {min_seconds * 1000:.0f} ms of sound.")
+        check_duration(f.frames / f.samplerate, min_seconds)
+
+
+def check_duration(seconds: float, min_seconds: float) -> None:
+    """Audio shorter than `min_seconds` cannot be animated (the server's least clip length)."""
+    if seconds < min_seconds:
+        raise AudioError(f"the audio is {seconds * 1000:.1f} ms long, too short to animate: "
+                         f"send at least {min_seconds * 1000:.0f} ms of sound")
 
 
 def _check_info(f: sf.SoundFile, name: str, max_seconds: float, max_samples: int) -> None:

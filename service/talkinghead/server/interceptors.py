@@ -3,6 +3,7 @@ requests that are not valid protobuf turned into INVALID_ARGUMENT."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import time
 
@@ -10,6 +11,7 @@ import grpc
 import structlog
 
 from talkinghead.errors import OptionsError
+from talkinghead.server.status import Cancelled
 
 log = structlog.get_logger(__name__)
 
@@ -147,7 +149,7 @@ class LogInterceptor(grpc.aio.ServerInterceptor):
 def _code_of(context, exc: BaseException, start: float, deadline: float | None) -> str:
     """The status a call ended with. A call the client cancelled, or whose deadline passed,
     ends in asyncio's CancelledError (or in our work's own Cancelled) with no code set."""
-    ended_early = type(exc).__name__ in ("CancelledError", "Cancelled")
+    ended_early = isinstance(exc, (asyncio.CancelledError, Cancelled))
     code = None if ended_early else context.code()
     if code is not None:
         return getattr(code, "name", str(code))

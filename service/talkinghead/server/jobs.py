@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE, check_duration, load_audio
 from talkinghead.errors import AudioError, LimitError
 from talkinghead.face import analyze_portrait, load_portrait
 from talkinghead.face.rig import Rig
@@ -59,12 +59,6 @@ def clip_samples(file: bytes, pcm16: bytes, rate: int, *, max_seconds: float, ma
                          "audio.pcm16 with audio.sample_rate")
     check_duration(len(samples) / SAMPLE_RATE, min_seconds)
     return samples
-
-
-def check_duration(seconds: float, min_seconds: float) -> None:
-    if seconds < min_seconds:
-        raise AudioError(f"the audio is {seconds * 1000:.1f} ms long, too short to animate: "
-                         f"send at least {min_seconds * 1000:.0f} ms of sound")
 
 
 def clip_track(file: bytes, pcm16: bytes, rate: int, options: MotionOptions, transcript: str | None,

@@ -34,7 +34,7 @@ from talkinghead.server import convert, jobs
 from talkinghead.server.avatars import AvatarCache
 from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits, Slots
-from talkinghead.server.status import LimitError, abort
+from talkinghead.server.status import Cancelled, LimitError, abort
 from talkinghead.server.workers import Workers
 from talkinghead.track import FaceParams
 from talkinghead.v1 import talkinghead_pb2 as pb
@@ -46,14 +46,6 @@ RENDER_BATCH = 8            # Generate: frames rendered per trip to the thread p
 AUTO_FLUSH_S = 1.0          # Stream: a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
 IDLE_BATCH = 60             # Stream: idle frames computed per trip to the thread pool
-
-
-class Cancelled(Exception):
-    """The call ended; its work stops."""
-
-
-class _Closed(Exception):
-    """The client's half of a Stream ended."""
 
 
 def _client_of(context) -> str:

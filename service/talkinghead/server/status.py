@@ -7,7 +7,12 @@ import grpc
 from talkinghead.errors import (AudioError, AudioTooLongError, ExportError, LimitError, MediaError, ModelError,
                                 NotFoundError, OptionsError, PortraitError, TalkingHeadError)
 
-__all__ = ["LimitError", "NotFoundError", "abort", "code_for", "details"]
+
+class Cancelled(Exception):
+    """The call ended (its client went away or its deadline passed); its work stops."""
+
+
+__all__ = ["Cancelled", "LimitError", "NotFoundError", "abort", "code_for", "details"]
 
 
 # First match wins: subclasses before their bases.
