@@ -122,10 +122,6 @@ def from_arpabet(label: str) -> tuple[str, ...]:
     return _ARPABET.get(name, ())
 
 
-def viseme_of(cls: str) -> str:
-    return CLASS_VISEME[cls]
-
-
 # festival's non-English voices write their own SAMPA-like phones; what differs from espeak-ng's
 _FESTIVAL_OVERRIDES = {
     "ru": {"y": ("i",), "yy": ("i",), "ay": ("@",), "ae": ("e",), "ee": ("e",), "oo": ("o",), "uu": ("u",),

@@ -55,7 +55,7 @@ from scipy.signal import find_peaks, lfilter
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import (ACCENT_SPACING_S, HOP, SILENCE_DB, VAD_BRIDGE_S, VAD_MIN_SPEECH_S,
-                                        SpeechFeatures, hf_ratio)
+                                        SpeechFeatures)
 from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
 from talkinghead.audio.phoneset import CLASSES
@@ -284,7 +284,7 @@ class _Acoustics:
     Praat's pitch and formant windows then lie inside the audio. Rows no window needs any more are
     forgotten (forget_before), so a long utterance costs no more memory than a short one."""
 
-    COLUMNS = ("rms_db", "hf_ratio", "f0", "vad")
+    COLUMNS = ("rms_db", "f0", "vad")
 
     def __init__(self, levels: _Levels) -> None:
         self._levels = levels
@@ -300,13 +300,21 @@ class _Acoustics:
         self.finished = False
         self._phones = PhoneModel.shared().stream()
         self.post = np.zeros((0, len(CLASSES)), np.float32)   # phone posteriors of frames [k0, ...)
+        self._unheard: list[np.ndarray] = []   # audio not yet through the phone model
+
+    def _hear(self) -> None:
+        """Run the phone model on the audio taken since it last ran: once per settle, not per chunk
+        (each call has a fixed cost of ~0.5 ms, whatever its length)."""
+        if self._unheard:
+            self.post = np.concatenate([self.post, self._phones.push(np.concatenate(self._unheard))])
+            self._unheard.clear()
 
     def extend(self, samples: np.ndarray) -> None:
         """Take more audio; its features are computed when asked for (settle), so that chunks
         shorter than a video frame cost only their VAD."""
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
-        self.post = np.concatenate([self.post, self._phones.push(samples)])
+        self._unheard.append(samples)
         while len(self._vad_raw) * self._vad_step + self._vad_step <= self.n_samples:
             a = len(self._vad_raw) * self._vad_step - self._audio0
             self._vad_raw.append(self._vad.is_speech(pcm16(self._audio[a: a + self._vad_step]).tobytes()))
@@ -314,11 +322,13 @@ class _Acoustics:
     def settle(self) -> None:
         """Compute every frame the audio so far settles."""
         if not self.finished:
+            self._hear()
             self._settle(max(0, (self.n_samples - int(FEATURE_REACH_S * SAMPLE_RATE)) // HOP_SAMPLES))
 
     def finish(self) -> None:
         """No more audio: settle every frame (as offline, a partial last frame is dropped)."""
         self._settle(max(1, self.n_samples // HOP_SAMPLES))
+        self._hear()
         self.post = np.concatenate([self.post, self._phones.finish()])
         self.finished = True
 
@@ -336,7 +346,7 @@ class _Acoustics:
         f0 = _pitch(audio, centres)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
         vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
-        new = {"rms_db": rms_db, "hf_ratio": hf_ratio(frames), "f0": f0, "vad": vad}
+        new = {"rms_db": rms_db, "f0": f0, "vad": vad}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
         self.settled = end
@@ -399,11 +409,12 @@ class _Window:
     lip_from: int             # first utterance frame given to lip_motion (context for the gate)
     lip_to: int               # one past the last
     post: np.ndarray          # phone posteriors of the window's first frames (as many as are final)
-    open_end: bool            # more audio is coming after the window
 
     def lips(self, start: int, end: int, options: MotionOptions):
         """Mouth blendshapes (end - start, 52), visemes, speech (bool) and f0 (Hz) for frames [start, end)."""
         times = np.arange(self.lip_from, self.lip_to) / self.fps - self.t0
+        # Not open_end: the still-growing last run is merged as if complete. Kept open, a short run
+        # at the window's edge (a TH) shows for a frame and is merged away by the next window: a jump.
         segments = [s for s in visemes_from_posteriors(self.post)
                     if s.end > times[0] and s.start < times[-1]]
         speech = self.feat.at("speech", times).astype(bool)
@@ -447,10 +458,11 @@ class _Utterance:
             ref = np.median(col["rms_db"][speech]) if speech.any() else np.max(col["rms_db"])
         smooth = gaussian_filter1d(col["rms_db"], 3)
         loudness = np.clip(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0, 1)
-        empty, unknown = np.zeros(0), np.full(len(speech), np.nan)   # no formants: the lips need none
-        feat = SpeechFeatures(col["rms_db"], speech, col["f0"], unknown, unknown, col["hf_ratio"], loudness,
+        # No formants or high-frequency share: the lips come from the phone model, not from them.
+        empty, unknown = np.zeros(0), np.full(len(speech), np.nan)
+        feat = SpeechFeatures(col["rms_db"], speech, col["f0"], unknown, unknown, unknown, loudness,
                               empty, empty, empty)
-        return _Window(feat, k_start * HOP, fps, lip_from, lip_to, ac.post[rows], open_end=not ac.finished)
+        return _Window(feat, k_start * HOP, fps, lip_from, lip_to, ac.post[rows])
 
     @staticmethod
     def lip_from(start: int, fps: float) -> int:
