@@ -10,10 +10,18 @@ Rows: voices and recordings, grouped as
 - "real": people: ../shared/data/realspeech/ (phone TextGrids) and five LibriVox sentences
   (*their reference is pocketsphinx's alignment of the true transcript, not independent truth).
 
-Modes (columns): file model (the phone model, no transcript: `--lipsync model`), file phones
-(pocketsphinx recognition, no transcript), file acoustic (the old formant rules), file + text
-(pocketsphinx alignment of the transcript; English only), stream model (MotionStream, 100 ms
-chunks: the live path), stream acoustic is gone (the stream now runs the model).
+Modes (columns), each the lips a user gets from that input:
+- "file audio": the phone model, no transcript (`params --lipsync model`);
+- "file audio sphinx": pocketsphinx's recognition, no transcript (`--lipsync phones`);
+- "file+text": the transcript aligned over the phone model's posteriors (audio/align.py, any
+  language espeak-ng speaks; `--lipsync model` with a transcript, or any non-English transcript);
+- "file+text sphinx": pocketsphinx's aligner (`auto` with an English transcript; English only);
+- "stream audio": MotionStream in 100 ms chunks (the live path), audio only;
+- "stream+text": the same with the line's text and language given first (`begin_line`), where
+  this version of MotionStream has it;
+- "file acoustic": the old formant rules (not run unless asked for with --modes).
+A take's text is known for the synthetic voices, LibriVox and the real recordings whose TextGrid
+has a word tier; the "+text" modes skip the others.
 
 Checks (tests/speech.py `score`, phone classes from talkinghead.audio.phoneset for every voice
 alike): p/b/m sealed within +-40 ms, open vowels open, rounded phones round, f/v lower lip to the
@@ -56,7 +64,11 @@ SENTENCES = [
     "Please bring me the probe. We must be home by nine.",
     "Hello! How are you? I am fine, thank you, and happy to be back.",
 ]
-MODES = ("file model", "file phones", "file acoustic", "file + text", "stream model")
+MODES = ("file audio", "file audio sphinx", "file+text", "file+text sphinx", "stream audio", "stream+text")
+EXTRA_MODES = ("file acoustic",)
+# the modes of the earlier table, still accepted (benchmarks/tune_visemes.py runs "file model")
+ALIASES = {"file model": "file audio", "file phones": "file audio sphinx", "file + text": "file+text sphinx",
+           "stream model": "stream audio"}
 CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure")
 TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", "espeak en-us+f1"}
 
@@ -65,10 +77,11 @@ TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", 
 class Take:
     group: str          # "trained", "HELD-OUT", "real"
     voice: str
-    text: str           # "" where the words are not known or not English
+    text: str           # "" where the words are not known
     samples: np.ndarray
     segs: list[Seg]
     scheme: str
+    language: str = "en"
 
 
 def class_sets(segs: list[Seg], scheme: str) -> PhoneSets:
@@ -88,10 +101,15 @@ def labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, 
     return hits, n
 
 
-def stream_track(samples: np.ndarray, fps: float) -> MotionTrack:
-    stream = MotionStream(MotionOptions(fps=fps))
+def has_line_text() -> bool:
+    """Whether this MotionStream takes a line's text before its audio (begin_line)."""
+    return hasattr(MotionStream, "begin_line")
+
+
+def stream_track(samples: np.ndarray, fps: float, text: str = "", language: str = "en") -> MotionTrack:
+    stream = MotionStream(MotionOptions(fps=fps, language=language))
     step = SAMPLE_RATE // 10
-    frames = []
+    frames = stream.begin_line(text=text, language=language) if text else []
     for i in range(0, len(samples), step):
         frames += stream.push(samples[i: i + step])
     frames += stream.flush()
@@ -101,13 +119,22 @@ def stream_track(samples: np.ndarray, fps: float) -> MotionTrack:
 
 
 def run(take: Take, mode: str, fps: float) -> MotionTrack | None:
-    if mode == "stream model":
+    """The take's track in `mode` (MODES, EXTRA_MODES); None where the mode does not apply."""
+    mode = ALIASES.get(mode, mode)
+    if "+text" in mode and not take.text:
+        return None
+    if mode == "stream audio":
         return stream_track(take.samples, fps)
-    if mode == "file + text":
-        if not take.text:
+    if mode == "stream+text":
+        return stream_track(take.samples, fps, take.text, take.language) if has_line_text() else None
+    if mode == "file+text":
+        options = MotionOptions(fps=fps, lipsync="model", language=take.language)
+        return motion_from_audio(take.samples, SAMPLE_RATE, options, take.text)
+    if mode == "file+text sphinx":
+        if take.language != "en":
             return None
         return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync="auto"), take.text)
-    lipsync = mode.split()[1]
+    lipsync = {"file audio": "model", "file audio sphinx": "phones", "file acoustic": "acoustic"}[mode]
     return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync=lipsync), None)
 
 
@@ -129,9 +156,10 @@ def takes(tmp: Path, quick: bool) -> list[Take]:
             segs = [Seg("pau", 0.0, 0.8)] + [Seg(s.phone, s.start + 0.8, s.end + 0.8) for s in u.segs]
             end = segs[-1].end
             segs.append(Seg("pau", end, end + 0.8))
-            out.append(Take("HELD-OUT", f"{voice} ({lang})", "", np.concatenate([pad, u.audio, pad]), segs, scheme))
+            out.append(Take("HELD-OUT", f"{voice} ({lang})", u.text, np.concatenate([pad, u.audio, pad]), segs,
+                             scheme, lang))
     for rec, scheme in shared_recordings():
-        out.append(Take("real", f"realspeech {rec.wav.stem}", "", load_audio(rec.wav), rec.segs, scheme))
+        out.append(Take("real", f"realspeech {rec.wav.stem}", rec.text, load_audio(rec.wav), rec.segs, scheme))
     try:
         for rec in librivox():
             out.append(Take("real", "LibriVox*", rec.text, load_audio(rec.wav), rec.segs, "arpabet"))
@@ -144,12 +172,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--fps", type=float, default=30.0)
     ap.add_argument("--quick", action="store_true", help="fewer sentences per voice")
-    ap.add_argument("--markdown", action="store_true", help="print the table as Markdown")
-    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset of: " + ", ".join(MODES))
+    ap.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help="comma-separated subset of: " + ", ".join(MODES + EXTRA_MODES))
     ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
     ap.add_argument("--json", type=Path, help="also write the totals here")
     args = ap.parse_args()
-    modes = [m.strip() for m in args.modes.split(",")]
+    modes = [ALIASES.get(m.strip(), m.strip()) for m in args.modes.split(",")]
+    unknown = set(modes) - set(MODES + EXTRA_MODES)
+    if unknown:
+        sys.exit(f"unknown modes {sorted(unknown)}: choose from {', '.join(MODES + EXTRA_MODES)}")
+    if "stream+text" in modes and not has_line_text():
+        print("(stream+text skipped: this MotionStream has no begin_line)", file=sys.stderr)
     totals: dict[tuple[str, str, str], dict[str, list[int]]] = {}
     cost: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -169,12 +203,17 @@ def main() -> None:
                 res["labiodental"] = labiodental(track, take.segs, take.scheme)
                 fc = res.pop("no_false_closure")
                 res["false_closure"] = (fc[1] - fc[0], fc[1])
-                for key in ((take.group, take.voice, mode), (f"ALL {take.group}", "", mode)):
+                keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
+                if take.group != "trained":       # languages: speech the model never trained on
+                    keys.append(("language", take.language, mode))
+                for key in keys:
                     acc = totals.setdefault(key, {})
                     for check, (hit, n) in res.items():
                         a = acc.setdefault(check, [0, 0])
                         a[0] += hit
                         a[1] += n
+    print_summary(totals, cost, modes, args.markdown)
+    print()
     print_table(totals, cost, modes, args.markdown)
     if args.json:
         args.json.write_text(json.dumps({" | ".join(k): v for k, v in totals.items()} | {"cost": cost}, indent=1))
@@ -189,22 +228,49 @@ def class_score(res: dict[str, list[int]]) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
+GROUP_ORDER = {"trained": 0, "HELD-OUT": 1, "real": 2, "language": 4}
+
+
+def _row_order(row: tuple[str, str]) -> tuple:
+    group, name = row
+    return (group.startswith("ALL"), GROUP_ORDER.get(group.replace("ALL ", ""), 3), name)
+
+
+def _emit(cells: list[str], markdown: bool, width: int = 13) -> None:
+    print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(f"{c:>{width}s}" for c in cells))
+
+
+def print_summary(totals, cost, modes, markdown: bool) -> None:
+    """One row per voice / recording / group / language, one column per mode: class score
+    (false closures of open vowels)."""
+    rows = sorted({k[:2] for k in totals}, key=_row_order)
+    head = ["group", "voice / language"] + modes
+    _emit(head, markdown, 17)
+    if markdown:
+        print("|" + "---|" * len(head))
+    for row in rows:
+        cells = list(row)
+        for mode in modes:
+            res = totals.get((*row, mode))
+            cells.append("" if res is None else f"{class_score(res):.2f} ({_pct(*res['false_closure'])})")
+        _emit(cells, markdown, 17)
+    cells = ["cost", "CPU s / s audio"] + [f"{cost[m][0] / cost[m][1]:.3f}" if cost.get(m, [0, 0])[1] else ""
+                                          for m in modes]
+    _emit(cells, markdown, 17)
+
+
 def print_table(totals, cost, modes, markdown: bool) -> None:
-    order = {"trained": 0, "HELD-OUT": 1, "real": 2}
-    keys = sorted(totals, key=lambda k: (k[0].startswith("ALL"), order.get(k[0].replace("ALL ", ""), 9), k[1],
-                                         modes.index(k[2])))
+    keys = sorted(totals, key=lambda k: (*_row_order(k[:2]), modes.index(k[2])))
     head = ["group", "voice", "mode", "class score", "p/b/m sealed", "open", "round", "f/v", "pauses closed",
             "false closures"]
+    _emit(head, markdown)
     if markdown:
-        print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
-    else:
-        print("  ".join(f"{h:>13s}" for h in head))
     for key in keys:
         res = totals[key]
         cells = [key[0], key[1], key[2], f"{class_score(res):.2f}"] + [
             f"{res[c][0]}/{res[c][1]} {_pct(*res[c])}" for c in CHECKS]
-        print(("| " + " | ".join(cells) + " |") if markdown else "  ".join(f"{c:>13s}" for c in cells))
+        _emit(cells, markdown)
     for mode in modes:
         if mode in cost and cost[mode][1]:
             print(f"cost, {mode}: {cost[mode][0] / cost[mode][1]:.3f} CPU s per second of audio "

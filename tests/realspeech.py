@@ -31,7 +31,9 @@ ARPABET_SETS = PhoneSets(frozenset({"P", "B", "M"}), frozenset({"AA", "AE", "AH"
                          frozenset({"UW", "UH", "OW", "W"}), frozenset({"SIL"}))
 
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "realspeech"
+# ../shared/data/realspeech/ beside the checkout; TALKINGHEAD_REALSPEECH names another place (a
+# worktree that does not sit beside ../shared)
+SHARED = Path(os.environ.get("TALKINGHEAD_REALSPEECH") or Path(__file__).resolve().parents[2] / "shared" / "data" / "realspeech")
 # recording -> (phone TextGrid, its phone tier, label scheme for talkinghead.audio.phoneset.classes_of)
 SHARED_TAKES = {"acoustic_corpus.wav": ("acoustic_corpus.TextGrid", "phone", "arpabet"),
                 "bobby.wav": ("bobby_phones.TextGrid", "phone", "arpabet"),
@@ -95,11 +97,22 @@ def textgrid_intervals(path: Path, tier: str) -> list[Seg]:
     raise ValueError(f"{path} has no tier {tier!r}")
 
 
+def _words(grid: Path) -> str:
+    """The words said, from the TextGrid's word tier ("word" or "words"); "" where it has none."""
+    for tier in ("word", "words"):
+        try:
+            words = (s.phone for s in textgrid_intervals(grid, tier) if s.phone not in ("sil", "sp", "<unk>"))
+            return " ".join(" ".join(words).split())
+        except ValueError:
+            continue
+    return ""
+
+
 def shared_recordings() -> list[tuple[Recording, str]]:
     """(recording, label scheme) for the people in ../shared/data/realspeech/ that have phone
     alignments (MIT-licensed test data of the Montreal Forced Aligner, PolyglotDB, praatio)."""
     out = []
     for wav, (grid, tier, scheme) in SHARED_TAKES.items():
         if (SHARED / wav).exists():
-            out.append((Recording(SHARED / wav, "", textgrid_intervals(SHARED / grid, tier)), scheme))
+            out.append((Recording(SHARED / wav, _words(SHARED / grid), textgrid_intervals(SHARED / grid, tier)), scheme))
     return out

@@ -188,3 +188,56 @@ def test_codec_round_trip_keeps_the_audio_in_place():
         env_y = np.abs(y).reshape(-1, 160).mean(1)
         lags = [np.corrcoef(env_x[10 + d: 180 + d], env_y[10:180])[0, 1] for d in range(-3, 4)]
         assert int(np.argmax(lags)) - 3 == 0, lags
+
+
+@pytest.mark.parametrize("label, classes", [("th", ("t",)), ("T", ("t",)), ("a", ("@",)), ("aa", ("a",)),
+                                            ("ay", ("ae",)), ("ksh", ("k", "sh")), ("v", ("f",)), ("bh", ("b",)),
+                                            ("pau", ("sil",)), ("zz", ())])
+def test_festival_nsk_phones_map_to_classes(label, classes):
+    """The Hindi/Marathi/Telugu NSK voices' phone set: th is a dental t there, not θ."""
+    assert phoneset.classes_of(label, "nsk") == classes
+
+
+def test_hindi_words_are_transliterated_into_telugu_script():
+    from make_data import _to_telugu
+
+    assert _to_telugu("नमस्ते") == "నమస్తే" and _to_telugu("abc") == "abc"
+
+
+# --- the training script ----------------------------------------------------------------------
+
+def test_training_starts_from_the_exported_weights(model, heldout_take):
+    """train.py --init: the committed model's weights loaded into the training net give the same
+    posteriors as onnxruntime (so a warm start starts where the exported model is)."""
+    torch = pytest.importorskip("torch", reason="training needs the phones-train extra")
+    pytest.importorskip("onnx", reason="training needs the phones-train extra")
+    from train import PhoneNet, load_onnx_weights
+
+    net = PhoneNet(np.zeros(64), np.ones(64))
+    load_onnx_weights(net, REPO_MODEL)
+    net.eval()
+    samples, _ = heldout_take
+    mel = log_mel(samples)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.ascontiguousarray(mel.T[None], np.float32)))[0]
+    ours = torch.softmax(logits, -1).numpy()
+    theirs, _ = model.run(mel, model.zero_state())
+    np.testing.assert_allclose(ours, theirs, atol=1e-4)
+
+
+def test_feature_augmentation_masks_and_tilts_within_bounds():
+    pytest.importorskip("torch", reason="training needs the phones-train extra")
+    from train import FeatureAugment
+
+    rng = np.random.default_rng(0)
+    mean = np.linspace(-3, 1, 64).astype(np.float32)
+    for _ in range(20):
+        x = np.zeros((64, 120), np.float32)
+        FeatureAugment(freq_masks=1, freq_width=8, time_masks=1, time_width=10, tilt=0.6)(x, 100, mean, rng)
+        assert np.abs(x[:, 100:]).max() == 0            # past the speech: untouched
+        masked = np.isclose(x, mean[:, None]) & ~np.isclose(mean[:, None], 0)
+        cols = masked.all(0)[:100].sum()
+        assert cols <= 10
+        assert masked.all(1).sum() == 0 or masked[:, :100].all(1).sum() <= 8
+        tilt = x[:, :100][~masked[:, :100]]
+        assert np.abs(tilt).max() <= 2 * 0.6 + 1e-6     # linear and quadratic part, each <= tilt

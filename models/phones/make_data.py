@@ -43,11 +43,36 @@ from talkinghead.audio.phones import HOP_SAMPLES, PhoneSegment
 
 # espeak-ng languages it speaks well (and wordfreq has words for); Italian, Finnish, Russian,
 # Catalan and Czech are NOT here: they are the held-out languages (festival voices).
-TRAIN_LANGUAGES = ("en-us", "en-gb", "de", "fr", "es", "pt", "nl", "sv", "pl", "id", "tr", "el", "ro", "hu")
-# espeak-ng voice variants (male, female, klatt synthesiser, ...); "" = the language's default
+# Their close relatives are kept out too: Slovak (Czech), Ukrainian and Belarusian (Russian),
+# Estonian and the Sami languages (Finnish), Aragonese and Occitan (Catalan), Latin (Italian).
+# Languages wordfreq has no word list of its own for are left out (it would substitute another
+# language's words, e.g. Italian for Latin).
+TRAIN_LANGUAGES = ("en-us", "en-gb", "de", "fr", "es", "pt", "nl", "sv", "pl", "id", "tr", "el", "ro", "hu",
+                   # added in the second run: Germanic, Baltic, South Slavic, Malay, Vietnamese,
+                   # Indo-Aryan, Dravidian, Iranian, Korean
+                   "da", "nb", "is", "lv", "lt", "sl", "hr", "bg", "mk", "ms", "vi", "hi", "bn", "ta", "fa", "ko")
+# the wordfreq list a language's words come from, where its code differs
+WORDFREQ_CODE = {"hr": "sh"}
+# espeak-ng voice variants (male, female, klatt synthesiser, whisper, ...); "" = the language's
+# default. The first run used the first 16; the second all the human-sounding ones of the wheel's
+# espeak-ng-data/voices/!v (robot, "Demonic" and similar effect voices left out).
 VARIANTS = ("", "+m1", "+m3", "+m5", "+m7", "+f1", "+f5", "+klatt", "+klatt4", "+iven", "+michel", "+steph",
-            "+Andy", "+rob", "+aunty", "+grandpa")
-FESTIVAL_TRAIN = ("kal_diphone", "ked_diphone")
+            "+Andy", "+rob", "+aunty", "+grandpa",
+            "+m2", "+m4", "+m6", "+m8", "+f2", "+f3", "+f4", "+klatt2", "+klatt3", "+klatt5", "+klatt6",
+            "+iven2", "+iven3", "+iven4", "+steph2", "+steph3", "+Alex", "+Alicia", "+Andrea", "+Annie",
+            "+Denis", "+Diogo", "+Gene", "+Gene2", "+Henrique", "+Hugo", "+Jacky", "+Lee", "+Marco",
+            "+Mario", "+Michael", "+Mike", "+Nguyen", "+Reed", "+adam", "+anika", "+antonio", "+belinda",
+            "+benjamin", "+boris", "+caleb", "+david", "+ed", "+edward", "+edward2", "+grandma", "+gustave",
+            "+ian", "+john", "+kaukovalta", "+linda", "+marcelo", "+max", "+miguel", "+mike2", "+norbert",
+            "+pablo", "+paul", "+pedro", "+quincy", "+robert", "+sandro", "+shelby", "+travis", "+victor",
+            "+zac", "+whisper", "+whisperf")
+# festival voices trained on: voice -> (words' language, phone scheme, text encoding). The NSK
+# voices (Debian's festvox-hi-nsk, -mr-nsk, -te-nsk) are one real speaker's diphones with three
+# languages' front ends; wordfreq has Hindi words only: Marathi reads them as they are (same
+# script), Telugu transliterated into Telugu script (`_to_telugu`).
+FESTIVAL_TRAIN = {"kal_diphone": ("en", "arpabet", "utf-8"), "ked_diphone": ("en", "arpabet", "utf-8"),
+                  "hindi_NSK_diphone": ("hi", "nsk", "utf-8"), "marathi_NSK_diphone": ("hi", "nsk", "utf-8"),
+                  "telugu_NSK_diphone": ("hi-te", "nsk", "utf-8")}
 # held out: voice -> (language, phone scheme of its labels)
 # held out: voice -> (language, phone scheme of its labels (phoneset.classes_of), text encoding
 # festival reads: it is byte-based, and its Czech and Finnish lexicons are in ISO-8859)
@@ -55,6 +80,7 @@ FESTIVAL_HELDOUT = {"lp_diphone": ("it", "sampa", "latin-1"), "suo_fi_lj_diphone
                     "msu_ru_nsh_clunits": ("ru", "ru", "utf-8"), "upc_ca_ona_hts": ("ca", "sampa", "latin-1"),
                     "czech_dita": ("cs", "cs", "iso-8859-2"), "cmu_us_slt_arctic_hts": ("en", "arpabet", "utf-8")}
 UTTS_PER_SHARD = 40
+FESTIVAL_WEIGHT = 2         # festival voices (recorded people's diphones) get this many times --utts
 PAD_S = (0.1, 0.6)          # room tone before and after each utterance, seconds
 
 
@@ -63,14 +89,29 @@ class Utterance:
     audio: np.ndarray             # float32 at SAMPLE_RATE
     segs: list[PhoneSegment]      # phone labels in the voice's own scheme
     scheme: str                   # "sampa" (espeak-ng mnemonics) or "arpabet" (festival radio phones)
+    text: str = ""                # what was said
 
 
 # --- text -------------------------------------------------------------------------------------
 
 def _words(lang: str) -> list[str]:
+    """The language's 5000 most frequent words (letters and combining marks only: Indic vowel
+    signs are marks); "hi-te" = Hindi's, in Telugu script."""
+    import unicodedata
+
     import wordfreq
 
-    return [w for w in wordfreq.top_n_list(lang.split("-")[0], 5000) if w.isalpha()]
+    code = WORDFREQ_CODE.get(lang, lang.split("-")[0])
+    if code not in wordfreq.available_languages():
+        raise SystemExit(f"wordfreq has no word list for {lang!r}")
+    words = [w for w in wordfreq.top_n_list(code, 5000)
+             if w and all(unicodedata.category(ch)[0] in "LM" for ch in w) and unicodedata.category(w[0])[0] == "L"]
+    return [_to_telugu(w) for w in words] if lang == "hi-te" else words
+
+
+def _to_telugu(word: str) -> str:
+    """Devanagari -> Telugu script: the two Unicode blocks are laid out in parallel."""
+    return "".join(chr(ord(ch) + 0x300) if 0x0900 <= ord(ch) < 0x0980 else ch for ch in word)
 
 
 def random_text(words: list[str], rng: random.Random) -> str:
@@ -117,7 +158,7 @@ def festival_utterances(texts: list[str], voice: str, scheme: str = "arpabet",
                 end, _, phone = line.split()
                 segs.append(PhoneSegment(phone, start, float(end)))
                 start = float(end)
-            out.append(Utterance(_to_16k(x if x.ndim == 1 else x.mean(1), rate), segs, scheme))
+            out.append(Utterance(_to_16k(x if x.ndim == 1 else x.mean(1), rate), segs, scheme, texts[i]))
     return out
 
 
@@ -256,7 +297,7 @@ def pad(utt: Utterance, rng: np.random.Generator) -> Utterance:
     tone[a: a + len(utt.audio)] += utt.audio
     shift = a / SAMPLE_RATE
     segs = [PhoneSegment(s.phone, s.start + shift, s.end + shift) for s in utt.segs]
-    return Utterance(tone, segs, utt.scheme)
+    return Utterance(tone, segs, utt.scheme, utt.text)
 
 
 def examples(utt: Utterance, copies: int, rng: np.random.Generator, babble, unknown: set[str]):
@@ -281,24 +322,27 @@ def write_shard(path: Path, items: list[tuple[np.ndarray, np.ndarray]], voice: s
 
 # --- drivers ----------------------------------------------------------------------------------
 
-def make_training(out: Path, utts: int, copies: int, seed: int) -> None:
+def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int, int] = (0, 1)) -> None:
+    """Shards for every voice; `part` (k, n): only every n-th job from the k-th, so that n
+    processes share the work."""
     out.mkdir(parents=True, exist_ok=True)
     unknown: set[str] = set()
     jobs = [("espeak", lang) for lang in TRAIN_LANGUAGES] + [("festival", v) for v in FESTIVAL_TRAIN]
-    for kind, name in jobs:
-        words = _words("en" if kind == "festival" else name)
-        for chunk in range(int(np.ceil(utts / UTTS_PER_SHARD))):
+    for kind, name in jobs[part[0]:: part[1]]:
+        words = _words(FESTIVAL_TRAIN[name][0] if kind == "festival" else name)
+        total = utts * (FESTIVAL_WEIGHT if kind == "festival" else 1)
+        for chunk in range(int(np.ceil(total / UTTS_PER_SHARD))):
             path = out / f"train_{kind}_{name}_{seed}_{chunk:03d}.npz"
             if path.exists():
                 continue
             rng = np.random.default_rng([seed, chunk, sum(map(ord, name))])
             trng = random.Random(int(rng.integers(1 << 31)))
-            n = min(UTTS_PER_SHARD, utts - chunk * UTTS_PER_SHARD)
+            n = min(UTTS_PER_SHARD, total - chunk * UTTS_PER_SHARD)
             texts = [random_text(words, trng) for _ in range(n)]
             if kind == "espeak":
                 said = [espeak_utterance(t, name + trng.choice(VARIANTS), trng) for t in texts]
             else:
-                said = festival_utterances(texts, name)
+                said = festival_utterances(texts, name, *FESTIVAL_TRAIN[name][1:])
             babble = np.concatenate([u.audio for u in said[:6]]) if len(said) > 6 else None
             items = []
             for u in said:
@@ -351,13 +395,15 @@ def main() -> None:
     ap.add_argument("--utts", type=int, default=120, help="utterances per voice (language)")
     ap.add_argument("--copies", type=int, default=2, help="augmented copies of each utterance")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--part", default="0/1", help="K/N: this process makes every N-th voice from the K-th")
     ap.add_argument("--heldout", action="store_true", help="write the held-out festival takes instead")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.heldout:
         make_heldout(args.out / "heldout")
     else:
-        make_training(args.out, args.utts, args.copies, args.seed)
+        k, n = (int(v) for v in args.part.split("/"))
+        make_training(args.out, args.utts, args.copies, args.seed, (k, n))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,18 @@ frames as a cache: the exported graph takes the caches as inputs and returns the
 stream carries its state between chunks and a whole file is one chunk.
 
 Training stops after --minutes or --steps (whichever first), checkpointing every --ckpt-every
-steps to <data>/ckpt.pt and resuming from it when present; the learning rate follows a cosine
-over --steps. Defaults are sized for one CPU core; the issue's full run is `--minutes 120
---steps 12000` on twice the data (make_data.py --utts 200 --copies 3).
+steps to <data>/ckpt.pt and resuming from it when present; the learning rate warms up over
+--warmup steps, then follows a cosine over --steps. Defaults are sized for one CPU core; the
+issue's full run is `--minutes 120 --steps 12000` on twice the data (make_data.py --utts 200
+--copies 3). `--init models/phones/phones.onnx` starts from an exported model's weights (and its
+input normalisation) instead of from random ones (when there is no checkpoint yet).
+
+On top of make_data.py's audio augmentation each training crop gets, in the feature domain:
+SpecAugment-style masks (--freq-masks bands of up to --freq-width mel bands, and --time-masks runs
+of up to --time-width frames, set to the band's mean, i.e. 0 after normalisation; the labels stay,
+so the net learns to fill gaps from context) and a random spectral tilt (a linear plus quadratic
+curve over the mel bands, each part up to +-TILT log10 units = +-6 dB at the band edges:
+microphones and rooms colour speech differently).
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import math
 import re
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +50,7 @@ KERNEL = 3
 DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
 CROP = 300                   # frames per training example (3 s)
 SILENCE_FEATURE = float(np.log10(LOG_FLOOR))
+TILT = 0.6                   # spectral tilt augmentation: at most this many log10 units at the band edges
 ROOT = Path(__file__).resolve().parents[2]
 REGISTERED = ROOT / "models" / "phones" / "phones.onnx"
 REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
@@ -108,7 +119,33 @@ def load_shards(folder: Path) -> tuple[list[tuple[np.ndarray, np.ndarray]], list
     return utts, voices
 
 
-def batches(utts, rng: np.random.Generator, batch: int):
+@dataclass(frozen=True)
+class FeatureAugment:
+    """Feature-domain augmentation of a training crop (see the module docstring)."""
+    freq_masks: int = 2
+    freq_width: int = 8
+    time_masks: int = 2
+    time_width: int = 10
+    tilt: float = TILT
+
+    def __call__(self, x: np.ndarray, n: int, mean: np.ndarray, rng: np.random.Generator) -> None:
+        """x (N_MELS, frames), the first n frames speech: changed in place."""
+        if self.tilt:
+            u = np.linspace(-1.0, 1.0, N_MELS, dtype=np.float32)
+            a, b = rng.uniform(-self.tilt, self.tilt, 2)
+            x[:, :n] += (a * u + b * (u * u - 1 / 3) * 1.5)[:, None]
+        for _ in range(self.freq_masks):
+            w = int(rng.integers(self.freq_width + 1))
+            f0 = int(rng.integers(N_MELS - w + 1))
+            x[f0: f0 + w, :n] = mean[f0: f0 + w, None]
+        for _ in range(self.time_masks):
+            w = int(rng.integers(self.time_width + 1))
+            t0 = int(rng.integers(max(1, n - w + 1)))
+            x[:, t0: t0 + w] = mean[:, None]
+
+
+def batches(utts, rng: np.random.Generator, batch: int, augment: FeatureAugment | None = None,
+            mean: np.ndarray | None = None):
     while True:
         xs = np.full((batch, N_MELS, CROP + LOOKAHEAD_FRAMES), SILENCE_FEATURE, np.float32)
         ys = np.full((batch, CROP), IGNORE, np.int64)
@@ -118,7 +155,22 @@ def batches(utts, rng: np.random.Generator, batch: int):
             f, l = f[a: a + CROP], l[a: a + CROP]
             xs[i, :, : len(l)] = f.T
             ys[i, : len(l)] = l
+            if augment is not None:
+                augment(xs[i], len(l), mean, rng)
         yield torch.from_numpy(xs), torch.from_numpy(ys)
+
+
+def load_onnx_weights(net: "PhoneNet", path: Path) -> None:
+    """Copy an exported model's initializers (named net.<parameter>) into `net`."""
+    import onnx
+    from onnx import numpy_helper
+
+    state = {i.name.removeprefix("net."): torch.from_numpy(numpy_helper.to_array(i).copy())
+             for i in onnx.load(str(path)).graph.initializer if i.name.startswith("net.")}
+    own = net.state_dict()
+    if set(state) != set(own) or any(state[k].shape != own[k].shape for k in own):
+        sys.exit(f"{path} does not hold this architecture's weights (--init needs a model exported by this script)")
+    net.load_state_dict(state)
 
 
 def frame_loss(net: PhoneNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -154,6 +206,9 @@ def train(args) -> None:
     ckpt_path = args.data / "ckpt.pt"
     sample = np.concatenate([f for f, _ in trn[:: max(1, len(trn) // 200)]]).astype(np.float32)
     net = PhoneNet(sample.mean(0), sample.std(0) + 1e-3)
+    if args.init and not ckpt_path.exists():
+        load_onnx_weights(net, args.init)
+        print(f"initialised from {args.init}: validation frame accuracy {evaluate(net, val[:200]):.3f}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, trained_s = 0, 0.0
     if ckpt_path.exists():
@@ -165,13 +220,14 @@ def train(args) -> None:
         print(f"resumed at step {step}", flush=True)
     print(f"{len(trn)} training utterances ({sum(len(l) for _, l in trn) / 360000:.2f} h of frames), "
           f"{len(val)} validation; {sum(p.numel() for p in net.parameters())} parameters", flush=True)
-    data = batches(trn, rng, args.batch)
+    augment = FeatureAugment(args.freq_masks, args.freq_width, args.time_masks, args.time_width, args.tilt)
+    data = batches(trn, rng, args.batch, augment, net.mean.view(-1).numpy())
     budget_s = 60 * args.minutes
     t0, losses = time.time(), []
     # the schedule runs on whichever ends first, the steps or the time budget (kept across resumes)
     progress = lambda: max(step / args.steps, (trained_s + time.time() - t0) / budget_s)  # noqa: E731
     while progress() < 1.0:
-        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress())))
+        lr = args.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress()))) * min(1.0, (step + 1) / args.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
         x, y = next(data)
@@ -231,6 +287,13 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ckpt-every", type=int, default=100)
+    ap.add_argument("--warmup", type=int, default=1, help="steps of linear learning-rate warm-up")
+    ap.add_argument("--init", type=Path, help="start from this exported model's weights (no checkpoint yet)")
+    ap.add_argument("--freq-masks", type=int, default=2)
+    ap.add_argument("--freq-width", type=int, default=8, help="mel bands, at most, per frequency mask")
+    ap.add_argument("--time-masks", type=int, default=2)
+    ap.add_argument("--time-width", type=int, default=10, help="frames, at most, per time mask")
+    ap.add_argument("--tilt", type=float, default=TILT, help="spectral tilt, log10 units at the band edges")
     ap.add_argument("--export", type=Path, help="export the checkpoint to this ONNX file instead of training")
     args = ap.parse_args()
     export(args) if args.export else train(args)

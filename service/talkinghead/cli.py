@@ -31,7 +31,8 @@ def _add_motion_args(p: argparse.ArgumentParser, fps_help: str | None = None) ->
     p.add_argument("--gaze", choices=GAZE_MODES, default=d.gaze, help="camera: hold eye contact; wander: look around")
     p.add_argument("--lipsync", choices=LIPSYNC_MODES, default=d.lipsync,
                    help="auto: the transcript aligned (English) where given, else the phone model; phones: "
-                        "pocketsphinx recognition; model: the phone model (any language); acoustic: formant rules")
+                        "pocketsphinx recognition; model: the phone model (any language; with --text, the text "
+                        "aligned over it, English too); acoustic: formant rules")
     p.add_argument("--language", default=d.language,
                    help="language of the speech and --text, an ISO code espeak-ng knows (en, it, fi, de, ...): "
                         "English text is aligned by pocketsphinx, other languages on the phone model; auto: "

@@ -131,6 +131,16 @@ _FESTIVAL_OVERRIDES = {
     "cs": {"ch": ("h",), "s~": ("sh",), "z~": ("sh",), "c~": ("ch",), "c": ("ch",), "r~": ("r",),
            "n*": ("n",), "t*": ("t",), "d*": ("t",), "dz~": ("ch",), "dz": ("ch",), "x": ("h",)},
     "fi": {"@": ("ae",), "7": ("y",), "y": ("y",), "N": ("n",)},   # suopuhe: @ = ä, 7 = ö
+    # the IIIT NSK voices' phone set (festival hindi_scm / marathi_scm / telugu_scm *_phones.scm):
+    # a = the inherent vowel (schwa), th/dh = dental t/d, T/D = retroflex, ch/j = tʃ/dʒ, y = j,
+    # v = ʋ (lip to teeth), ay/aw = ɛː/ɔː; every phone is listed (no fall-through to espeak-ng's)
+    "nsk": {"a": ("@",), "aa": ("a",), "ih": ("i",), "iy": ("i",), "uh": ("u",), "uw": ("u",), "eh": ("e",),
+            "ee": ("e",), "ay": ("ae",), "oh": ("o",), "oo": ("o",), "aw": ("O",), "f": ("f",), "k": ("k",),
+            "g": ("k",), "kh": ("k",), "gh": ("k",), "ch": ("ch",), "j": ("ch",), "T": ("t",), "D": ("t",),
+            "td": ("t",), "tth": ("t",), "ddh": ("t",), "th": ("t",), "dh": ("t",), "N": ("n",), "n": ("n",),
+            "p": ("p",), "b": ("b",), "bh": ("b",), "m": ("m",), "y": ("j",), "r": ("r",), "R": ("r",),
+            "l": ("l",), "L": ("l",), "v": ("f",), "w": ("w",), "s": ("s",), "sh": ("sh",), "zh": ("sh",),
+            "h": ("h",), "ksh": ("k", "sh"), "sri": ("sh", "r"), "pau": ("sil",), "x": (), "@": ()},
 }
 
 
@@ -157,7 +167,8 @@ def from_ipa(label: str) -> tuple[str, ...]:
 def classes_of(label: str, scheme: str) -> tuple[str, ...]:
     """A phone label in `scheme` -> classes: "sampa" (espeak-ng mnemonics, festival's Italian and
     Catalan), "arpabet" (festival's English radio phones, pocketsphinx), "ipa", "ru", "cs", "fi"
-    (festival's Russian, Czech and Finnish voices: SAMPA-like with their own spellings)."""
+    (festival's Russian, Czech and Finnish voices: SAMPA-like with their own spellings), "nsk"
+    (festival's Hindi, Marathi and Telugu NSK voices)."""
     if scheme == "arpabet":
         return from_arpabet(label)
     if scheme == "ipa":
@@ -166,6 +177,8 @@ def classes_of(label: str, scheme: str) -> tuple[str, ...]:
     core = label if label in overrides else label.rstrip("0123456789:")
     if core in overrides:
         return overrides[core]
+    if scheme == "nsk":
+        return ()
     if scheme == "ru" and len(core) == 2 and core[0] == core[1]:   # doubled: palatalised consonant
         core = core[0]
     return from_espeak(core if scheme in _FESTIVAL_OVERRIDES else label)

@@ -92,7 +92,9 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionO
     if options.lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
     has_text = bool(transcript and transcript.strip()) and options.language != "auto"
-    if has_text and not options.language.lower().startswith("en"):
+    # the model's aligner for every language but English, and for English too under --lipsync model
+    # (pocketsphinx's aligner otherwise: benchmarks/lipsync_accuracy.py compares the two)
+    if has_text and (options.lipsync == "model" or not options.language.lower().startswith("en")):
         return _model_aligned(samples, transcript, options.language)
     if options.lipsync == "model":
         return _model_visemes(samples, progress=progress)
