@@ -110,8 +110,8 @@ def _viseme_name(value: str, viseme_set: str) -> str:
         name = v if v in VISEMES else None
     if name is None:
         allowed = {"oculus": " ".join(VISEMES), "polly": " ".join(POLLY_VISEMES), "azure": "0..21"}[viseme_set]
-        raise OptionsError(f"viseme mark {value!r} is not a {viseme_set} viseme ({allowed}): set the line's "
-                           "viseme_set to the engine's")
+        raise OptionsError(f"viseme mark {value!r} is not one of the {viseme_set} visemes ({allowed}): set the "
+                           "line's viseme_set to the engine's")
     return name
 
 

@@ -174,6 +174,7 @@ class MotionStream:
         utt.acoustics.finish()
         frames = self._speech_frames(MotionTrack.frame_count(utt.acoustics.n_samples / SAMPLE_RATE, self.options.fps),
                                      ending=True)
+        self._take_notice(utt, utt.emitted)
         self._utterance = None
         return frames
 
@@ -220,10 +221,13 @@ class MotionStream:
             lips[-relax:] *= 1.0 - _smoothstep(np.arange(1, relax + 1) / relax)[:, None]
         self._limit_rounding(lips)
         utt.sent(end, self.options.fps)
+        self._take_notice(utt, start)
+        return self._emit(lips, visemes, speaking, (f0, self._levels.f0.quantile(0.5)))
+
+    def _take_notice(self, utt: "_Utterance", frame: int) -> None:
         if utt.lips.notice and not utt.noticed:
             utt.noticed = True
-            self._notices.append((utt.lips.notice, utt.start_frame + start))
-        return self._emit(lips, visemes, speaking, (f0, self._levels.f0.quantile(0.5)))
+            self._notices.append((utt.lips.notice, utt.start_frame + frame))
 
     def _limit_rounding(self, lips: np.ndarray) -> None:
         """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: offline it starts
