@@ -229,3 +229,36 @@ def lip_source(line: Line | None) -> ModelLips:
                            "fi, de, fr, or auto") from None
     return ModelLips() if aligner.empty else AlignedLips(aligner)
 
+
+
+def read_marks(path) -> dict:
+    """A TTS engine's timings from a file, as Line fields (marks, viseme_set, phoneme_set):
+
+    - Amazon Polly speech marks (JSON Lines: {"time": 125, "type": "viseme", "value": "p"}, time
+      in milliseconds; "word" marks too; "sentence" and "ssml" marks are skipped);
+    - or one JSON object {"viseme_set": "azure", "phoneme_set": "ipa", "marks": [{"kind": "viseme",
+      "value": "21", "start": 0.125, "end": 0.2}, ...]} (seconds; end optional).
+    Raises OptionsError, saying what is wrong, for anything else."""
+    import json
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        body = p.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OptionsError(f"cannot read the marks file {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        if body.startswith("{") and "\n{" not in body:
+            doc = json.loads(body)
+            marks = tuple(Mark(str(m["kind"]), str(m["value"]), float(m["start"]),
+                               None if m.get("end") is None else float(m["end"])) for m in doc["marks"])
+            return {"marks": marks, "viseme_set": doc.get("viseme_set", "oculus"),
+                    "phoneme_set": doc.get("phoneme_set", "ipa")}
+        rows = [json.loads(line) for line in body.splitlines() if line.strip()]
+        marks = tuple(Mark(r["type"], str(r["value"]), float(r["time"]) / 1000.0) for r in rows
+                      if r.get("type") in ("word", "viseme"))
+        return {"marks": marks, "viseme_set": "polly"}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OptionsError(f"{p} is not a marks file: give Amazon Polly speech marks (JSON Lines with time, type, "
+                           "value) or a JSON object with a \"marks\" list of {kind, value, start, end} "
+                           f"({type(exc).__name__}: {exc})") from None

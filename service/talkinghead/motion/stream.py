@@ -182,6 +182,7 @@ class MotionStream:
         """Barge-in: drop audio not yet turned into frames; return a few frames (INTERRUPT_CLOSE_S)
         that close the mouth quickly from where it was, then the stream is idle. Without an open
         utterance there is nothing to interrupt: returns []."""
+        self._next_line = None           # a line told but not started is called off too
         if self._utterance is None:
             return []
         self._utterance = None
