@@ -122,6 +122,8 @@ OFF_WORD_PENALTY = 8.0  # nats per frame for a word's phone outside its word's m
 # committed path better: on LibriVox's real speech it agreed with the offline path on 54-93 % of
 # frames committed 5 frames behind, 78-100 % committed 20 behind.
 LAG_FRAMES = 20
+DECODE_EVERY = 4        # frames: the path is decoded again once this many new ones are heard (40 ms;
+                        # a stream of 20 ms chunks would otherwise decode the whole lag 50 times a second)
 MIN_PHONE_FRAMES = 2    # live: frames a consonant lasts at least (20 ms)
 MIN_VOWEL_FRAMES = 3    # ... and a vowel (30 ms)
 VOWEL_CLASSES = frozenset({"i", "e", "@", "ae", "a", "O", "o", "u", "y"})
@@ -227,6 +229,7 @@ class LiveAligner:
         self.committed = np.zeros(0, np.int32)                   # state per committed frame
         self._state = 0                                          # state of the last committed frame
         self._guess = np.zeros(0, np.int32)                      # states of frames after the committed
+        self._undecoded = 0                                      # rows heard since the last decode
         self._gap = 0.0
         self._speech_frames = 0
         self._after_end = 0
@@ -241,8 +244,10 @@ class LiveAligner:
         logp = np.log(np.maximum(post, FLOOR)).astype(np.float32)
         self._logp = np.concatenate([self._logp, logp])
         n = len(self._logp)
-        if not n:
+        self._undecoded += len(logp)
+        if not n or (self._undecoded < DECODE_EVERY and not final):
             return
+        self._undecoded = 0
         if self._reference is not None:
             self._reference.hear(post, final)
         path = self._decode()
