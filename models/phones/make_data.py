@@ -147,10 +147,18 @@ def festival_utterances(texts: list[str], voice: str, scheme: str = "arpabet",
                          f'(utt.save.wave utt "{tmp}/{i}.wav" \'riff)(utt.save.segs utt "{tmp}/{i}.segs")')
         script = Path(tmp) / "say.scm"
         script.write_bytes(("\n".join(lines) + "\n").encode(encoding))
-        subprocess.run(["festival", "--batch", str(script)], check=True, capture_output=True, timeout=3600)
+        done = subprocess.run(["festival", "--batch", str(script)], capture_output=True, timeout=3600)
+        if done.returncode:
+            # a text festival's front end cannot read (the NSK Telugu one gives up on some words)
+            # ends the batch: say the rest one by one, leaving out those that fail
+            for i, line in enumerate(lines[1:]):
+                if not (Path(tmp) / f"{i}.wav").exists():
+                    one = Path(tmp) / f"say{i}.scm"
+                    one.write_bytes((lines[0] + "\n" + line + "\n").encode(encoding))
+                    subprocess.run(["festival", "--batch", str(one)], capture_output=True, timeout=600)
         for i in range(len(texts)):
             wav = Path(tmp) / f"{i}.wav"
-            if not wav.exists():
+            if not wav.exists() or not (Path(tmp) / f"{i}.segs").exists():
                 continue
             x, rate = sf.read(wav, dtype="float32")
             segs, start = [], 0.0
