@@ -104,3 +104,28 @@ def test_a_language_espeak_does_not_know_is_an_options_error():
         motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="xq"), "ciao bella")
     with pytest.raises(OptionsError, match="ISO code"):
         MotionOptions(language="it;rm -rf")
+
+
+def test_english_text_under_lipsync_model_is_aligned_over_the_model(tmp_path):
+    """--lipsync model with an English transcript: the model's aligner (not pocketsphinx's), so the
+    two can be compared; its closures follow the true p/b/m, and a wrong line falls back. (A voice
+    the model trained on: this is about which aligner runs; the benchmark measures how well.)"""
+    from speech import festival_say, have_festival
+    from talkinghead.audio.decode import load_audio
+
+    if not have_festival():
+        pytest.skip("needs Debian's festival (scripts/test.sh installs it)")
+    text = "Bob bought a big map, but the pub by the bay was empty."
+    segs = festival_say(text, "kal_diphone", tmp_path / "kal.wav", pad=0.4)
+    samples = load_audio(tmp_path / "kal.wav")
+    options = MotionOptions(lipsync="model", language="en")
+    with capture_logs() as logs:
+        track = motion_from_audio(samples, SAMPLE_RATE, options, text)
+    assert not any(e["event"] == "motion.transcript_not_aligned" for e in logs)
+    closed = [s for s in segs if s.phone in ("p", "b", "m")]
+    sealed = [any(v == "PP" for v, t in zip(track.visemes, track.times) if s.start - 0.04 <= t <= s.end + 0.04)
+              for s in closed]
+    assert len(closed) >= 10 and sum(sealed) >= 0.9 * len(closed), (sum(sealed), len(closed))
+    with capture_logs() as logs:
+        motion_from_audio(samples, SAMPLE_RATE, options, "Seven quick zebras jumped over the lazy fox.")
+    assert any(e["event"] == "motion.transcript_not_aligned" and e.get("language") == "en" for e in logs)
