@@ -7,7 +7,8 @@ Rows: voices and recordings, grouped as
   sentences here are not in its training data, but the voices are);
 - "HELD-OUT": voices it never heard: festival's US English HTS voice (slt) and its Italian,
   Finnish, Russian, Catalan and Czech voices (languages it never trained on either);
-- "real": people: ../shared/data/realspeech/ (phone TextGrids) and five LibriVox sentences
+- "real": people: ../shared/data/realspeech/ (phone TextGrids; TALKINGHEAD_REALSPEECH names
+  another place) and five LibriVox sentences
   (*their reference is pocketsphinx's alignment of the true transcript, not independent truth).
 
 Modes (columns), each the lips a user gets from that input:
@@ -22,6 +23,11 @@ Modes (columns), each the lips a user gets from that input:
 - "file acoustic": the old formant rules (not run unless asked for with --modes).
 A take's text is known for the synthetic voices, LibriVox and the real recordings whose TextGrid
 has a word tier; the "+text" modes skip the others.
+
+Output: first the summary a user reads (one row per voice, recording, group, and per language of
+the speech the model never trained on, i.e. HELD-OUT + real; one column per mode; each cell the
+class score with the share of false closures in brackets; the last row the cost), then the
+detail (each recall, per row and mode). --json writes the counts for comparing two models.
 
 Checks (tests/speech.py `score`, phone classes from talkinghead.audio.phoneset for every voice
 alike): p/b/m sealed within +-40 ms, open vowels open, rounded phones round, f/v lower lip to the
