@@ -38,9 +38,8 @@ MAX_UPLOAD = "256mb"          # 15 minutes of 48 kHz stereo 16-bit WAV is 173 MB
 PREVIEW_SIDE = 480            # pixels: the portrait's preview, longer side
 KEEP_SECONDS = 3600           # a take's files stay downloadable this long
 PROGRESS_SECONDS = 0.2        # at most this often a progress message to the page (a frame takes ~10 ms)
-LIPSYNC_CHOICES = [("auto: the transcript, else recognised", "auto"),   # motion.LIPSYNC_MODES
-                   ("recognised phones (English)", "phones"),
-                   ("phone model alone (any language)", "model")]
+# auto: the transcript aligned, else phones recognised with the phone model where they miss
+LIPSYNC_CHOICES = [("auto", "auto"), ("phones (English)", "phones"), ("phone model", "model")]
 # The usual ones; any other ISO code espeak-ng speaks can be typed in (allow_custom_value)
 LANGUAGE_CHOICES = [("English", "en"), ("Deutsch", "de"), ("Español", "es"), ("Français", "fr"),
                     ("Italiano", "it"), ("Nederlands", "nl"), ("Polski", "pl"), ("Português", "pt"),
@@ -226,7 +225,7 @@ def build(page: Page):
                                            allow_custom_value=True, elem_id="language",
                                            info="of the speech and transcript: any ISO code espeak-ng speaks")
                     lipsync = gr.Dropdown(LIPSYNC_CHOICES, value=d.lipsync, label="Lips from", scale=1,
-                                          elem_id="lipsync")
+                                          elem_id="lipsync", info="auto: the transcript, else the audio")
                 if (EXAMPLES / "astronaut.jpg").is_file():
                     transcript_file = EXAMPLES / "hello.txt"
                     gr.Examples([[str(EXAMPLES / "astronaut.jpg"), str(EXAMPLES / "hello.flac"),
