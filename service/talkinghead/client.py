@@ -16,6 +16,7 @@ from typing import Iterable, Iterator
 import grpc
 
 from talkinghead.errors import TalkingHeadError
+from talkinghead.motion.line import Line
 from talkinghead.motion.options import MotionOptions
 from talkinghead.v1 import talkinghead_pb2 as pb
 from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
@@ -45,7 +46,7 @@ def motion_message(options: MotionOptions | None) -> pb.MotionOptions:
     o = options or MotionOptions()
     return pb.MotionOptions(fps=o.fps, seed=o.seed, expressiveness=o.expressiveness, head_motion=o.head_motion,
                             blink_rate=o.blink_rate, emotion=o.emotion, emotion_intensity=o.emotion_intensity,
-                            gaze=o.gaze, lipsync=o.lipsync)
+                            gaze=o.gaze, lipsync=o.lipsync, language=o.language)
 
 
 def output_message(params_only: bool = False, encoding: str = "jpeg", quality: int = 90) -> pb.OutputOptions:
@@ -153,8 +154,25 @@ def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, mo
         livelink_target=livelink_target, livelink_subject=livelink_subject))
 
 
-def audio_chunk(pcm16: bytes) -> pb.StreamRequest:
-    return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16))
+def audio_chunk(pcm16: bytes, line: pb.LineText | None = None) -> pb.StreamRequest:
+    """An AudioChunk; `line` (from line_text) on a line's first chunk says what the line says."""
+    return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16, line=line))
+
+
+_MARK_KINDS = {"word": pb.TimedMark.KIND_WORD, "phoneme": pb.TimedMark.KIND_PHONEME, "viseme": pb.TimedMark.KIND_VISEME}
+
+
+def line_text(line: Line) -> pb.LineText:
+    """A motion.line.Line (text, language, a TTS engine's marks) as the message."""
+    return pb.LineText(text=line.text, language=line.language, viseme_set=line.viseme_set,
+                       phoneme_set=line.phoneme_set,
+                       marks=[pb.TimedMark(kind=_MARK_KINDS[m.kind], value=m.value, start_seconds=m.start,
+                                           end_seconds=m.end or 0.0) for m in line.marks])
+
+
+def line_request(line: Line) -> pb.StreamRequest:
+    """The LineText message sent before a line's first chunk."""
+    return pb.StreamRequest(line=line_text(line))
 
 
 def control(action: str, idle_frames: int = 0) -> pb.StreamRequest:

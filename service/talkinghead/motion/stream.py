@@ -75,10 +75,10 @@ from talkinghead.motion.eyes import (BLINK_ASYMMETRY, BLINK_CLOSE_S, BLINK_HOLD_
 from talkinghead.motion.head import (BEAT_DEG, BREATH_DEPTH_TAU_S, BREATH_HZ, BREATH_RATE_TAU_S, DRIFT, NOD_DECAY_S,
                                      NOD_DEG, NOD_LEAD_S, NOD_RISE_S, PAUSE_DRIFT_SCALE, SWAY_MM, SWAY_TAU_S,
                                      SWEEP_CHANCE, SWEEP_DECAY_S, SWEEP_DEG, SWEEP_RISE_S, breath_depth, head_pose)
-from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, lip_motion
+from talkinghead.motion.line import Line, ModelLips, lip_source
+from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, VisemeSegment, lip_motion
 from talkinghead.motion.noise import add_pulse
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.posteriors import visemes_from_posteriors
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 
 # Why 0.1 s: a frame's mouth is pulled by the visemes around it, the next one's pull reaching ~2 x
@@ -119,10 +119,33 @@ class MotionStream:
         self._emitted = 0
         self._last_lips = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
         self._last_viseme = "sil"
+        self._next_line: Line | None = None
+        self._notices: list[tuple[str, int]] = []
 
     @property
     def frames_emitted(self) -> int:
         return self._emitted
+
+    def begin_line(self, line: Line | None = None, **fields) -> list[FaceParams]:
+        """What is known about the next line before its audio: its text, language and a TTS
+        engine's timings (a `motion.line.Line`, or its fields: begin_line(text="Hello", language="en")).
+        The line's lips then come from the engine's visemes/phonemes, else from its text aligned
+        live over the phone model, else from the model alone (motion.line). An open utterance is
+        flushed first: its remaining frames are returned. Raises OptionsError for a language
+        espeak-ng does not speak or marks it cannot read."""
+        if line is None:
+            fields.setdefault("language", self.options.language)
+            line = Line(**fields)
+        lip_source(line)          # check it now, while the caller can still hear about it
+        frames = self.flush()
+        self._next_line = line
+        return frames
+
+    def take_notices(self) -> list[tuple[str, int]]:
+        """(what happened, stream frame index) since the last call: a line's text was dropped
+        because it did not fit its audio (its lips then come from the audio alone)."""
+        out, self._notices = self._notices, []
+        return out
 
     def push(self, samples: np.ndarray) -> list[FaceParams]:
         """float32 mono samples at audio.decode.SAMPLE_RATE (16 kHz) appended to the utterance;
@@ -134,7 +157,8 @@ class MotionStream:
         if len(samples) == 0:
             return []
         if self._utterance is None:
-            self._utterance = _Utterance(self._emitted, self._levels)
+            self._utterance = _Utterance(self._emitted, self._levels, lip_source(self._next_line))
+            self._next_line = None
         utt = self._utterance
         utt.acoustics.extend(samples)
         lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
@@ -150,6 +174,7 @@ class MotionStream:
         utt.acoustics.finish()
         frames = self._speech_frames(MotionTrack.frame_count(utt.acoustics.n_samples / SAMPLE_RATE, self.options.fps),
                                      ending=True)
+        self._take_notice(utt, utt.emitted)
         self._utterance = None
         return frames
 
@@ -157,6 +182,7 @@ class MotionStream:
         """Barge-in: drop audio not yet turned into frames; return a few frames (INTERRUPT_CLOSE_S)
         that close the mouth quickly from where it was, then the stream is idle. Without an open
         utterance there is nothing to interrupt: returns []."""
+        self._next_line = None           # a line told but not started is called off too
         if self._utterance is None:
             return []
         self._utterance = None
@@ -196,7 +222,13 @@ class MotionStream:
             lips[-relax:] *= 1.0 - _smoothstep(np.arange(1, relax + 1) / relax)[:, None]
         self._limit_rounding(lips)
         utt.sent(end, self.options.fps)
+        self._take_notice(utt, start)
         return self._emit(lips, visemes, speaking, (f0, self._levels.f0.quantile(0.5)))
+
+    def _take_notice(self, utt: "_Utterance", frame: int) -> None:
+        if utt.lips.notice and not utt.noticed:
+            utt.noticed = True
+            self._notices.append((utt.lips.notice, utt.start_frame + frame))
 
     def _limit_rounding(self, lips: np.ndarray) -> None:
         """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: offline it starts
@@ -286,7 +318,7 @@ class _Acoustics:
 
     COLUMNS = ("rms_db", "f0", "vad")
 
-    def __init__(self, levels: _Levels) -> None:
+    def __init__(self, levels: _Levels, lips: ModelLips) -> None:
         self._levels = levels
         self.n_samples = 0
         self._audio = np.zeros(0, np.float32)
@@ -299,6 +331,7 @@ class _Acoustics:
         self.settled = 0                 # frames [0, settled) are computed
         self.finished = False
         self._phones = PhoneModel.shared().stream()
+        self.lips = lips                 # the utterance's lip source (motion.line): hears every posterior row
         self.post = np.zeros((0, len(CLASSES)), np.float32)   # phone posteriors of frames [k0, ...)
         self._unheard: list[np.ndarray] = []   # audio not yet through the phone model
 
@@ -306,7 +339,9 @@ class _Acoustics:
         """Run the phone model on the audio taken since it last ran: once per settle, not per chunk
         (each call has a fixed cost of ~0.5 ms, whatever its length)."""
         if self._unheard:
-            self.post = np.concatenate([self.post, self._phones.push(np.concatenate(self._unheard))])
+            rows = self._phones.push(np.concatenate(self._unheard))
+            self.post = np.concatenate([self.post, rows])
+            self.lips.hear(rows)
             self._unheard.clear()
 
     def extend(self, samples: np.ndarray) -> None:
@@ -329,7 +364,9 @@ class _Acoustics:
         """No more audio: settle every frame (as offline, a partial last frame is dropped)."""
         self._settle(max(1, self.n_samples // HOP_SAMPLES))
         self._hear()
-        self.post = np.concatenate([self.post, self._phones.finish()])
+        rows = self._phones.finish()
+        self.post = np.concatenate([self.post, rows])
+        self.lips.hear(rows, final=True)
         self.finished = True
 
     def _settle(self, end: int) -> None:
@@ -409,14 +446,16 @@ class _Window:
     lip_from: int             # first utterance frame given to lip_motion (context for the gate)
     lip_to: int               # one past the last
     post: np.ndarray          # phone posteriors of the window's first frames (as many as are final)
+    source: ModelLips         # the utterance's lip source (motion.line)
 
     def lips(self, start: int, end: int, options: MotionOptions):
         """Mouth blendshapes (end - start, 52), visemes, speech (bool) and f0 (Hz) for frames [start, end)."""
         times = np.arange(self.lip_from, self.lip_to) / self.fps - self.t0
         # Not open_end: the still-growing last run is merged as if complete. Kept open, a short run
         # at the window's edge (a TH) shows for a frame and is merged away by the next window: a jump.
-        segments = [s for s in visemes_from_posteriors(self.post)
-                    if s.end > times[0] and s.start < times[-1]]
+        k0 = round(self.t0 / HOP)
+        segments = [VisemeSegment(s.viseme, s.start - self.t0, s.end - self.t0, s.weight)
+                    for s in self.source.segments(self.post, k0) if s.end - self.t0 > times[0] and s.start - self.t0 < times[-1]]
         speech = self.feat.at("speech", times).astype(bool)
         gain = (0.7 + 0.6 * self.feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
         mouth, labels = lip_motion(segments, times, gain, speech)
@@ -425,9 +464,11 @@ class _Window:
 
 
 class _Utterance:
-    def __init__(self, start_frame: int, levels: _Levels) -> None:
+    def __init__(self, start_frame: int, levels: _Levels, lips: ModelLips) -> None:
         self.start_frame = start_frame   # stream frame index of the utterance's frame 0
-        self.acoustics = _Acoustics(levels)
+        self.lips = lips
+        self.noticed = False
+        self.acoustics = _Acoustics(levels, lips)
         self.levels = levels
         self.emitted = 0                 # utterance frames sent
         self.counted = 0                 # feature frames added to the speech-level statistics
@@ -462,7 +503,7 @@ class _Utterance:
         empty, unknown = np.zeros(0), np.full(len(speech), np.nan)
         feat = SpeechFeatures(col["rms_db"], speech, col["f0"], unknown, unknown, unknown, loudness,
                               empty, empty, empty)
-        return _Window(feat, k_start * HOP, fps, lip_from, lip_to, ac.post[rows])
+        return _Window(feat, k_start * HOP, fps, lip_from, lip_to, ac.post[rows], self.lips)
 
     @staticmethod
     def lip_from(start: int, fps: float) -> int:
