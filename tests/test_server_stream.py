@@ -265,3 +265,53 @@ def test_live_link_to_other_hosts_needs_the_servers_permission(server):
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
         collect(c._stream(c.stream(reqs)))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--livelink-allow" in err.value.details
+
+
+def _realtime_image_stream(target: str, speech: np.ndarray, avatar: str):
+    def requests():
+        yield stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=True, quality=90)
+        for ch in chunks(speech, 0.1):
+            yield audio_chunk(pcm16(ch))
+            time.sleep(0.1)
+        yield control("flush")
+        time.sleep(0.3)
+
+    with TalkingHeadClient(target, timeout=60) as c:
+        return collect(c.stream(requests()))
+
+
+def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(speech):
+    """A server whose image budget no image can meet (stream_image_seconds far below what a
+    frame costs) steps the images down, one level at a time, each step a KIND_IMAGES_DEGRADED
+    event naming the new level; the frames and their params stay whole (every index, in order),
+    only images shrink, lose quality and then come on every Nth frame."""
+    from talkinghead.server.session import IMAGE_LEVELS
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    with ServerThread(ServerConfig(port=0, limits=Limits(stream_image_seconds=1e-4))) as srv:
+        with TalkingHeadClient(srv.target, timeout=60) as c:
+            avatar = c.create_avatar(png, size=256).avatar_id
+        header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
+    steps = [e for e in events if e.kind == pb.StreamEvent.KIND_IMAGES_DEGRADED]
+    assert [e.images.level for e in steps] == list(range(1, len(IMAGE_LEVELS))), steps
+    assert "budget" in steps[0].detail
+    assert [f.index for f in frames] == list(range(len(frames))) and summary.frames == len(frames)
+    assert all(f.HasField("params") for f in frames)
+    first, last = steps[0].frame_index, steps[-1].frame_index
+    assert all(f.image for f in frames if f.index < first), "full images until the first step"
+    for f in frames:
+        if f.index >= last:          # the last level: every 3rd frame's image, at half size
+            assert bool(f.image) == (f.index % steps[-1].images.every == 0), f.index
+    small = decode_frame(next(f.image for f in frames if f.index >= last and f.image), "jpeg")
+    assert small.shape == (steps[-1].images.height, steps[-1].images.width, 3) == (128, 128, 3)
+    assert len(next(f.image for f in frames if f.index >= last and f.image)) < 0.5 * len(frames[0].image)
+
+
+def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech):
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        avatar = c.create_avatar(png, size=256).avatar_id
+    _, frames, events, _ = _realtime_image_stream(server.target, speech[:SAMPLE_RATE], avatar)
+    assert not [e for e in events if e.images.level], events
+    assert all(f.image for f in frames)

@@ -24,9 +24,8 @@ from talkinghead.audio.decode import check_header
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
 from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
-from talkinghead.media import encode_frame
-from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker
-from talkinghead.render import render
+from talkinghead.provenance import DEFAULT_PAYLOAD, Payload
+from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
 from talkinghead.server.avatars import AvatarCache
 from talkinghead.server.limits import Limits, Slots
@@ -51,24 +50,20 @@ def _client_of(context) -> str:
 class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     def __init__(self, limits: Limits = Limits(), workers: int = 4, renderer: str = "cpu",
                  watermark_operator: int = 0) -> None:
-        from talkinghead.render.device import pick_backend
-
         self.limits = limits
-        # Generate renders RENDER_BATCH frames per trip: with the torch backend (a CUDA GPU)
-        # that is one batched warp; Stream renders frame by frame on the CPU renderer.
-        self.backend, self.device = pick_backend(renderer)
-        self._torch: dict[int, object] = {}          # id(rig) -> TorchRenderer, a few recent ones
+        # Every image the server sends carries the provenance watermark; there is no switch to
+        # turn it off in the service, only the operator id it carries. Generate renders
+        # RENDER_BATCH frames per trip (one batched warp with the torch backend on a GPU).
+        self.frames = FrameMaker(renderer, watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator),
+                                 batch=RENDER_BATCH)
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
-        # Every image the server sends carries the provenance watermark; there is no switch to
-        # turn it off in the service, only the operator id it carries.
-        self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator))
 
-    def image(self, rig: Rig, params: FaceParams, enc: str, quality: int) -> bytes:
+    def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
-        return encode_frame(self.watermark.mark(render(rig, params)), enc, quality)
+        return self.frames.images(rig, [params], options)[0]
 
     async def _run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -200,29 +195,13 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         if cancel.is_set():
             raise Cancelled()
         params = [track.frame(i) for i in range(start, stop)]
-        if rig is None:
-            images = [b""] * len(params)
-        elif self.backend == "torch":
-            batch = self._torch_renderer(rig).render_batch(params)
-            images = [encode_frame(self.watermark.mark(f), enc, quality) for f in batch]
-        else:
-            images = []
-            for p in params:
-                if cancel.is_set():
-                    raise Cancelled()
-                images.append(self.image(rig, p, enc, quality))
+        images = [b""] * len(params)
+        if rig is not None:
+            images = self.frames.images(rig, params, ImageOptions(enc, quality), stop=cancel)
+            if cancel.is_set():
+                raise Cancelled()
         return [pb.Frame(index=start + k, time=p.t, params=convert.face_params_msg(p), image=image)
                 for k, (p, image) in enumerate(zip(params, images))]
-
-    def _torch_renderer(self, rig: Rig):
-        from talkinghead.render.torch_backend import TorchRenderer
-
-        key = id(rig)
-        if key not in self._torch:
-            if len(self._torch) >= 4:                      # keep GPU memory bounded
-                self._torch.pop(next(iter(self._torch)))
-            self._torch[key] = TorchRenderer(rig, self.device)
-        return self._torch[key]
 
     # -- Stream ------------------------------------------------------------------------------
 

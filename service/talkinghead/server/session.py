@@ -16,21 +16,34 @@ from typing import AsyncIterator, Callable
 
 import numpy as np
 import soxr
+import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.errors import AudioError, LimitError, OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream   # here, not in the first Stream: seconds of imports
+from talkinghead.render.frames import ImageOptions
 from talkinghead.server import convert
 from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits
 from talkinghead.track import FaceParams
 from talkinghead.v1 import talkinghead_pb2 as pb
 
+log = structlog.get_logger(__name__)
+
 AUTO_FLUSH_S = 1.0          # a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
 IDLE_BATCH = 60             # idle frames computed per trip to the thread pool
+
+# A realtime stream whose images cannot keep up with its clock steps down these levels (scale of
+# the image, a cap on its JPEG quality, an image on every Nth frame), one step at a time, and back
+# up once they are cheap again; the frames, their params and Live Link stay whole throughout.
+IMAGE_LEVELS = ((1.0, 100, 1), (1.0, 60, 1), (0.75, 60, 1), (0.75, 50, 2), (0.5, 50, 3))
+LATE_S = 0.1                # a frame started this late (after its time on the stream's clock) is behind
+STEP_HOLD_S = 0.5           # at least this long between two steps down (a step takes a few frames to tell)
+RESTORE_S = 2.0             # ... and this long of cheap images before a step back up
+COST_SMOOTHING = 0.2        # weight of the newest frame in the running mean of image seconds per frame
 
 
 def stream_options(cfg: pb.StreamConfig) -> tuple[MotionOptions, str, int]:
@@ -75,8 +88,9 @@ class StreamSession:
     def __init__(self, motion: MotionStream, fps: float, rate: int, rig: Rig | None, enc: str, quality: int,
                  realtime: bool, header: pb.Header, *, limits: Limits, run: Callable, image: Callable,
                  livelink=None) -> None:
-        """`run(fn, *args)` awaits fn on the server's thread pool; `image(rig, params, enc, quality)`
-        renders, watermarks and encodes one frame."""
+        """`run(fn, *args)` awaits fn on the server's thread pool; `image(rig, params, options)`
+        renders, watermarks and encodes one frame (render.ImageOptions), on that pool: the
+        event loop never encodes."""
         self.livelink = livelink               # a LiveLinkSender, or None
         self.motion, self.fps, self.rate, self.rig = motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
@@ -93,6 +107,12 @@ class StreamSession:
         self.room = asyncio.Event()           # set when a frame leaves `pending`
         self.last_message = time.monotonic()  # the idle clock (time spent waiting for room not counted)
         self.next_read = 0.0                  # the message-rate throttle's clock (loop time)
+        # The image budget: wall seconds of image a frame may take (the frame interval unless the
+        # limits say less), the running mean of what they take, the level and when it last changed.
+        self.image_budget = min(1.0 / fps, limits.stream_image_seconds or 1.0 / fps)
+        self.image_cost = 0.0
+        self.level = 0
+        self.level_since = 0                  # frames sent when the level last changed
 
     @classmethod
     def open(cls, cfg: pb.StreamConfig, options: MotionOptions, rig: Rig | None, enc: str, quality: int, *,
@@ -244,6 +264,10 @@ class StreamSession:
                             await self._sleep(delay)
                             continue              # re-check: an interrupt may have emptied the queue
                     self._sent_one()
+                    if self.realtime and self.rig is not None:
+                        event = self._watch_images(params, loop.time() - (start + params.t))
+                        if event is not None:
+                            yield pb.StreamResponse(event=event)
                     yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
                     if self.sent % 8 == 0:          # frames sent back to back: let other calls run
                         await asyncio.sleep(0)
@@ -284,11 +308,49 @@ class StreamSession:
         finally:
             timer.cancel()
 
+    def _image_options(self) -> ImageOptions:
+        scale, cap, _ = IMAGE_LEVELS[self.level]
+        return ImageOptions(self.enc, min(self.quality, cap) if self.enc == "jpeg" else self.quality,
+                            scale if self.enc != "raw" else 1.0)     # raw frames carry no size: never shrunk
+
+    def _watch_images(self, params: FaceParams, late: float) -> pb.StreamEvent | None:
+        """Before frame `params` is made, `late` seconds after its time on the stream's clock:
+        a step down when the images cost more than the budget or the stream is behind, a step
+        up when they have been cheap for RESTORE_S; the event that says so, or None."""
+        held = (self.sent - self.level_since) / self.fps
+        behind = self.image_cost > self.image_budget or late > LATE_S
+        if behind and held >= STEP_HOLD_S and self.level < len(IMAGE_LEVELS) - 1:
+            self.level += 1
+            kind = pb.StreamEvent.KIND_IMAGES_DEGRADED
+            detail = (f"images took {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms), "
+                      f"frames started {1000 * max(late, 0.0):.0f} ms late")
+        elif (not behind and self.level > 0 and held >= RESTORE_S and late < LATE_S / 5
+              and self.image_cost < 0.5 * self.image_budget):
+            self.level -= 1
+            kind = pb.StreamEvent.KIND_IMAGES_RESTORED
+            detail = f"images take {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms)"
+        else:
+            return None
+        self.level_since = self.sent
+        log.info("stream.images_level", level=self.level, detail=detail)
+        w, h = self.rig.size
+        options = self._image_options()
+        if options.scale < 1.0:
+            w, h = max(2, round(w * options.scale / 2) * 2), max(2, round(h * options.scale / 2) * 2)
+        level = pb.ImageLevel(level=self.level, width=w, height=h, every=IMAGE_LEVELS[self.level][2],
+                              jpeg_quality=options.quality if self.enc == "jpeg" else 0)
+        return pb.StreamEvent(kind=kind, frame_index=int(round(params.t * self.fps)), detail=detail, images=level)
+
     async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event) -> pb.Frame:
         index = int(round(params.t * self.fps))
         image = b""
         if self.rig is not None:
-            image = await self._run(self._image, self.rig, params, self.enc, self.quality)
+            cost = 0.0
+            if index % IMAGE_LEVELS[self.level][2] == 0:
+                began = time.perf_counter()
+                image = await self._run(self._image, self.rig, params, self._image_options())
+                cost = time.perf_counter() - began
+            self.image_cost += COST_SMOOTHING * (cost - self.image_cost)
         self.sent += 1
         if self.livelink is not None:           # the same frame, at the same moment, to Unreal
             self.livelink.send(params, index)
