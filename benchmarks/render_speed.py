@@ -52,7 +52,7 @@ def frame_seconds(renderer: Renderer, params: list) -> float:
     return (time.perf_counter() - t) / len(params)
 
 
-def render_only(n_frames: int, reference: bool) -> None:
+def render_only(n_frames: int, reference: bool, sizes=(256, 512, 1024)) -> None:
     cv2.setNumThreads(1)          # one core: OpenCV's own thread pool off
     audio = load_audio(EXAMPLES / "hello.flac")
     track = motion_from_audio(audio, SAMPLE_RATE, MotionOptions(fps=30), (EXAMPLES / "hello.txt").read_text())
@@ -61,7 +61,7 @@ def render_only(n_frames: int, reference: bool) -> None:
     print(f"{ROUNDS} rounds of {n_frames} frames, each beside 50 full-frame remaps of 512 x 512 and of the size; medians")
     print(f"{'size':>6} {'frame ms':>9} {'fps':>6} {'512² remap ms':>14} {'frame/512² remap':>17} {'frame/remap of size':>20}"
           + (f" {'reference ms':>13} {'/512² remap':>12}" if reference else ""))
-    for size in (256, 512, 1024):
+    for size in sizes:
         rig = analyze_portrait(data.astronaut(), size, "face")
         fast, exact = Renderer(rig), Renderer(rig, exact=True)
         for p in params[:20]:
@@ -106,10 +106,11 @@ def main() -> None:
     ap.add_argument("--end-to-end", action="store_true")
     ap.add_argument("--frames", type=int, default=259)
     ap.add_argument("--reference", action="store_true", help="also time the reference renderer")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--seconds", type=float, default=60)
     args = ap.parse_args()
     if args.render_only or not args.end_to_end:
-        render_only(args.frames, args.reference)
+        render_only(args.frames, args.reference, args.sizes)
     if args.end_to_end or not args.render_only:
         end_to_end(args.seconds)
 
