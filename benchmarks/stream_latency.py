@@ -47,7 +47,7 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
         yield control("flush")
         time.sleep(0.3)
 
-    frames, lookahead, start_index, level, images = [], 0.1, None, 0, 0
+    frames, lookahead, start_index, level, with_image = [], 0.1, None, 0, 0
     with TalkingHeadClient(target, timeout=120) as c:
         for r in c.stream(requests()):
             which = r.WhichOneof("payload")
@@ -55,7 +55,7 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
                 lookahead = r.header.lookahead_seconds
             elif which == "frame":
                 frames.append((time.monotonic(), r.frame.time, r.frame.idle))
-                images += bool(r.frame.image)
+                with_image += bool(r.frame.image)
             elif which == "event" and r.event.kind == 1 and start_index is None:
                 start_index = r.event.frame_index
             elif which == "event" and r.event.HasField("images"):
@@ -72,7 +72,7 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
     out["lat"] = lat
     out["speech_frames"] = sum(1 for _, _, idle in frames if not idle)
     out["expected"] = int(np.ceil(len(speech) / SAMPLE_RATE * fps))
-    out["level"], out["images"], out["frames"] = level, images, len(frames)
+    out["level"], out["images"], out["frames"] = level, with_image, len(frames)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ from talkinghead.face.rig import Rig
 from talkinghead.media import VideoInfo, write_mp4
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermark_record
 from talkinghead.provenance.c2pa_sign import DEFAULT_SIGNING, Signer, SigningOptions, resolve_signer, sign_mp4
-from talkinghead.render.frames import FrameMaker
+from talkinghead.render.frames import FrameMaker, ahead
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
@@ -54,7 +54,8 @@ def render_video(rig: Rig, track: MotionTrack, audio: np.ndarray, audio_rate: in
     meta = {"comment": f"talkinghead {__version__}: synthetic talking face generated from one photo"}
     meta.update(metadata or {})
     meta[WATERMARK_TAG] = json.dumps(record, separators=(",", ":"))  # the truth, whatever `metadata` said
-    info = write_mp4(path, render_frames(rig, track, backend, watermark=watermark), track.fps, audio, audio_rate,
+    # Frames made on a thread of their own, while the encoder works on the ones before.
+    info = write_mp4(path, ahead(render_frames(rig, track, backend, watermark=watermark)), track.fps, audio, audio_rate,
                      metadata=meta, progress=progress)
     if signer is not None:
         try:  # signed into a temporary file that replaces the unsigned one

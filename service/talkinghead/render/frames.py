@@ -12,6 +12,7 @@ encoded images come out in order; the maker is thread-safe (the server calls it 
 from __future__ import annotations
 
 import collections
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -111,6 +112,44 @@ class FrameMaker:
         any shrinking, at the rig's size, where its detector reads it)."""
         return [encode_frame(_shrink(f, options.scale), options.encoding, options.quality)
                 for f in self.render(rig, params, stop)]
+
+
+def ahead(items: Iterator, depth: int = 8) -> Iterator:
+    """`items`, made up to `depth` ahead on a thread of their own: a video's frames rendered
+    while the encoder (x264, PyAV; both release the GIL, as OpenCV does) works on the ones
+    before. An error in `items` is raised here, at the item it replaced; closing this iterator
+    stops the thread after the item in hand."""
+    box: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+    done = object()
+
+    def make() -> None:
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                box.put((item, None))
+            box.put((done, None))
+        except BaseException as exc:      # noqa: BLE001 - handed to the consumer
+            box.put((done, exc))
+
+    worker = threading.Thread(target=make, name="talkinghead-frames", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, exc = box.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():          # unblock a producer waiting for room
+            try:
+                box.get(timeout=0.05)
+            except queue.Empty:
+                pass
 
 
 def _shrink(frame: np.ndarray, scale: float) -> np.ndarray:

@@ -40,7 +40,7 @@ IDLE_BATCH = 60             # idle frames computed per trip to the thread pool
 # the image, a cap on its JPEG quality, an image on every Nth frame), one step at a time, and back
 # up once they are cheap again; the frames, their params and Live Link stay whole throughout.
 IMAGE_LEVELS = ((1.0, 100, 1), (1.0, 60, 1), (0.75, 60, 1), (0.75, 50, 2), (0.5, 50, 3))
-LATE_S = 0.1                # a frame started this late (after its time on the stream's clock) is behind
+LATE_S = 0.1                # a frame that waited this long to be made (past its time and its audio) is behind
 STEP_HOLD_S = 0.5           # at least this long between two steps down (a step takes a few frames to tell)
 RESTORE_S = 2.0             # ... and this long of cheap images before a step back up
 COST_SMOOTHING = 0.2        # weight of the newest frame in the running mean of image seconds per frame
@@ -113,6 +113,7 @@ class StreamSession:
         self.image_cost = 0.0
         self.level = 0
         self.level_since = 0                  # frames sent when the level last changed
+        self.dropped = 0                      # frames sent without their image to catch up
 
     @classmethod
     def open(cls, cfg: pb.StreamConfig, options: MotionOptions, rig: Rig | None, enc: str, quality: int, *,
@@ -130,7 +131,7 @@ class StreamSession:
 
     def _queue_frames(self, frames: list[FaceParams], idle: bool) -> None:
         for f in frames:
-            self.pending.append((f, idle))
+            self.pending.append((f, idle, time.monotonic()))
         self.wake.set()
 
     def _event(self, kind: int, index: int) -> None:
@@ -257,7 +258,7 @@ class StreamSession:
                         self._sent_one()
                         yield pb.StreamResponse(event=item)
                         continue
-                    params, idle = item
+                    params, idle, ready = item
                     if self.realtime:
                         delay = start + params.t - loop.time()
                         if delay > 0:
@@ -265,9 +266,19 @@ class StreamSession:
                             continue              # re-check: an interrupt may have emptied the queue
                     self._sent_one()
                     if self.realtime and self.rig is not None:
-                        event = self._watch_images(params, loop.time() - (start + params.t))
+                        # How long it has waited past when it could have gone: past its time on the
+                        # clock and past when its audio made it (speech frames come a chunk and the
+                        # lookahead after their time; that is not the images' doing).
+                        waited = min(loop.time() - (start + params.t), time.monotonic() - ready)
+                        event = self._watch_images(params, waited)
                         if event is not None:
                             yield pb.StreamResponse(event=event)
+                        # Behind: this frame goes without its image, so the stream catches up now
+                        # rather than once the cheaper level tells.
+                        if waited > LATE_S:
+                            self.dropped += 1
+                            yield pb.StreamResponse(frame=await self._frame(params, idle, cancel, image=False))
+                            continue
                     yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
                     if self.sent % 8 == 0:          # frames sent back to back: let other calls run
                         await asyncio.sleep(0)
@@ -314,7 +325,7 @@ class StreamSession:
                             scale if self.enc != "raw" else 1.0)     # raw frames carry no size: never shrunk
 
     def _watch_images(self, params: FaceParams, late: float) -> pb.StreamEvent | None:
-        """Before frame `params` is made, `late` seconds after its time on the stream's clock:
+        """Before frame `params` is made, `late` seconds after it could have been:
         a step down when the images cost more than the budget or the stream is behind, a step
         up when they have been cheap for RESTORE_S; the event that says so, or None."""
         held = (self.sent - self.level_since) / self.fps
@@ -323,7 +334,7 @@ class StreamSession:
             self.level += 1
             kind = pb.StreamEvent.KIND_IMAGES_DEGRADED
             detail = (f"images took {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms), "
-                      f"frames started {1000 * max(late, 0.0):.0f} ms late")
+                      f"frames waited {1000 * max(late, 0.0):.0f} ms")
         elif (not behind and self.level > 0 and held >= RESTORE_S and late < LATE_S / 5
               and self.image_cost < 0.5 * self.image_budget):
             self.level -= 1
@@ -341,12 +352,12 @@ class StreamSession:
                               jpeg_quality=options.quality if self.enc == "jpeg" else 0)
         return pb.StreamEvent(kind=kind, frame_index=int(round(params.t * self.fps)), detail=detail, images=level)
 
-    async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event) -> pb.Frame:
+    async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event, image: bool = True) -> pb.Frame:
         index = int(round(params.t * self.fps))
-        image = b""
+        wanted, image = image, b""
         if self.rig is not None:
             cost = 0.0
-            if index % IMAGE_LEVELS[self.level][2] == 0:
+            if wanted and index % IMAGE_LEVELS[self.level][2] == 0:
                 began = time.perf_counter()
                 image = await self._run(self._image, self.rig, params, self._image_options())
                 cost = time.perf_counter() - began
