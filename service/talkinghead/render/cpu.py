@@ -159,68 +159,59 @@ def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int
     src = grid_xy - fwd
     for _ in range(iterations):
         at = (src + 0.5) / c - 0.5
-        src = newton_step(src, _sample(fwd, at), _sample(jac, at), grid_xy, np)
+        d, j = _sample(fwd, at), _sample(jac, at)
+        step = newton_step(src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1],
+                           j[..., 0], j[..., 1], j[..., 2], j[..., 3], np)
+        src = src - np.stack(step, -1)
     return src.astype(np.float32)
 
 
-def _pairs(a: np.ndarray) -> np.ndarray:
-    """(..., 2) float32, contiguous -> shape = (n,) complex64, a view: a point per element, so
-    that gathering and scattering points is numpy's fast 1-D indexing."""
-    return a.reshape(-1, 2).view(np.complex64).reshape(-1)
-
-
-def _xy(z: np.ndarray) -> np.ndarray:
-    return z.view(np.float32).reshape(-1, 2)
-
-
 def invert_moving(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.ndarray,
-                  start: np.ndarray) -> np.ndarray:
-    """`invert_grid` where it has work: Newton only at the grid points `active` (flat indices),
-    from `start` (shape = (gh, gw, 2), x - D(x)), each point
-    dropping out once its step is below CONVERGED_PX, at most INVERT_ITERATIONS steps. Every
-    other point is its own source. Returns the source per grid point, shape = (gh, gw, 2), and
-    the points that had not settled (flat indices): a fold's, where Newton has no one answer."""
+                  start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`invert_grid` where it has work: Newton (`newton_step`'s arithmetic, on planar x and y
+    rows) only at the grid points `active` (flat indices), from `start` (shape = (gh, gw, 2),
+    x - D(x)), each point dropping out once its step is below CONVERGED_PX, at most
+    INVERT_ITERATIONS steps. Every other point is its own source. Returns the source per grid
+    point, shape = (gh, gw, 2), and the points that had not settled (flat indices): a fold's,
+    where Newton has no one answer."""
     c = float(cell)
-    src = grid_xy.copy()
-    if not len(active):
-        return src, active
-    flat = _pairs(src)
-    s = _pairs(np.ascontiguousarray(start))[active]
-    g = _pairs(grid_xy)[active]
-    # Four channels: OpenCV's 2-channel float remap snaps its coordinates to 1/32 of a cell (and
-    # Newton then cannot settle closer than that); its 1- and 4-channel ones interpolate exactly.
-    fwd4 = np.zeros(fwd.shape[:2] + (4,), np.float32)
-    fwd4[..., :2] = fwd
-    jac = _jacobian(fwd, cell)
-    k = active
-    for _ in range(INVERT_ITERATIONS):
-        sx = _xy(s)
-        at = (sx * (1 / c) + (0.5 / c - 0.5))[None]                  # (1, n, 2): a row of points
-        d = _sample(fwd4, at)[0, :, :2]
-        new = newton_step(sx, d, _sample(jac, at)[0], _xy(g), np)
-        step = np.abs(new - sx)
-        keep = np.flatnonzero((step[:, 0] > CONVERGED_PX) | (step[:, 1] > CONVERGED_PX))
-        s = _pairs(new)
-        flat[k] = s
-        k, s, g = k[keep], s[keep], g[keep]
-        if not len(k):
-            break
-    return src, k
+    gh, gw = grid_xy.shape[:2]
+    out_x, out_y = grid_xy[..., 0].ravel().copy(), grid_xy[..., 1].ravel().copy()
+    if len(active):
+        # Four channels: OpenCV's 2-channel float remap snaps its coordinates to 1/32 of a cell
+        # (and Newton then cannot settle closer than that); its 1- and 4-channel ones are exact.
+        fwd4 = np.zeros((gh, gw, 4), np.float32)
+        fwd4[..., :2] = fwd
+        jac = _jacobian(fwd, cell)
+        k = active
+        sx, sy = start[..., 0].ravel()[k], start[..., 1].ravel()[k]
+        gx, gy = out_x[k], out_y[k]
+        scale, shift = np.float32(1 / c), np.float32(0.5 / c - 0.5)
+        for _ in range(INVERT_ITERATIONS):
+            mx, my = (sx * scale + shift)[None], (sy * scale + shift)[None]     # (1, n): a row of points
+            d = np.ascontiguousarray(cv2.remap(fwd4, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0].T)
+            j = np.ascontiguousarray(cv2.remap(jac, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0].T)
+            stx, sty = newton_step(sx + d[0] - gx, sy + d[1] - gy, j[0], j[1], j[2], j[3], np)
+            sx, sy = sx - stx, sy - sty
+            out_x[k], out_y[k] = sx, sy
+            keep = np.flatnonzero((np.abs(stx) > CONVERGED_PX) | (np.abs(sty) > CONVERGED_PX))
+            k, sx, sy, gx, gy = k[keep], sx[keep], sy[keep], gx[keep], gy[keep]
+            if not len(k):
+                break
+        active = k
+    return np.stack([out_x, out_y], -1).reshape(gh, gw, 2), active
 
 
-def newton_step(src, d, j, grid_xy, xp):
-    """One step of `invert_grid`, for any array module `xp` (numpy, torch: it needs `where`
-    and `stack`). src, d (the forward displacement sampled at src), grid_xy: shape = (..., 2);
-    j (the Jacobian of the displacement sampled at src: dDx/dx, dDx/dy, dDy/dx, dDy/dy):
-    shape = (..., 4). Returns the next src, shape = (..., 2)."""
-    rx, ry = src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1]
-    a, b, cc, dd = 1 + j[..., 0], j[..., 1], j[..., 2], 1 + j[..., 3]
-    det = a * dd - b * cc
+def newton_step(rx, ry, jxx, jxy, jyx, jyy, xp):
+    """One Newton step of `invert_grid` for any array module `xp` (numpy, torch: it needs
+    `where`): the residual (rx, ry) = s + D(s) - x and the displacement's Jacobian at s
+    (dDx/dx, dDx/dy, dDy/dx, dDy/dy), arrays of one shape -> the step (sx, sy): the next s is
+    s - step. Where the map folds (det J <= DET_MIN) the step is the residual (fixed point)."""
+    a, dd = 1 + jxx, 1 + jyy
+    det = a * dd - jxy * jyx
     ok = det > DET_MIN
     safe = xp.where(ok, det, 1.0)
-    sx = xp.where(ok, (dd * rx - b * ry) / safe, rx)
-    sy = xp.where(ok, (a * ry - cc * rx) / safe, ry)
-    return src - xp.stack([sx, sy], -1)
+    return xp.where(ok, (dd * rx - jxy * ry) / safe, rx), xp.where(ok, (a * ry - jyx * rx) / safe, ry)
 
 
 _COORDS: dict[tuple[int, int], np.ndarray] = {}

@@ -180,5 +180,7 @@ class TorchRenderer:
             at = (src + 0.5) / c - 0.5
             d = _sample(fwd_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)    # the CPU's 4 channels
             j = _sample(jac_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)
-            src = newton_step(src, d, j, self.grid, torch)
+            step = newton_step(src[..., 0] + d[..., 0] - self.grid[..., 0], src[..., 1] + d[..., 1] - self.grid[..., 1],
+                               j[..., 0], j[..., 1], j[..., 2], j[..., 3], torch)
+            src = src - torch.stack(step, -1)
         return src
