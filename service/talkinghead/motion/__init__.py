@@ -8,17 +8,22 @@ A stream (`MotionStream`) runs the same engine on audio as it arrives.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import structlog
 
 from talkinghead.audio.features import HOP
+from talkinghead.errors import OptionsError
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.speech import Progress, SpeechAnalysis, analyze_speech
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
 from talkinghead.track import MotionTrack
 
 __all__ = ["LOOKAHEAD_S", "MotionOptions", "MotionStream", "SpeechAnalysis", "analyze_speech", "animate",
-           "motion_from_audio"]
+           "line_and_idle", "motion_from_audio"]
+
+IDLE_CHUNK_S = 10.0  # line_and_idle makes idle in parts this long: "idle forever" needs no unbounded memory
 
 log = structlog.get_logger(__name__)
 
@@ -40,3 +45,25 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
     log.info("motion.done", seconds=round(analysis.duration, 3), frames=track.n_frames, fps=options.fps,
              segments=len(analysis.segments), speech_seconds=round(float(analysis.features.speech.sum()) * HOP, 2))
     return track
+
+
+def line_and_idle(analysis: SpeechAnalysis, options: MotionOptions, idle_after: float = 0.0,
+                  loop: bool = False) -> Iterator[MotionTrack]:
+    """The parts to play for one line, all from one engine: the line, then `idle_after` seconds of
+    idle (math.inf: no end) in parts of at most IDLE_CHUNK_S; with loop=True the line again after
+    the idle, and so on without end. The engine's life carries on from part to part (no seams);
+    a repeated line has the same lips, its life goes on. Raises OptionsError for a negative or NaN
+    idle_after."""
+    if not idle_after >= 0:
+        raise OptionsError(f"idle time must be 0 or more seconds (or inf), got {idle_after!r}")
+    stream = MotionStream(options)
+    fps = options.fps
+    while True:
+        yield stream.play(analysis)
+        left = idle_after
+        while left > 0.5 / fps:
+            part = stream.idle_track(min(MotionTrack.frame_count(left, fps), round(IDLE_CHUNK_S * fps)))
+            yield part
+            left -= part.n_frames / fps
+        if not loop:
+            return

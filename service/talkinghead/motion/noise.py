@@ -34,6 +34,8 @@ class OU:
 
     def __call__(self, n: int) -> np.ndarray:
         """The next n values, shape = (n,)."""
+        if n == 0:   # lfilter would hand back a reset state for an empty input
+            return np.zeros(0)
         x, self._z[0] = lfilter(self._b, self._a, self._rng.standard_normal(n), zi=self._z[0])
         x, self._z[1] = lfilter(self._b, self._a, x, zi=self._z[1])
         return x * self._scale

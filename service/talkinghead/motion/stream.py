@@ -185,12 +185,23 @@ class MotionStream:
                                               np.zeros(n, bool)))
         return frames
 
+    def idle_track(self, n_frames: int) -> MotionTrack:
+        """idle(n_frames) as a MotionTrack (its frame 0 at stream frame `frames_emitted` before the
+        call); there must be no open utterance."""
+        if self._utterance is not None:
+            raise RuntimeError("flush() the open utterance before idle_track()")
+        n = int(n_frames)
+        f = self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n, np.zeros(n, bool))
+        return MotionTrack(fps=self.options.fps, duration=n / self.options.fps, blendshapes=f.blendshapes,
+                           head=f.head, gaze=f.gaze, visemes=f.visemes)
+
     def _speech(self, end: int, ending: bool) -> _Frames:
         """The utterance's frames [emitted, end): lips from its window, life from the stream."""
         utt, fps = self._utterance, self.options.fps
         start = utt.emitted
         if end <= start:
-            return self._emit(np.zeros((0, len(BLENDSHAPE_NAMES))), [], np.zeros(0, bool))
+            return _Frames(np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32), np.zeros((0, 6), np.float32),
+                           np.zeros((0, 4), np.float32), [])
         window = utt.window(start, end)
         lips, visemes, speaking, f0 = window.lips(start, end, self.options)
         for nucleus in window.nuclei:
