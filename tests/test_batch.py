@@ -35,6 +35,7 @@ RUN_TIMEOUT_S = 240
 needs_ray = pytest.mark.skipif(not have_ray(), reason="Ray is not installed: pip install 'talkinghead[ray]'")
 
 
+
 @pytest.fixture(scope="module")
 def voice(tmp_path_factory) -> Path:
     """Six short spoken lines (1.5-2.5 s, espeak-ng), line0.wav .. line5.wav."""
@@ -253,6 +254,7 @@ def test_mp4_lines_with_their_portraits(voice, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_alone_starts_ray_here_for_the_run(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     manifest = write_csv(folder / "lines.csv", "id,audio,text", [f'l{i},line{i}.wav,"{SENTENCES[i]}"' for i in range(2)])
@@ -265,6 +267,7 @@ def test_ray_alone_starts_ray_here_for_the_run(voice, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
     folder = lines_folder(voice, tmp_path, 4)
     (folder / "l2.txt").write_text(SENTENCES[2], encoding="utf-8")
@@ -293,6 +296,7 @@ def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_worker_killed_mid_batch_is_retried_and_the_batch_completes(voice, tmp_path, cluster):
     def busy_ray_worker(driver: psutil.Process, out: Path):
         for p in psutil.process_iter(["pid", "cmdline"]):
@@ -304,6 +308,7 @@ def test_ray_worker_killed_mid_batch_is_retried_and_the_batch_completes(voice, t
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_driver_killed_mid_batch_resumes_without_redoing_finished_lines(voice, tmp_path, cluster):
     folder = lines_folder(voice, tmp_path)
     manifest = write_csv(folder / "lines.csv", "id,audio,text",

@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from skimage import data
 
-from grpc_server import ServerThread
-from speech import festival_say, have_festival, espeak_say
 from talkinghead.arkit import BS
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, stream_config
@@ -25,13 +23,8 @@ LINE = "Bob bought a map of the big palm park."
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    wav = tmp_path_factory.mktemp("stream") / "line.wav"
-    if have_festival():
-        festival_say(LINE, "kal_diphone", wav)
-    else:
-        espeak_say(LINE, "en-us", wav)
-    return load_audio(wav)
+def speech(spoken):
+    return spoken(LINE)
 
 
 def pcm16(x: np.ndarray) -> bytes:
@@ -44,9 +37,8 @@ def chunks(x: np.ndarray, seconds: float):
 
 
 @pytest.fixture(scope="module")
-def server():
-    with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=10, max_concurrent=12))) as srv:
-        yield srv
+def server(serve):
+    return serve(limits=Limits(max_per_client=10, max_concurrent=12))
 
 
 def collect(responses):
@@ -228,7 +220,7 @@ def test_bad_streams_get_the_right_code(server, speech, kind, code, words):
         "flood": [cfg] + [audio_chunk(pcm16(np.zeros(2 * SAMPLE_RATE, np.float32)))] * 20,
     }
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        collect(c._stream(c.stream(plans[kind])))
+        collect(c.stream(plans[kind]))
     assert err.value.code == code and words in err.value.details, err.value
 
 
@@ -263,5 +255,5 @@ def test_stream_also_drives_a_live_link_target(server, speech):
 def test_live_link_to_other_hosts_needs_the_servers_permission(server):
     reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, livelink_target="192.0.2.7:11111")]
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        collect(c._stream(c.stream(reqs)))
+        collect(c.stream(reqs))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--livelink-allow" in err.value.details

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import structlog
 from tqdm import tqdm
 
@@ -215,6 +214,7 @@ def _cmd_generate(args, options) -> None:
 def _cmd_stream(args, options) -> None:
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
     from talkinghead.client import audio_chunk, control, stream_config
+    from talkinghead.v1 import talkinghead_pb2 as pb
 
     kind = _check_output(args)
     if not 10 <= args.chunk_ms <= 2000:
@@ -231,48 +231,34 @@ def _cmd_stream(args, options) -> None:
                             size=args.size, framing=args.framing)
         for p in pieces:
             sent.append(time.monotonic())
-            yield audio_chunk((np.clip(p, -1, 1) * 32767).astype("<i2").tobytes())
+            yield audio_chunk(p)
             if realtime:
                 time.sleep(len(p) / SAMPLE_RATE)
         yield control("flush")
 
     frames, header = [], None
     with _client(args) as c:
-        for msg in c._stream(c.stream(requests())):
+        for msg in c.stream(requests()):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header
             elif which == "frame" and not msg.frame.idle:
                 frames.append(msg.frame)
-            elif which == "event" and msg.event.kind == 2:      # the line is finished
+            elif which == "event" and msg.event.kind == pb.StreamEvent.KIND_LINE_FINISHED:
                 break
     _write(args, kind, header, frames, samples, SAMPLE_RATE)
 
 
-def _track(header, frames):
-    from talkinghead.server.convert import face_params
-    from talkinghead.track import MotionTrack
-
-    params = [face_params(f.params) for f in frames]
-    return MotionTrack(fps=header.fps, duration=len(params) / header.fps,
-                       blendshapes=np.array([p.blendshapes for p in params], np.float32).reshape(-1, 52),
-                       head=np.array([[p.head.yaw, p.head.pitch, p.head.roll, p.head.x, p.head.y, p.head.z]
-                                      for p in params], np.float32).reshape(-1, 6),
-                       gaze=np.array([[p.gaze_left.yaw, p.gaze_left.pitch, p.gaze_right.yaw, p.gaze_right.pitch]
-                                      for p in params], np.float32).reshape(-1, 4),
-                       visemes=[p.viseme for p in params])
-
-
 def _write(args, kind, header, frames, samples, rate) -> None:
+    from talkinghead.client import encoding_name, frames_track
     from talkinghead.exports import write_track
     from talkinghead.media import decode_frame, write_mp4
 
     if header is None or not frames:
         raise TalkingHeadError("the server sent no frames")
-    names = {1: "jpeg", 2: "png", 3: "raw", 0: "jpeg"}
-    enc = names[header.encoding]
+    enc = encoding_name(header.encoding)
     if kind == "params":
-        write_track(_track(header, frames), args.output)
+        write_track(frames_track(header, frames), args.output)
     elif kind == "mp4":
         images = (decode_frame(f.image, enc, header.width, header.height) for f in frames)
         write_mp4(args.output, images, header.fps, samples[: int(len(frames) / header.fps * rate)], rate)
@@ -281,5 +267,5 @@ def _write(args, kind, header, frames, samples, rate) -> None:
         for f in frames:
             if f.image:
                 (args.output / f"frame_{f.index:05d}.{'jpg' if enc == 'jpeg' else enc}").write_bytes(f.image)
-        write_track(_track(header, frames), args.output / "take.json")
+        write_track(frames_track(header, frames), args.output / "take.json")
     print(f"wrote {args.output}: {len(frames)} frames at {header.fps:g} fps")

@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import grpc
+import numpy as np
 
+from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import TalkingHeadError
 from talkinghead.motion.options import MotionOptions
+from talkinghead.track import GAZE_FIELDS, HEAD_FIELDS, MotionTrack
 from talkinghead.v1 import talkinghead_pb2 as pb
 from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
 
 ENCODINGS = {"jpeg": pb.IMAGE_ENCODING_JPEG, "png": pb.IMAGE_ENCODING_PNG, "raw": pb.IMAGE_ENCODING_RAW_RGB}
 FRAMINGS = {"face": pb.FRAMING_FACE, "full": pb.FRAMING_FULL}
+ACTIONS = {"flush": pb.Control.ACTION_FLUSH, "interrupt": pb.Control.ACTION_INTERRUPT, "idle": pb.Control.ACTION_IDLE}
 
 
 class ClientError(TalkingHeadError):
@@ -137,10 +141,49 @@ class TalkingHeadClient:
                 summary = msg.summary
         return header, frames, summary
 
-    def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None):
+    def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None) -> "Responses":
         """Bidirectional stream: `requests` yields StreamRequest (config first). Returns the
-        response iterator; call `.cancel()` on it to stop."""
-        return self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout)
+        responses (iterate them; a failed call raises ClientError); `.cancel()` stops the call."""
+        return Responses(self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout))
+
+
+class Responses:
+    """A call's response stream: iterating raises ClientError for a failed call; cancel() stops it."""
+
+    def __init__(self, call) -> None:
+        self._call = call
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from self._call
+        except grpc.RpcError as exc:
+            raise ClientError(exc.code(), exc.details()) from None
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+def encoding_name(value: int) -> str:
+    """A Header's image encoding (pb.ImageEncoding) as ENCODINGS names it; unspecified is JPEG."""
+    if value == pb.IMAGE_ENCODING_UNSPECIFIED:
+        return "jpeg"
+    for name, enc in ENCODINGS.items():
+        if enc == value:
+            return name
+    raise ClientError(grpc.StatusCode.UNIMPLEMENTED, f"the server sent image encoding {value}, which this client "
+                      "does not know: update the client")
+
+
+def frames_track(header: pb.Header, frames: list[pb.Frame]) -> MotionTrack:
+    """The parameters of received frames as a MotionTrack (for write_track and the exporters)."""
+    return MotionTrack(
+        fps=header.fps, duration=len(frames) / header.fps,
+        blendshapes=np.array([f.params.blendshapes for f in frames], np.float32).reshape(-1, len(BLENDSHAPE_NAMES)),
+        head=np.array([[getattr(f.params.head, k) for k in HEAD_FIELDS] for f in frames],
+                      np.float32).reshape(-1, len(HEAD_FIELDS)),
+        gaze=np.array([[f.params.gaze_left.yaw, f.params.gaze_left.pitch, f.params.gaze_right.yaw,
+                        f.params.gaze_right.pitch] for f in frames], np.float32).reshape(-1, len(GAZE_FIELDS)),
+        visemes=[f.params.viseme for f in frames])
 
 
 def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, motion: MotionOptions | None = None,
@@ -153,11 +196,13 @@ def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, mo
         livelink_target=livelink_target, livelink_subject=livelink_subject))
 
 
-def audio_chunk(pcm16: bytes) -> pb.StreamRequest:
+def audio_chunk(pcm16: bytes | np.ndarray) -> pb.StreamRequest:
+    """pcm16: little-endian 16-bit PCM bytes, or float samples in -1..1 (converted)."""
+    if isinstance(pcm16, np.ndarray):
+        pcm16 = (np.clip(pcm16, -1, 1) * 32767).astype("<i2").tobytes()
     return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16))
 
 
 def control(action: str, idle_frames: int = 0) -> pb.StreamRequest:
-    actions = {"flush": pb.Control.ACTION_FLUSH, "interrupt": pb.Control.ACTION_INTERRUPT,
-               "idle": pb.Control.ACTION_IDLE}
-    return pb.StreamRequest(control=pb.Control(action=actions[action], idle_frames=idle_frames))
+    """action: one of ACTIONS (flush, interrupt, idle)."""
+    return pb.StreamRequest(control=pb.Control(action=ACTIONS[action], idle_frames=idle_frames))

@@ -14,7 +14,9 @@ Three processes, each modelled on what real eyes do in conversation:
   short and are followed by a small corrective saccade; a nearby blink moves onto the shift
   (gaze-evoked blink).
 
-Angles follow `talkinghead.track`: yaw + = toward the subject's LEFT, pitch + = up, degrees.
+`Eyes` runs the three frame by frame (causal: a take and a stream run the same code; a take's
+future enters as `EyeLookahead`). Angles follow `talkinghead.track`: yaw + = toward the subject's
+LEFT, pitch + = up, degrees.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ DOUBLE_BLINK_GAP_S = (0.28, 0.40)  # peak-to-peak gap of a double blink
 BLINK_ASYMMETRY = 0.015           # one eye's closure is short of the other's by |N(0, this)|
 
 # Blink hazard relative to plain silence: speakers blink at pauses and at the ends of phrases and
-# hold blinks back mid-word. The gains are renormalised over the track, so they move blinks in time
-# without changing how many there are.
+# hold blinks back mid-word. A take renormalises the gains over itself (EyeLookahead), so they move
+# blinks in time without changing how many there are; a stream uses them as they are.
 BLINK_SPEECH_GAIN = 0.5
 BLINK_PAUSE_GAIN = 1.0
 BLINK_OFFSET_GAIN = 4.0           # just after speaking stops
@@ -141,7 +143,7 @@ class EyeLookahead:
         turns = tuple(int(start + k) for k in _turn_onsets(speaking, fps))
         scale = 1.0
         if len(speaking) and blink_rate > 0:
-            gain = _hazard_gain(speaking, fps)
+            gain = _hazard_gains(speaking, fps)
             mean_interval = 60.0 / blink_rate
             refractory = min(BLINK_REFRACTORY_S, 0.5 * mean_interval)
             cycle = (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * np.mean(DOUBLE_BLINK_GAP_S)
@@ -166,16 +168,22 @@ def eye_motion(n_frames: int, fps: float, speaking: np.ndarray, options: MotionO
     return EyeMotion(shapes.astype(np.float32), gaze.astype(np.float32), blink.astype(np.float32))
 
 
-def _hazard_gain(speaking: np.ndarray, fps: float) -> np.ndarray:
-    """The blink hazard's gain per frame, shape = (n,): as Eyes applies it frame by frame."""
-    n = len(speaking)
-    gain = np.where(speaking, BLINK_SPEECH_GAIN, BLINK_PAUSE_GAIN).astype(float)
-    idx = np.arange(n)
-    offsets = np.zeros(n, dtype=bool)
-    offsets[1:] = speaking[:-1] & ~speaking[1:]
-    last_offset = np.maximum.accumulate(np.where(offsets, idx, -(10 ** 9)))
-    gain[(idx - last_offset < BLINK_OFFSET_WINDOW_S * fps) & ~speaking] = BLINK_OFFSET_GAIN
-    return gain
+def _hazard_gain(speaking: bool, since_offset: int, fps: float) -> float:
+    """The blink hazard's gain at a frame: speaking, just after speech stopped (since_offset frames
+    ago), or in a pause."""
+    if speaking:
+        return BLINK_SPEECH_GAIN
+    return BLINK_OFFSET_GAIN if since_offset < BLINK_OFFSET_WINDOW_S * fps else BLINK_PAUSE_GAIN
+
+
+def _hazard_gains(speaking: np.ndarray, fps: float) -> np.ndarray:
+    """_hazard_gain for every frame of a take, shape = (n,)."""
+    gains, last_offset = np.empty(len(speaking)), -(10 ** 9)
+    for i, s in enumerate(speaking.tolist()):
+        if i and speaking[i - 1] and not s:
+            last_offset = i
+        gains[i] = _hazard_gain(s, i - last_offset, fps)
+    return gains
 
 
 def _hazard_after_refractory(hazard: np.ndarray, fps: float, refractory: float, cycle: float) -> float:
@@ -361,8 +369,7 @@ class Eyes:
                 wants = True
         elif turn and self._turns.uniform() < style.turn_prob:
             wants = True
-        hazard = (BLINK_SPEECH_GAIN if speaking else
-                  BLINK_OFFSET_GAIN if i - self._last_offset < BLINK_OFFSET_WINDOW_S * fps else BLINK_PAUSE_GAIN)
+        hazard = _hazard_gain(speaking, i - self._last_offset, fps)
         if ahead:
             hazard *= self._lookahead.hazard_scale
         if wants and t >= self._free_at:
