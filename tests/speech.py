@@ -39,7 +39,8 @@ def festival_say(text: str, voice: str, out: Path, pad: float = 0.0) -> list[Seg
     quoted = text.replace("\\", "").replace('"', "")
     script.write_text(
         f'(voice_{voice})\n(set! utt (Utterance Text "{quoted}"))\n(utt.synth utt)\n'
-        f'(utt.save.wave utt "{out}" \'riff)\n(utt.save.segs utt "{segs_path}")\n')
+        f'(utt.save.wave utt "{out}" \'riff)\n(utt.save.segs utt "{segs_path}")\n'
+        f'(utt.save.words utt "{out.with_suffix(".words")}")\n')
     subprocess.run(["festival", "--batch", str(script)], check=True, capture_output=True, timeout=120)
     segs: list[Seg] = []
     start = 0.0
@@ -49,6 +50,21 @@ def festival_say(text: str, voice: str, out: Path, pad: float = 0.0) -> list[Seg
         segs.append(Seg(phone, start, float(end)))
         start = float(end)
     return pad_silence(out, segs, pad) if pad else segs
+
+
+def festival_words(out: Path, segs: list[Seg], pad: float = 0.0) -> list[Seg]:
+    """The words festival_say spoke into `out` (with its `pad`, and the `segs` it returned), as
+    a TTS engine's word marks: each from the end of the one before (the first from the first
+    phone) to its end."""
+    body = out.with_suffix(".words").read_text().split("#", 1)[1]
+    ends = [(float(line.split()[0]), line.split()[2]) for line in body.strip().splitlines()]
+    speech = [s for s in segs if s.phone not in ("pau", "h#", "#")]
+    start = speech[0].start
+    words = []
+    for end, word in ends:
+        words.append(Seg(word, start, end + pad))
+        start = end + pad
+    return words
 
 
 def pad_silence(wav: Path, segs: list[Seg], pad: float) -> list[Seg]:

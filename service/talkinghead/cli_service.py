@@ -147,6 +147,8 @@ def _client_parser(sub, add_motion_args, motion_options) -> None:
     output(s)
     s.add_argument("--chunk-ms", type=float, default=100, help="audio per chunk, milliseconds (default 100)")
     s.add_argument("--no-realtime", action="store_true", help="send and receive as fast as possible")
+    s.add_argument("--marks", type=Path, help="the TTS engine's timings for the line: Amazon Polly speech marks "
+                   "(JSON Lines) or a JSON {\"marks\": [{kind, value, start, end}], \"viseme_set\": ...}")
     s.set_defaults(func=lambda a: _cmd_stream(a, motion_options(a)))
 
     a = csub.add_parser("avatar", help="upload a portrait once; prints its avatar id")
@@ -213,7 +215,8 @@ def _cmd_generate(args, options) -> None:
 
 def _cmd_stream(args, options) -> None:
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
-    from talkinghead.client import audio_chunk, control, stream_config
+    from talkinghead.client import audio_chunk, control, line_text, stream_config
+    from talkinghead.motion.line import Line, read_marks
     from talkinghead.v1 import talkinghead_pb2 as pb
 
     kind = _check_output(args)
@@ -224,14 +227,17 @@ def _cmd_stream(args, options) -> None:
     pieces = [samples[i:i + n] for i in range(0, len(samples), n)]
     realtime = not args.no_realtime
     sent: list[float] = []
+    text = args.text_file.read_text(encoding="utf-8") if args.text_file else (args.text or "")
+    fields = read_marks(args.marks) if args.marks else {}
+    line = line_text(Line(text=text, language=options.language, **fields)) if (text or fields) else None
 
     def requests():
         yield stream_config(sample_rate=SAMPLE_RATE, avatar=args.avatar, image=args.portrait, motion=options,
                             params_only=args.params_only or kind == "params", realtime=realtime,
                             size=args.size, framing=args.framing)
-        for p in pieces:
+        for k, p in enumerate(pieces):
             sent.append(time.monotonic())
-            yield audio_chunk(p)
+            yield audio_chunk(p, line if k == 0 else None)
             if realtime:
                 time.sleep(len(p) / SAMPLE_RATE)
         yield control("flush")
@@ -244,6 +250,8 @@ def _cmd_stream(args, options) -> None:
                 header = msg.header
             elif which == "frame" and not msg.frame.idle:
                 frames.append(msg.frame)
+            elif which == "event" and msg.event.kind == pb.StreamEvent.KIND_TEXT_DROPPED:
+                log.warning("stream.text_dropped", frame=msg.event.frame_index, reason=msg.event.detail)
             elif which == "event" and msg.event.kind == pb.StreamEvent.KIND_LINE_FINISHED:
                 break
     _write(args, kind, header, frames, samples, SAMPLE_RATE)

@@ -18,6 +18,7 @@ import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import TalkingHeadError
+from talkinghead.motion.line import Line
 from talkinghead.motion.options import MotionOptions
 from talkinghead.track import GAZE_FIELDS, HEAD_FIELDS, MotionTrack
 from talkinghead.v1 import talkinghead_pb2 as pb
@@ -49,7 +50,7 @@ def motion_message(options: MotionOptions | None) -> pb.MotionOptions:
     o = options or MotionOptions()
     return pb.MotionOptions(fps=o.fps, seed=o.seed, expressiveness=o.expressiveness, head_motion=o.head_motion,
                             blink_rate=o.blink_rate, emotion=o.emotion, emotion_intensity=o.emotion_intensity,
-                            gaze=o.gaze, lipsync=o.lipsync)
+                            gaze=o.gaze, lipsync=o.lipsync, language=o.language)
 
 
 def output_message(params_only: bool = False, encoding: str = "jpeg", quality: int = 90) -> pb.OutputOptions:
@@ -196,11 +197,28 @@ def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, mo
         livelink_target=livelink_target, livelink_subject=livelink_subject))
 
 
-def audio_chunk(pcm16: bytes | np.ndarray) -> pb.StreamRequest:
-    """pcm16: little-endian 16-bit PCM bytes, or float samples in -1..1 (converted)."""
+def audio_chunk(pcm16: bytes | np.ndarray, line: pb.LineText | None = None) -> pb.StreamRequest:
+    """An AudioChunk. pcm16: little-endian 16-bit PCM bytes, or float samples in -1..1 (converted);
+    `line` (from line_text) on a line's first chunk says what the line says."""
     if isinstance(pcm16, np.ndarray):
         pcm16 = (np.clip(pcm16, -1, 1) * 32767).astype("<i2").tobytes()
-    return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16))
+    return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16, line=line))
+
+
+_MARK_KINDS = {"word": pb.TimedMark.KIND_WORD, "phoneme": pb.TimedMark.KIND_PHONEME, "viseme": pb.TimedMark.KIND_VISEME}
+
+
+def line_text(line: Line) -> pb.LineText:
+    """A motion.line.Line (text, language, a TTS engine's marks) as the message."""
+    return pb.LineText(text=line.text, language=line.language, viseme_set=line.viseme_set,
+                       phoneme_set=line.phoneme_set,
+                       marks=[pb.TimedMark(kind=_MARK_KINDS[m.kind], value=m.value, start_seconds=m.start,
+                                           end_seconds=m.end or 0.0) for m in line.marks])
+
+
+def line_request(line: Line) -> pb.StreamRequest:
+    """The LineText message sent before a line's first chunk."""
+    return pb.StreamRequest(line=line_text(line))
 
 
 def control(action: str, idle_frames: int = 0) -> pb.StreamRequest:

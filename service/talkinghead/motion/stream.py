@@ -13,8 +13,9 @@ into nods, sweeps and brow raises, and the life (`life.Life`: eyes, head, brows,
 carries its state from frame to frame whatever the frames were asked for by.
 
 Live, the features are computed as the audio arrives (`features.frame_rms_db`, `pitch_at`, the VAD
-fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source, by default the
-project's phone model (`audio.phone_model`), whose posteriors arrive 10 ms frame by 10 ms frame;
+fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
+a TTS engine's marks, the line's text aligned live, or the project's phone model alone), which
+hears the phone model's posteriors 10 ms frame by 10 ms frame as the audio arrives;
 what a take computes over the whole recording (the speech level that loudness is relative to, the
 level percentile of the VAD's energy gate, the median pitch and the nuclei statistics) are running
 statistics over the stream: the same NPC voice speaks every utterance of a stream.
@@ -54,10 +55,10 @@ from talkinghead.audio.prosody import Nucleus, Prosody
 from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
+from talkinghead.motion.line import Line, ModelLips, lip_source
 from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, VisemeSegment, lip_motion
 from talkinghead.motion.noise import smoothstep
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.posteriors import visemes_from_posteriors
 from talkinghead.motion.speech import SpeechAnalysis
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 
@@ -106,10 +107,33 @@ class MotionStream:
         self._emitted = 0
         self._last_lips = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
         self._last_viseme = "sil"
+        self._next_line: Line | None = None
+        self._notices: list[tuple[str, int]] = []
 
     @property
     def frames_emitted(self) -> int:
         return self._emitted
+
+    def begin_line(self, line: Line | None = None, **fields) -> list[FaceParams]:
+        """What is known about the next line before its audio: its text, language and a TTS
+        engine's timings (a `motion.line.Line`, or its fields: begin_line(text="Hello", language="en")).
+        The line's lips then come from the engine's visemes/phonemes, else from its text aligned
+        live over the phone model, else from the model alone (motion.line). An open utterance is
+        flushed first: its remaining frames are returned. Raises OptionsError for a language
+        espeak-ng does not speak or marks it cannot read."""
+        if line is None:
+            fields.setdefault("language", self.options.language)
+            line = Line(**fields)
+        lip_source(line)          # check it now, while the caller can still hear about it
+        frames = self.flush()
+        self._next_line = line
+        return frames
+
+    def take_notices(self) -> list[tuple[str, int]]:
+        """(what happened, stream frame index) since the last call: a line's text was dropped
+        because it did not fit its audio (its lips then come from the audio alone)."""
+        out, self._notices = self._notices, []
+        return out
 
     def push(self, samples: np.ndarray) -> list[FaceParams]:
         """float32 mono samples at audio.decode.SAMPLE_RATE (16 kHz) appended to the utterance;
@@ -121,7 +145,9 @@ class MotionStream:
         if len(samples) == 0:
             return []
         if self._utterance is None:
-            self._utterance = _Utterance(self._emitted, self.options.fps, self._levels, self._prosody, ModelLips())
+            self._utterance = _Utterance(self._emitted, self.options.fps, self._levels, self._prosody,
+                                         lip_source(self._next_line))
+            self._next_line = None
         utt = self._utterance
         utt.acoustics.extend(samples)
         lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
@@ -137,6 +163,7 @@ class MotionStream:
         utt.acoustics.finish()
         frames = self._speech(MotionTrack.frame_count(utt.acoustics.n_samples / SAMPLE_RATE, self.options.fps),
                               ending=True)
+        self._take_notice(utt, utt.emitted)
         self._utterance = None
         return self._params(frames)
 
@@ -162,6 +189,7 @@ class MotionStream:
         """Barge-in: drop audio not yet turned into frames; return a few frames (INTERRUPT_CLOSE_S)
         that close the mouth quickly from where it was, then the stream is idle. Without an open
         utterance there is nothing to interrupt: returns []."""
+        self._next_line = None           # a line told but not started is called off too
         if self._utterance is None:
             return []
         self._utterance = None
@@ -214,7 +242,13 @@ class MotionStream:
         if not utt.rounding_leads:
             self._limit_rounding(lips)
         utt.sent(end)
+        self._take_notice(utt, start)
         return self._emit(lips, visemes, speaking, f0, window.median_f0)
+
+    def _take_notice(self, utt: "_Utterance | _Take", frame: int) -> None:
+        if utt.source.notice and not utt.noticed:
+            utt.noticed = True
+            self._notices.append((utt.source.notice, utt.start_frame + frame))
 
     def _limit_rounding(self, lips: np.ndarray) -> None:
         """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: a take's starts
@@ -265,22 +299,6 @@ def _checked_chunk(samples: np.ndarray) -> np.ndarray:
 
 # --- Lips ------------------------------------------------------------------------------------------
 
-class ModelLips:
-    """An utterance's lip source: the phone model's visemes (the lips of a line nobody said anything
-    about). A source hears the posteriors as they arrive (`hear`) and answers `segments(post, k0)`:
-    the viseme segments (seconds from the utterance's first sample) around the posterior rows
-    `post` of frames [k0, k0 + len(post))."""
-
-    notice = ""
-
-    def hear(self, post: np.ndarray, final: bool = False) -> None:
-        pass
-
-    def segments(self, post: np.ndarray, k0: int) -> list[VisemeSegment]:
-        return [VisemeSegment(s.viseme, s.start + k0 * HOP, s.end + k0 * HOP, s.weight)
-                for s in visemes_from_posteriors(post)]
-
-
 @dataclass
 class _Window:
     """Features of a stretch of an utterance (feat's times are seconds from t0), its viseme
@@ -311,6 +329,8 @@ class _Take:
     """A whole analysed take as an utterance: one window, its future known."""
 
     rounding_leads = True
+    source = ModelLips()      # unused: a take's visemes are in its analysis
+    noticed = False
 
     def __init__(self, analysis: SpeechAnalysis, start_frame: int, options: MotionOptions) -> None:
         self.start_frame, self.emitted, self._fps = start_frame, 0, options.fps
@@ -463,7 +483,8 @@ class _Utterance:
     def __init__(self, start_frame: int, fps: float, levels: _Levels, prosody: Prosody, source: ModelLips) -> None:
         self.start_frame = start_frame   # stream frame index of the utterance's frame 0
         self.fps = fps
-        self.source = source
+        self.source = source             # the utterance's lip source (motion.line): hears every posterior row
+        self.noticed = False
         self.acoustics = _Acoustics(levels, source)
         self.levels = levels
         self.prosody = prosody

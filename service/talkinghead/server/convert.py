@@ -9,6 +9,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import OptionsError
 from talkinghead.face.rig import FRAMINGS
 from talkinghead.media import FPS_CHOICES
+from talkinghead.motion.line import MAX_MARKS, Line, Mark
 from talkinghead.motion.options import MotionOptions
 from talkinghead.track import EyeGaze, FaceParams, HeadPose
 from talkinghead.v1 import talkinghead_pb2 as pb
@@ -23,10 +24,34 @@ def motion_options(msg: pb.MotionOptions, *, streaming: bool = False) -> MotionO
     OptionsError for out-of-range values, as the CLI does."""
     d = MotionOptions()
     kw = {"fps": msg.fps or d.fps, "seed": int(msg.seed), "emotion": msg.emotion or d.emotion,
-          "gaze": msg.gaze or d.gaze, "lipsync": "model" if streaming else (msg.lipsync or d.lipsync)}
+          "gaze": msg.gaze or d.gaze, "lipsync": "model" if streaming else (msg.lipsync or d.lipsync),
+          "language": msg.language or d.language}
     for name in ("expressiveness", "head_motion", "blink_rate", "emotion_intensity"):
         kw[name] = getattr(msg, name) if msg.HasField(name) else getattr(d, name)
     return MotionOptions(**kw)
+
+
+_MARK_KINDS = {pb.TimedMark.KIND_WORD: "word", pb.TimedMark.KIND_PHONEME: "phoneme", pb.TimedMark.KIND_VISEME: "viseme"}
+
+
+def line_text(msg: pb.LineText, language: str, limits) -> Line:
+    """pb.LineText -> motion.line.Line (language: the stream's when the message names none).
+    Raises OptionsError for oversized or unreadable fields."""
+    if len(msg.text) > limits.max_transcript_chars:
+        raise OptionsError(f"the line's text is {len(msg.text)} characters long, over the limit of "
+                           f"{limits.max_transcript_chars}: send one line at a time")
+    if len(msg.marks) > MAX_MARKS:
+        raise OptionsError(f"a line has {len(msg.marks)} timing marks, over the limit of {MAX_MARKS}: send one line at a time")
+    check_text(msg, limits.max_text_chars, skip=("text", "marks"))
+    marks = []
+    for m in msg.marks:
+        if m.kind not in _MARK_KINDS:
+            raise OptionsError("TimedMark.kind must be WORD, PHONEME or VISEME")
+        if len(m.value) > limits.max_text_chars:
+            raise OptionsError(f"a timing mark's value is {len(m.value)} characters long: send one word, phoneme or viseme")
+        marks.append(Mark(_MARK_KINDS[m.kind], m.value, m.start_seconds, m.end_seconds or None))
+    return Line(text=msg.text, language=msg.language or language, marks=tuple(marks),
+                viseme_set=msg.viseme_set or "oculus", phoneme_set=msg.phoneme_set or "ipa")
 
 
 def check_video_fps(fps: float) -> None:

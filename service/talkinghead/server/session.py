@@ -144,6 +144,8 @@ class StreamSession:
                 await self._throttle()
                 await self._wait_for_room()
                 which = msg.WhichOneof("payload")
+                if which == "line" or (which == "audio" and msg.audio.HasField("line")):
+                    await self._begin_line(msg.line if which == "line" else msg.audio.line)
                 if which == "audio":
                     samples = pcm16_samples(bytes(msg.audio.pcm16), self.rate, STREAM_RATES)
                     seconds = len(samples) / self.rate
@@ -162,6 +164,7 @@ class StreamSession:
                     self.audio_seconds += seconds
                     self.last_audio = time.monotonic()
                     self._queue_frames(await run(self._call, self.motion.push, samples), False)
+                    self._notices()
                 elif which == "control":
                     await self._control(msg.control)
                 elif which == "config":
@@ -194,9 +197,26 @@ class StreamSession:
         else:
             raise OptionsError("Control.action must be FLUSH, INTERRUPT or IDLE")
 
+    async def _begin_line(self, msg: pb.LineText) -> None:
+        """What the next line says. A line still playing ends here (as FLUSH would)."""
+        line = convert.line_text(msg, self.motion.options.language, self.limits)
+        frames = await self._run(self._call, self.motion.begin_line, line)
+        if self.line_active:
+            self._queue_frames(frames, False)
+            self.line_active = False
+            self._notices()
+            self._event(pb.StreamEvent.KIND_LINE_FINISHED, max(self.motion.frames_emitted - 1, 0))
+
+    def _notices(self) -> None:
+        for detail, index in self.motion.take_notices():
+            self.pending.append(pb.StreamEvent(kind=pb.StreamEvent.KIND_TEXT_DROPPED, frame_index=index,
+                                               detail=detail[: self.limits.max_text_chars]))
+            self.wake.set()
+
     async def _finish_line(self, how, kind: int) -> None:
         frames = await self._run(self._call, how)
         self._queue_frames(frames, False)
+        self._notices()
         self.line_active = False
         self._event(kind, max(self.motion.frames_emitted - 1, 0))
 
