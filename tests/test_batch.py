@@ -102,6 +102,7 @@ def wait_for(condition, what: str, timeout: float = RUN_TIMEOUT_S, proc: subproc
 # ------------------------------------------------------------------------------- the manifest
 
 
+@pytest.mark.slow
 def test_unknown_column_stops_before_any_work(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 1)
     manifest = write_csv(folder / "lines.csv", "id,audio,emotoin", ["a,line0.wav,happy"])
@@ -154,6 +155,7 @@ def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
     assert "an MP4 needs a portrait" in mp4.problems[0].error
 
 
+@pytest.mark.slow
 def test_check_lists_bad_rows_and_runs_nothing(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 1)
     manifest = write_csv(folder / "lines.csv", "id,audio,gaze", ["a,line0.wav,camera", "b,line0.wav,sideways"])
@@ -166,6 +168,7 @@ def test_check_lists_bad_rows_and_runs_nothing(voice, tmp_path):
 # ------------------------------------------------------------------------- the local worker pool
 
 
+@pytest.mark.slow
 def test_local_pool_reports_bad_rows_missing_audio_and_corrupt_files_and_runs_the_rest(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
@@ -219,6 +222,7 @@ def kill_a_worker_mid_batch(voice: Path, tmp_path: Path, find_worker, *args: str
     assert not [r for k, r in records.items() if k not in finished_before and r["worker"].endswith(killed)]
 
 
+@pytest.mark.slow
 def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
     def local_worker(driver: psutil.Process, out: Path):
         if not any(r["status"] == "ok" for r in report(out).values()):
@@ -229,6 +233,7 @@ def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
     kill_a_worker_mid_batch(voice, tmp_path, local_worker, "--workers", "2")
 
 
+@pytest.mark.slow
 def test_mp4_lines_with_their_portraits(voice, tmp_path):
     skimage = pytest.importorskip("skimage.data")
     import imageio.v3 as iio

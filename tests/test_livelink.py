@@ -221,6 +221,7 @@ def test_stream_carries_the_same_numbers_as_the_csv_take(tmp_path, receiver):
 # ------------------------------------------------------------------------------ pacing
 
 
+@pytest.mark.slow
 def test_paced_speech_take_at_60_fps_arrives_in_real_time(receiver, line_track60):
     track = line_track60
     n = track.n_frames
@@ -419,6 +420,7 @@ def test_cli_bad_input_exits_2_before_any_analysis(extra, message, capsys, cli_l
 # ------------------------------------------------------------------------------ end to end
 
 
+@pytest.mark.slow
 def test_cli_streams_the_line_then_idle_paced(line_wav, line_track60, receiver):
     proc = subprocess.run(
         [sys.executable, "-m", "talkinghead", "livelink", "--audio", str(line_wav), "--text", LINE, "--fps", "60",

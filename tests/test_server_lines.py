@@ -118,7 +118,7 @@ def test_a_line_text_during_a_line_ends_it(server, spoken):
 def test_bad_lines_get_invalid_argument_with_a_sentence(server, msg, words):
     cfg = stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False)
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        for _ in c._stream(c.stream([cfg, pb.StreamRequest(line=msg)])):
+        for _ in c.checked(c.stream([cfg, pb.StreamRequest(line=msg)])):
             pass
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details, err.value
 

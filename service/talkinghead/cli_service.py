@@ -244,7 +244,7 @@ def _cmd_stream(args, options) -> None:
 
     frames, header = [], None
     with _client(args) as c:
-        for msg in c.stream(requests()):
+        for msg in c.checked(c.stream(requests())):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header

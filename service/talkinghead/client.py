@@ -99,7 +99,8 @@ class TalkingHeadClient:
         except grpc.RpcError as exc:
             raise ClientError(exc.code(), exc.details()) from None
 
-    def _stream(self, responses) -> Iterator:
+    def checked(self, responses) -> Iterator:
+        """A call's responses, a failed call raising ClientError instead of grpc.RpcError."""
         try:
             yield from responses
         except grpc.RpcError as exc:
@@ -128,7 +129,7 @@ class TalkingHeadClient:
                                      audio=pb.Audio(file=_bytes(audio)), transcript=transcript,
                                      motion=motion_message(motion), output=output_message(params_only, encoding, quality))
         call = self.stub.Generate(request, metadata=self.metadata, timeout=timeout or self.timeout)
-        return self._stream(call)
+        return self.checked(call)
 
     def generate_all(self, audio, **kw) -> tuple[pb.Header, list[pb.Frame], pb.Summary]:
         header, frames, summary = None, [], None
@@ -142,26 +143,11 @@ class TalkingHeadClient:
                 summary = msg.summary
         return header, frames, summary
 
-    def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None) -> "Responses":
+    def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None):
         """Bidirectional stream: `requests` yields StreamRequest (config first). Returns the
-        responses (iterate them; a failed call raises ClientError); `.cancel()` stops the call."""
-        return Responses(self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout))
-
-
-class Responses:
-    """A call's response stream: iterating raises ClientError for a failed call; cancel() stops it."""
-
-    def __init__(self, call) -> None:
-        self._call = call
-
-    def __iter__(self) -> Iterator:
-        try:
-            yield from self._call
-        except grpc.RpcError as exc:
-            raise ClientError(exc.code(), exc.details()) from None
-
-    def cancel(self) -> None:
-        self._call.cancel()
+        response iterator (grpc's: a failed call raises grpc.RpcError; wrap it in `checked` for
+        ClientError); call `.cancel()` on it to stop."""
+        return self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout)
 
 
 def encoding_name(value: int) -> str:

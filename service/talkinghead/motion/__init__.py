@@ -31,7 +31,10 @@ log = structlog.get_logger(__name__)
 def animate(analysis: SpeechAnalysis, options: MotionOptions = MotionOptions()) -> MotionTrack:
     """The motion of an analysed take at options.fps, frames covering its audio. Cheap next to
     analyze_speech: animate one analysis with as many seeds, emotions and rates as wanted."""
-    return MotionStream(options).play(analysis)
+    track = MotionStream(options).play(analysis)
+    log.info("motion.done", seconds=round(analysis.duration, 3), frames=track.n_frames, fps=options.fps,
+             segments=len(analysis.segments), speech_seconds=round(float(analysis.features.speech.sum()) * HOP, 2))
+    return track
 
 
 def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = MotionOptions(),
@@ -42,8 +45,6 @@ def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = M
     report("motion", 0.7)
     track = animate(analysis, options)
     report("done", 1.0)
-    log.info("motion.done", seconds=round(analysis.duration, 3), frames=track.n_frames, fps=options.fps,
-             segments=len(analysis.segments), speech_seconds=round(float(analysis.features.speech.sum()) * HOP, 2))
     return track
 
 

@@ -176,7 +176,6 @@ class MotionStream:
         take = _Take(analysis, self._emitted, self.options)
         self._life.look_ahead(EyeLookahead.of(take.speaking, self.options.fps, self.options.blink_rate,
                                               start=self._emitted))
-        self._prosody.start_utterance()
         self._utterance = take
         try:
             f = self._speech(take.n_frames, ending=True)
