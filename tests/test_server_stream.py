@@ -12,11 +12,10 @@ import pytest
 from skimage import data
 
 from talkinghead.arkit import BS
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, stream_config
 from talkinghead.media import decode_frame
 from talkinghead.motion.options import MotionOptions
-from talkinghead.server import ServerConfig
 from talkinghead.server.limits import Limits
 
 LINE = "Bob bought a map of the big palm park."
