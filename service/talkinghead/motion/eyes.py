@@ -123,7 +123,6 @@ class EyeMotion:
     blink: np.ndarray
 
 
-
 @dataclass(frozen=True)
 class EyeLookahead:
     """What a whole take tells the eyes before its frames are made (a stream does not know it):
@@ -144,9 +143,7 @@ class EyeLookahead:
         scale = 1.0
         if len(speaking) and blink_rate > 0:
             gain = _hazard_gains(speaking, fps)
-            mean_interval = 60.0 / blink_rate
-            refractory = min(BLINK_REFRACTORY_S, 0.5 * mean_interval)
-            cycle = (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * np.mean(DOUBLE_BLINK_GAP_S)
+            refractory, cycle = _blink_cycle(blink_rate)
             mean = float(gain.mean())
             scale = 1.0 / (mean * _hazard_after_refractory(gain / mean, fps, refractory, cycle))
         return cls(start, start + len(speaking), turns, scale)
@@ -166,6 +163,14 @@ def eye_motion(n_frames: int, fps: float, speaking: np.ndarray, options: MotionO
     eyes.look_ahead(EyeLookahead.of(speaking, fps, options.blink_rate))
     shapes, gaze, blink = eyes.frames(0, speaking)
     return EyeMotion(shapes.astype(np.float32), gaze.astype(np.float32), blink.astype(np.float32))
+
+
+def _blink_cycle(blink_rate: float) -> tuple[float, float]:
+    """(refractory period, mean cycle) in s for blink_rate per minute: a cycle (refractory + wait +
+    a double blink's gap if any) holds 1 + DOUBLE_BLINK_P blinks on average."""
+    mean_interval = 60.0 / blink_rate
+    refractory = min(BLINK_REFRACTORY_S, 0.5 * mean_interval)
+    return refractory, (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * float(np.mean(DOUBLE_BLINK_GAP_S))
 
 
 def _hazard_gain(speaking: bool, since_offset: int, fps: float) -> float:
@@ -280,10 +285,7 @@ class Eyes:
         rng = self._rng
         self._blinking = options.blink_rate > 0
         if self._blinking:   # the mean wait chosen so that the rate comes out at blink_rate
-            mean_interval = 60.0 / options.blink_rate
-            self._refractory = min(BLINK_REFRACTORY_S, 0.5 * mean_interval)
-            # One cycle (refractory + wait + a double blink's gap if any) holds 1 + DOUBLE_BLINK_P blinks
-            cycle = (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * np.mean(DOUBLE_BLINK_GAP_S)
+            self._refractory, cycle = _blink_cycle(options.blink_rate)
             self._wait_scale = max(cycle - self._refractory, 0.05) / BLINK_INTERVAL_SHAPE
             # start mid-cycle (a random phase), not as if a blink had just happened
             self._wait = rng.uniform() * (self._refractory + rng.gamma(BLINK_INTERVAL_SHAPE, self._wait_scale))

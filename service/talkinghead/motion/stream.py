@@ -90,6 +90,11 @@ class _Frames:
     gaze: np.ndarray
     visemes: list[str]
 
+    def track(self, fps: float, duration: float | None = None) -> MotionTrack:
+        n = len(self.visemes)
+        return MotionTrack(fps=fps, duration=n / fps if duration is None else duration,
+                           blendshapes=self.blendshapes, head=self.head, gaze=self.gaze, visemes=self.visemes)
+
 
 class MotionStream:
     """Incremental speech -> facial motion. Not thread-safe; one per stream.
@@ -181,8 +186,7 @@ class MotionStream:
             f = self._speech(take.n_frames, ending=True)
         finally:
             self._utterance = None
-        return MotionTrack(fps=self.options.fps, duration=analysis.duration, blendshapes=f.blendshapes,
-                           head=f.head, gaze=f.gaze, visemes=f.visemes)
+        return f.track(self.options.fps, analysis.duration)
 
     def interrupt(self) -> list[FaceParams]:
         """Barge-in: drop audio not yet turned into frames; return a few frames (INTERRUPT_CLOSE_S)
@@ -206,21 +210,16 @@ class MotionStream:
         if int(n_frames) != n_frames or n_frames < 0:
             raise ValueError(f"n_frames must be a whole number >= 0, got {n_frames!r}")
         frames = self.flush()
-        n = int(n_frames)
-        if n:
-            frames += self._params(self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n,
-                                              np.zeros(n, bool)))
-        return frames
+        return frames + self._params(self._idle(int(n_frames)))
 
     def idle_track(self, n_frames: int) -> MotionTrack:
-        """idle(n_frames) as a MotionTrack (its frame 0 at stream frame `frames_emitted` before the
-        call); there must be no open utterance."""
-        if self._utterance is not None:
-            raise RuntimeError("flush() the open utterance before idle_track()")
-        n = int(n_frames)
-        f = self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n, np.zeros(n, bool))
-        return MotionTrack(fps=self.options.fps, duration=n / self.options.fps, blendshapes=f.blendshapes,
-                           head=f.head, gaze=f.gaze, visemes=f.visemes)
+        """idle(n_frames) as a MotionTrack, its frame 0 at stream frame `frames_emitted` after any
+        open utterance is flushed (that utterance's frames are not returned)."""
+        self.flush()
+        return self._idle(int(n_frames)).track(self.options.fps)
+
+    def _idle(self, n: int) -> _Frames:
+        return self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n, np.zeros(n, bool))
 
     def _speech(self, end: int, ending: bool) -> _Frames:
         """The utterance's frames [emitted, end): lips from its window, life from the stream."""
