@@ -113,6 +113,27 @@ def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     assert messages(job)[-1].kind == "cancelled"
 
 
+def test_live_job_sends_the_transcript_and_warns_when_it_does_not_match(addon, server, wav):
+    """The transcript rides on the first chunk (LineText, in the motion's language); a wrong one
+    (another language's line) comes back as a warning sentence, the lips from the audio alone."""
+    _, client = addon
+    settings = client.ServerSettings(server.target, token=TOKEN)
+    job = client.LiveJob(settings, str(wav), client.MotionSettings(fps=30, language="it"),
+                         transcript="Il gatto dorme sul divano mentre la pioggia cade lenta sulla citta.").start()
+    warnings, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 20 and not warnings:
+        try:
+            m = job.queue.get(timeout=0.5)
+        except Exception:   # noqa: BLE001 - queue.Empty: keep waiting
+            continue
+        assert m.kind != "error", m.data
+        if m.kind == "warning":
+            warnings.append(m.data)
+    job.cancel()
+    assert job.join(2.0)
+    assert warnings and "does not match" in warnings[0], warnings
+
+
 @pytest.mark.parametrize("case, words", [("down", "cannot reach"), ("token", "refused the token"),
                                          ("audio", "INVALID_ARGUMENT")])
 def test_job_errors_are_sentences(addon, server, wav, case, words):
