@@ -113,6 +113,7 @@ def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     assert messages(job)[-1].kind == "cancelled"
 
 
+@pytest.mark.slow
 def test_live_job_sends_the_transcript_and_warns_when_it_does_not_match(addon, server, wav):
     """The transcript rides on the first chunk (LineText, in the motion's language); a wrong one
     (another language's line) comes back as a warning sentence, the lips from the audio alone."""
