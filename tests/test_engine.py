@@ -121,3 +121,18 @@ def test_reanimating_recognises_nothing_again(hello_analysis, monkeypatch):
     happy = animate(hello_analysis, MotionOptions(seed=2, emotion="happy", emotion_intensity=1.0))
     assert happy.channel("mouthSmileLeft").mean() > calm.channel("mouthSmileLeft").mean() + 0.2
     np.testing.assert_array_equal(calm.channel("jawOpen"), animate(hello_analysis, MotionOptions(seed=9)).channel("jawOpen"))
+
+
+def test_the_server_animates_a_clip_again_without_analysing_it_again(serve):
+    """A Generate of a clip the server has analysed (another seed, as an artist re-baking a take
+    asks) reuses the analysis: the same lips, another life, no worker run."""
+    from talkinghead.client import TalkingHeadClient, frames_track
+
+    srv = serve()
+    clip = HELLO.read_bytes()
+    with TalkingHeadClient(srv.target, timeout=120) as c:
+        tracks = [frames_track(*c.generate_all(clip, motion=MotionOptions(seed=s), params_only=True)[:2])
+                  for s in (1, 2)]
+    assert srv.running.servicer.analyses.hits == 1
+    np.testing.assert_array_equal(tracks[0].channel("jawOpen"), tracks[1].channel("jawOpen"))
+    assert not np.array_equal(tracks[0].head, tracks[1].head)
