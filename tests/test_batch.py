@@ -37,7 +37,7 @@ needs_ray = pytest.mark.skipif(not have_ray(), reason="Ray is not installed: pip
 
 
 @pytest.fixture(scope="module")
-def voice(tmp_path_factory) -> Path:
+def voice(tmp_path_factory, espeak) -> Path:
     """Six short spoken lines (1.5-2.5 s, espeak-ng), line0.wav .. line5.wav."""
     folder = tmp_path_factory.mktemp("batch_audio")
     for i, text in enumerate(SENTENCES):

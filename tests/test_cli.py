@@ -17,7 +17,7 @@ LINE = "Maybe we should move the boat before the storm."
 
 
 @pytest.fixture(scope="module")
-def line_wav(tmp_path_factory):
+def line_wav(tmp_path_factory, espeak):
     wav = tmp_path_factory.mktemp("cli") / "line.wav"
     espeak_say(LINE, "en-us", wav)
     return wav

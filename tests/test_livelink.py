@@ -131,7 +131,7 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def line_wav(tmp_path_factory) -> Path:
+def line_wav(tmp_path_factory, espeak) -> Path:
     wav = tmp_path_factory.mktemp("livelink") / "line.wav"
     espeak_say(LINE, "en-us", wav)
     return wav

@@ -28,7 +28,7 @@ LINE = "Maybe we should move the boat before the storm."
 
 
 @pytest.fixture(scope="module")
-def wav(tmp_path_factory):
+def wav(tmp_path_factory, espeak):
     path = tmp_path_factory.mktemp("srv") / "line.wav"
     espeak_say(LINE, "en-us", path)
     return path
