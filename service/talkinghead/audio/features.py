@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
-
 from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
