@@ -116,6 +116,8 @@ def test_unknown_column_stops_before_any_work(voice, tmp_path):
 def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     (folder / "t.txt").write_text(SENTENCES[1], encoding="utf-8")
+    (folder / "good.marks").write_text('{"time": 120, "type": "viseme", "value": "p"}\n{"time": 200, "type": "viseme", "value": "a"}')
+    (folder / "bad.marks").write_text('{"time": 120, "type": "viseme", "value": "QQ"}')
     manifest = folder / "lines.jsonl"
     manifest.write_text("\n".join([
         json.dumps({"id": "a", "audio": "line0.wav", "text": SENTENCES[0], "head-motion": 0.5, "seed": "7"}),
@@ -128,14 +130,18 @@ def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
         json.dumps({"id": "d", "audio": "line1.wav", "seed": 1.5}),
         json.dumps({"id": "e", "audio": "nowhere.wav"}),
         json.dumps({"id": "f", "audio": "line1.wav", "text": "x", "text_file": "t.txt"}),
+        json.dumps({"id": "g", "audio": "line1.wav", "marks": "good.marks"}),
+        json.dumps({"id": "h", "audio": "line1.wav", "marks": "bad.marks"}),
     ]) + "\n")
     m = read_manifest(manifest)
-    assert [line.id for line in m.lines] == ["a", "b"]
-    a, b = m.lines
+    assert [line.id for line in m.lines] == ["a", "b", "g"]
+    a, b, g = m.lines
+    assert g.marks.viseme_set == "polly" and [mk.value for mk in g.marks.marks] == ["p", "a"]
     assert a.row == 1 and a.motion.head_motion == 0.5 and a.motion.seed == 7 and a.audio == folder / "line0.wav"
     assert b.text == SENTENCES[1] and b.motion.language == "fr-CA" and b.motion.lipsync == "auto"
     problems = {p.row: p.error for p in m.problems}
-    assert sorted(problems) == [4, 5, 6, 7, 8, 9, 10]
+    assert sorted(problems) == [4, 5, 6, 7, 8, 9, 10, 12]
+    assert "'QQ' is not one of the polly visemes" in problems[12]
     assert "row 4: it is not valid JSON" in problems[4]
     assert "expressiveness must be between 0 and 2, got 3" in problems[5]
     assert "id 'a' is already used on row 1" in problems[6]
@@ -276,11 +282,13 @@ def test_ray_alone_starts_ray_here_for_the_run(voice, tmp_path):
 def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
     folder = lines_folder(voice, tmp_path, 4)
     (folder / "l2.txt").write_text(SENTENCES[2], encoding="utf-8")
+    (folder / "b.marks").write_text(json.dumps({"marks": [{"kind": "viseme", "value": "PP", "start": 0.3, "end": 0.4},
+                                                          {"kind": "viseme", "value": "aa", "start": 0.4}]}))
     rows = [
         ({"id": "a", "audio": "line0.wav", "text": SENTENCES[0], "emotion": "happy", "seed": 3},
          ["--text", SENTENCES[0], "--emotion", "happy", "--seed", "3"]),
-        ({"id": "b", "audio": "line1.wav", "head_motion": 0.5, "fps": 25},
-         ["--head-motion", "0.5", "--fps", "25"]),
+        ({"id": "b", "audio": "line1.wav", "head_motion": 0.5, "fps": 25, "marks": "b.marks"},
+         ["--head-motion", "0.5", "--fps", "25", "--marks", str(folder / "b.marks")]),
         ({"id": "c", "audio": "line2.wav", "text_file": "l2.txt", "gaze": "wander", "blink-rate": 30,
           "language": "en-GB"},
          ["--text-file", str(folder / "l2.txt"), "--gaze", "wander", "--blink-rate", "30", "--language", "en-GB"]),

@@ -32,6 +32,10 @@ def _add_motion_args(p: argparse.ArgumentParser, fps_help: str | None = None) ->
     p.add_argument("--lipsync", choices=LIPSYNC_MODES, default=d.lipsync,
                    help="auto: the transcript aligned (English) where given, else the phone model; phones: "
                         "pocketsphinx recognition; model: the phone model (any language); acoustic: formant rules")
+    p.add_argument("--marks", type=Path,
+                   help="the TTS engine's own timings for the speech: Amazon Polly speech marks (JSON Lines), or "
+                        "JSON {\"marks\": [{kind, value, start, end}], \"viseme_set\": oculus|polly|azure, "
+                        "\"phoneme_set\": ipa|arpabet|sampa}; its visemes (or phonemes) are the lips as they are")
     p.add_argument("--language", default=d.language,
                    help="language of the speech and --text, an ISO code espeak-ng knows (en, it, fi, de, ...): "
                         "English text is aligned by pocketsphinx, other languages on the phone model; auto: "
@@ -187,6 +191,15 @@ def _transcript(args: argparse.Namespace) -> str | None:
     return args.text
 
 
+def _marks(args: argparse.Namespace, transcript: str | None, options: MotionOptions):
+    """--marks as a motion.line.Line (with the transcript and language), or None."""
+    if not getattr(args, "marks", None):
+        return None
+    from talkinghead.motion.line import Line, read_marks
+
+    return Line(text=transcript or "", language=options.language, **read_marks(args.marks))
+
+
 def _analysis(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: float):
     """Decode and analyse the audio, moving `bar` from 0 to `share` percent: (samples, rate, SpeechAnalysis)."""
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
@@ -199,7 +212,8 @@ def _analysis(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share
         bar.set_description(stage)
         bar.update(round(share * (0.1 + 0.9 * frac)) - bar.n)
 
-    analysis = analyze_speech(samples, SAMPLE_RATE, transcript, options.lipsync, options.language, progress)
+    analysis = analyze_speech(samples, SAMPLE_RATE, transcript, options.lipsync, options.language, progress,
+                              _marks(args, transcript, options))
     progress("motion", 1.0)
     return samples, SAMPLE_RATE, analysis
 

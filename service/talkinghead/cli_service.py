@@ -147,8 +147,6 @@ def _client_parser(sub, add_motion_args, motion_options) -> None:
     output(s)
     s.add_argument("--chunk-ms", type=float, default=100, help="audio per chunk, milliseconds (default 100)")
     s.add_argument("--no-realtime", action="store_true", help="send and receive as fast as possible")
-    s.add_argument("--marks", type=Path, help="the TTS engine's timings for the line: Amazon Polly speech marks "
-                   "(JSON Lines) or a JSON {\"marks\": [{kind, value, start, end}], \"viseme_set\": ...}")
     s.set_defaults(func=lambda a: _cmd_stream(a, motion_options(a)))
 
     a = csub.add_parser("avatar", help="upload a portrait once; prints its avatar id")
@@ -194,11 +192,15 @@ def _cmd_generate(args, options) -> None:
     if audio_bytes is None:
         raise TalkingHeadError(f"cannot read {args.audio}: no such file")
     transcript = args.text_file.read_text(encoding="utf-8") if args.text_file else (args.text or "")
+    marks = None
+    if args.marks:
+        from talkinghead.motion.line import Line, read_marks
+        marks = Line(language=options.language, **read_marks(args.marks))
     frames, header = [], None
     with _client(args) as c, tqdm(total=100, desc="server", unit="%", disable=None, file=sys.stderr) as bar:
         for msg in c.generate(audio_bytes, avatar=args.avatar, image=args.portrait, transcript=transcript,
                               motion=options, params_only=args.params_only or kind == "params",
-                              size=args.size, framing=args.framing):
+                              size=args.size, framing=args.framing, marks=marks):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header

@@ -123,11 +123,13 @@ class TalkingHeadClient:
     def generate(self, audio, *, avatar: str | None = None, image=None, transcript: str = "",
                  motion: MotionOptions | None = None, params_only: bool = False, encoding: str = "jpeg",
                  quality: int = 90, size: int = 512, framing: str = "face",
-                 timeout: float | None = None) -> Iterator[pb.GenerateResponse]:
-        """The response stream: header, progress..., frame..., summary. `audio`: a file's bytes or path."""
+                 timeout: float | None = None, marks: Line | None = None) -> Iterator[pb.GenerateResponse]:
+        """The response stream: header, progress..., frame..., summary. `audio`: a file's bytes or path;
+        marks: a TTS engine's timings for the clip (its marks and viseme/phoneme sets are sent)."""
         request = pb.GenerateRequest(portrait=portrait_message(avatar, image, size, framing),
                                      audio=pb.Audio(file=_bytes(audio)), transcript=transcript,
-                                     motion=motion_message(motion), output=output_message(params_only, encoding, quality))
+                                     motion=motion_message(motion), output=output_message(params_only, encoding, quality),
+                                     line=line_text(marks) if marks else None)
         call = self.stub.Generate(request, metadata=self.metadata, timeout=timeout or self.timeout)
         return self.checked(call)
 

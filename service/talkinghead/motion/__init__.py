@@ -15,6 +15,7 @@ import structlog
 
 from talkinghead.audio.features import HOP
 from talkinghead.errors import OptionsError
+from talkinghead.motion.line import Line
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.speech import Progress, SpeechAnalysis, analyze_speech
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
@@ -38,10 +39,12 @@ def animate(analysis: SpeechAnalysis, options: MotionOptions = MotionOptions()) 
 
 
 def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = MotionOptions(),
-                      transcript: str | None = None, progress: Progress | None = None) -> MotionTrack:
-    """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio."""
+                      transcript: str | None = None, progress: Progress | None = None,
+                      marks: Line | None = None) -> MotionTrack:
+    """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio.
+    marks: a TTS engine's timings for the take (analyze_speech)."""
     report = progress or (lambda stage, frac: None)
-    analysis = analyze_speech(samples, rate, transcript, options.lipsync, options.language, report)
+    analysis = analyze_speech(samples, rate, transcript, options.lipsync, options.language, report, marks)
     report("motion", 0.7)
     track = animate(analysis, options)
     report("done", 1.0)

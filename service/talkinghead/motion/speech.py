@@ -23,6 +23,7 @@ from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_
                                      transcript_fits)
 from talkinghead.errors import AudioError, OptionsError
 from talkinghead.motion.acoustic import visemes_from_acoustics
+from talkinghead.motion.line import Line, lip_source
 from talkinghead.motion.lips import VisemeSegment, visemes_from_phones
 from talkinghead.motion.options import LIPSYNC_MODES
 from talkinghead.motion.posteriors import visemes_from_posteriors
@@ -55,10 +56,13 @@ class SpeechAnalysis:
 
 
 def analyze_speech(samples: np.ndarray, rate: int, transcript: str | None = None, lipsync: str = "auto",
-                   language: str = "en", progress: Progress | None = None) -> SpeechAnalysis:
+                   language: str = "en", progress: Progress | None = None,
+                   marks: Line | None = None) -> SpeechAnalysis:
     """samples: float32 mono, shape = (n,), at `rate` Hz; transcript: its words, if known;
     lipsync: one of options.LIPSYNC_MODES; language: ISO code of the speech ("auto": no text used).
-    progress(stage, fraction) is called as the work goes (stages "features", "phones")."""
+    progress(stage, fraction) is called as the work goes (stages "features", "phones").
+    marks: a TTS engine's own timings for the take (motion.line.Line): its visemes or phonemes are
+    the lips as they are; its word times hold the transcript's alignment over the phone model."""
     report = progress or (lambda stage, frac: None)
     if lipsync not in LIPSYNC_MODES:
         raise OptionsError(f"lipsync must be one of {', '.join(LIPSYNC_MODES)}, got {lipsync!r}")
@@ -68,9 +72,24 @@ def analyze_speech(samples: np.ndarray, rate: int, transcript: str | None = None
     report("features", 0.0)
     feat = analyze(samples)
     report("phones", 0.2)
-    segments = _viseme_segments(samples, feat, lipsync, language, transcript,
-                                lambda f: report("phones", 0.2 + 0.5 * f))
+    if marks is not None and marks.marks:
+        segments = _marked(samples, marks)
+    else:
+        segments = _viseme_segments(samples, feat, lipsync, language, transcript,
+                                    lambda f: report("phones", 0.2 + 0.5 * f))
     return SpeechAnalysis(len(samples) / SAMPLE_RATE, feat, tuple(segments))
+
+
+def _marked(samples: np.ndarray, line: Line) -> list[VisemeSegment]:
+    """Lips from a TTS engine's marks: its visemes or phonemes as given, else its words aligned
+    over the phone model (the stream's lip source, told the whole take at once)."""
+    source = lip_source(line)
+    post = _model_posteriors(samples)
+    source.hear(post, final=True)
+    if source.notice:
+        log.warning("motion.transcript_not_aligned", hint=f"{source.notice}; using the phone model's audio-only "
+                    "visemes instead")
+    return source.segments(post, 0)
 
 
 def _checked(samples: np.ndarray, rate: int) -> np.ndarray:

@@ -17,10 +17,12 @@ log = structlog.get_logger(__name__)
 MAX_BYTES = 256 << 20       # about 7 hours of analysed speech (~10 kB a second)
 
 
-def analysis_key(file: bytes, pcm16: bytes, rate: int, transcript: str, lipsync: str, language: str) -> str:
-    """What an analysis depends on, hashed (SHA-256)."""
+def analysis_key(file: bytes, pcm16: bytes, rate: int, transcript: str, lipsync: str, language: str,
+                 marks: str = "") -> str:
+    """What an analysis depends on, hashed (SHA-256). marks: the TTS marks' repr, if any."""
     h = hashlib.sha256()
-    for part in (file, pcm16, str(rate).encode(), transcript.encode(), lipsync.encode(), language.encode()):
+    for part in (file, pcm16, str(rate).encode(), transcript.encode(), lipsync.encode(), language.encode(),
+                 marks.encode()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()

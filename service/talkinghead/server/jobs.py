@@ -61,8 +61,8 @@ def clip_samples(file: bytes, pcm16: bytes, rate: int, *, max_seconds: float, ma
 
 
 def clip_analysis(file: bytes, pcm16: bytes, rate: int, transcript: str | None, lipsync: str, language: str,
-                  limits: dict, progress=None) -> SpeechAnalysis:
+                  limits: dict, progress=None, marks=None) -> SpeechAnalysis:
     """Decode a clip and analyse its speech: `clip_samples` then `analyze_speech`. `limits` holds
-    clip_samples' keyword limits."""
+    clip_samples' keyword limits; marks: a TTS engine's timings (motion.line.Line) or None."""
     samples = clip_samples(file, pcm16, rate, **limits)
-    return analyze_speech(samples, SAMPLE_RATE, transcript, lipsync, language, progress)
+    return analyze_speech(samples, SAMPLE_RATE, transcript, lipsync, language, progress, marks)

@@ -122,7 +122,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     # -- Generate ----------------------------------------------------------------------------
 
     def _check_generate(self, request: pb.GenerateRequest) -> None:
-        convert.check_text(request, self.limits.max_text_chars, skip=("transcript",))
+        convert.check_text(request, self.limits.max_text_chars, skip=("transcript", "line"))
         if len(request.transcript) > self.limits.max_transcript_chars:
             raise LimitError(f"the transcript is {len(request.transcript)} characters long, over the server's limit "
                              f"of {self.limits.max_transcript_chars}: send the words of this clip only, or split "
@@ -176,11 +176,12 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         `analyses` when this clip was analysed before, then animated here; yields pb.Progress
         while it works, then the track. A cancelled call kills the worker."""
         audio = request.audio
+        marks = convert.line_text(request.line, options.language, self.limits) if request.line.marks else None
         key = await self._run(analysis_key, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
-                              request.transcript, options.lipsync, options.language)
+                              request.transcript, options.lipsync, options.language, repr(marks))
         analysis = self.analyses.get(key)
         if analysis is None:
-            async for item in self._analysis(request, options):
+            async for item in self._analysis(request, options, marks):
                 if isinstance(item, pb.Progress):
                     yield item
                 else:
@@ -189,14 +190,14 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         yield pb.Progress(stage="motion", fraction=0.2 * 0.7)
         yield await self._run(animate, analysis, options)
 
-    async def _analysis(self, request: pb.GenerateRequest, options) -> AsyncIterator:
+    async def _analysis(self, request: pb.GenerateRequest, options, marks) -> AsyncIterator:
         queue: asyncio.Queue = asyncio.Queue()
         audio, lim = request.audio, self.limits
         limits = {"max_seconds": lim.max_audio_seconds, "max_samples": lim.max_audio_samples,
                   "min_seconds": lim.min_audio_seconds}
         task = asyncio.ensure_future(self.workers.run(
             jobs.clip_analysis, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
-            request.transcript or None, options.lipsync, options.language, limits,
+            request.transcript or None, options.lipsync, options.language, limits, marks=marks,
             progress=lambda stage, fraction: queue.put_nowait(pb.Progress(stage=stage, fraction=0.2 * fraction))))
         try:
             while not task.done():
