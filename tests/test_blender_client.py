@@ -39,6 +39,7 @@ def messages(job, timeout=60.0):
     return out
 
 
+@pytest.mark.slow
 def test_the_built_addon_imports_without_the_talkinghead_package(addon):
     root, _ = addon
     stubs = (root / "th_addon" / "_proto" / "talkinghead_pb2_grpc.py").read_text()
@@ -52,6 +53,7 @@ def test_the_built_addon_imports_without_the_talkinghead_package(addon):
     assert out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow
 def test_bake_job_gets_the_servers_parameters(addon, server, wav):
     _, client = addon
     settings = client.ServerSettings(server.target, token=TOKEN)
@@ -71,6 +73,7 @@ def test_bake_job_gets_the_servers_parameters(addon, server, wav):
     np.testing.assert_allclose(take.gaze[:, 2], [f.params.gaze_right.yaw for f in frames], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_image_bake_job_writes_one_file_per_scene_frame(addon, server, wav, tmp_path):
     _, client = addon
     png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
@@ -86,6 +89,7 @@ def test_image_bake_job_writes_one_file_per_scene_frame(addon, server, wav, tmp_
     assert first.shape == (256, 256, 3) and first.std() > 20
 
 
+@pytest.mark.slow
 def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     _, client = addon
     settings = client.ServerSettings(server.target, token=TOKEN)
@@ -109,6 +113,7 @@ def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     assert messages(job)[-1].kind == "cancelled"
 
 
+@pytest.mark.slow
 def test_live_job_sends_the_transcript_and_warns_when_it_does_not_match(addon, server, wav):
     """The transcript rides on the first chunk (LineText, in the motion's language); a wrong one
     (another language's line) comes back as a warning sentence, the lips from the audio alone."""

@@ -78,6 +78,7 @@ def differences(a: np.ndarray, b: np.ndarray) -> tuple[float, float, int, float]
 
 
 @pytest.mark.parametrize("name", CASES)
+@pytest.mark.slow
 def test_torch_frames_equal_the_cpu_renderers(frames, name):
     ours, theirs = frames[name]
     assert ours.shape == theirs.shape == (SIZE, SIZE, 3) and ours.dtype == np.uint8

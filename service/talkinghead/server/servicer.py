@@ -24,9 +24,11 @@ from talkinghead.audio.decode import check_header
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
 from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
+from talkinghead.motion import animate
 from talkinghead.provenance import DEFAULT_PAYLOAD, Payload
 from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
+from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
 from talkinghead.server.limits import Limits, Slots
 from talkinghead.server.session import StreamSession, stream_options
@@ -58,6 +60,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
                                  batch=RENDER_BATCH)
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
+        self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
 
@@ -114,7 +117,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     # -- Generate ----------------------------------------------------------------------------
 
     def _check_generate(self, request: pb.GenerateRequest) -> None:
-        convert.check_text(request, self.limits.max_text_chars, skip=("transcript",))
+        convert.check_text(request, self.limits.max_text_chars, skip=("transcript", "line"))
         if len(request.transcript) > self.limits.max_transcript_chars:
             raise LimitError(f"the transcript is {len(request.transcript)} characters long, over the server's limit "
                              f"of {self.limits.max_transcript_chars}: send the words of this clip only, or split "
@@ -164,15 +167,32 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             cancel.set()
 
     async def _motion(self, request: pb.GenerateRequest, options) -> AsyncIterator:
-        """Decodes and animates the clip in a worker process (`jobs.clip_track`); yields
-        pb.Progress while it works, then the track. A cancelled call kills the worker."""
+        """The clip's speech analysed in a worker process (`jobs.clip_analysis`), or found in
+        `analyses` when this clip was analysed before, then animated here; yields pb.Progress
+        while it works, then the track. A cancelled call kills the worker."""
+        audio = request.audio
+        marks = convert.line_text(request.line, options.language, self.limits) if request.line.marks else None
+        key = await self._run(analysis_key, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
+                              request.transcript, options.lipsync, options.language, repr(marks))
+        analysis = self.analyses.get(key)
+        if analysis is None:
+            async for item in self._analysis(request, options, marks):
+                if isinstance(item, pb.Progress):
+                    yield item
+                else:
+                    analysis = item
+            self.analyses.put(key, analysis)
+        yield pb.Progress(stage="motion", fraction=0.2 * 0.7)
+        yield await self._run(animate, analysis, options)
+
+    async def _analysis(self, request: pb.GenerateRequest, options, marks) -> AsyncIterator:
         queue: asyncio.Queue = asyncio.Queue()
         audio, lim = request.audio, self.limits
         limits = {"max_seconds": lim.max_audio_seconds, "max_samples": lim.max_audio_samples,
                   "min_seconds": lim.min_audio_seconds}
         task = asyncio.ensure_future(self.workers.run(
-            jobs.clip_track, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate, options,
-            request.transcript or None, limits,
+            jobs.clip_analysis, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
+            request.transcript or None, options.lipsync, options.language, limits, marks=marks,
             progress=lambda stage, fraction: queue.put_nowait(pb.Progress(stage=stage, fraction=0.2 * fraction))))
         try:
             while not task.done():
