@@ -275,7 +275,7 @@ def _realtime_image_stream(target: str, speech: np.ndarray, avatar: str):
         return collect(c.stream(requests()))
 
 
-def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(speech):
+def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech):
     """A server whose image budget no image can meet (stream_image_seconds far below what a
     frame costs) steps the images down, one level at a time, each step a KIND_IMAGES_DEGRADED
     event naming the new level; the frames and their params stay whole (every index, in order),
@@ -284,10 +284,10 @@ def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(speech):
     from talkinghead.v1 import talkinghead_pb2 as pb
 
     png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
-    with ServerThread(ServerConfig(port=0, limits=Limits(stream_image_seconds=1e-4))) as srv:
-        with TalkingHeadClient(srv.target, timeout=60) as c:
-            avatar = c.create_avatar(png, size=256).avatar_id
-        header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
+    srv = serve(limits=Limits(stream_image_seconds=1e-4))
+    with TalkingHeadClient(srv.target, timeout=60) as c:
+        avatar = c.create_avatar(png, size=256).avatar_id
+    header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
     steps = [e for e in events if e.kind == pb.StreamEvent.KIND_IMAGES_DEGRADED]
     assert [e.images.level for e in steps] == list(range(1, len(IMAGE_LEVELS))), steps
     assert "budget" in steps[0].detail
