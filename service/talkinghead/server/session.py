@@ -307,6 +307,8 @@ class StreamSession:
                 await reader
             if self.livelink is not None:
                 self.livelink.close()
+            if self.dropped or self.level:
+                log.info("stream.images_degraded", frames=self.sent, dropped=self.dropped, level=self.level)
 
     async def _sleep(self, seconds: float) -> None:
         """Until `seconds` pass or new frames/controls wake the session. A timer handle rather
