@@ -255,8 +255,8 @@ def read_marks(path) -> dict:
             return {"marks": marks, "viseme_set": doc.get("viseme_set", "oculus"),
                     "phoneme_set": doc.get("phoneme_set", "ipa")}
         rows = [json.loads(line) for line in body.splitlines() if line.strip()]
-        marks = tuple(Mark(r["type"], str(r["value"]), float(r["time"]) / 1000.0) for r in rows
-                      if r.get("type") in ("word", "viseme"))
+        rows = [(str(r["type"]), float(r["time"]) / 1000.0, r.get("value")) for r in rows]   # every row has both
+        marks = tuple(Mark(kind, str(value), start) for kind, start, value in rows if kind in ("word", "viseme"))
         return {"marks": marks, "viseme_set": "polly"}
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OptionsError(f"{p} is not a marks file: give Amazon Polly speech marks (JSON Lines with time, type, "
