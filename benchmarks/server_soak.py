@@ -132,7 +132,7 @@ def clients(target: str, bombs: dict) -> dict:
 
     def tiny_audio():
         with good() as c:
-            list(c._stream(c.stub.Generate(pb.GenerateRequest(audio=pb.Audio(pcm16=b"\x01\x00", sample_rate=16000),
+            list(c.checked(c.stub.Generate(pb.GenerateRequest(audio=pb.Audio(pcm16=b"\x01\x00", sample_rate=16000),
                                                               output=pb.OutputOptions(params_only=True)),
                                            metadata=c.metadata)))
 

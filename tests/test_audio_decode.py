@@ -6,7 +6,6 @@ the test depends on no checked-in audio.
 
 from __future__ import annotations
 
-import shutil
 import struct
 import subprocess
 import time
@@ -24,9 +23,6 @@ from talkinghead.errors import AudioError, AudioTooLongError
 
 SENTENCE = "The quick brown fox jumps over the lazy dog, and then it runs away into the forest."
 
-pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-
-
 def _encode_av(path: Path, mono: np.ndarray, rate: int, container: str, codec: str) -> None:
     """Encode mono float32 samples with FFmpeg (used for AAC in MP4)."""
     with av.open(str(path), "w", format=container) as out:
@@ -40,7 +36,7 @@ def _encode_av(path: Path, mono: np.ndarray, rate: int, container: str, codec: s
 
 
 @pytest.fixture(scope="session")
-def speech(tmp_path_factory) -> tuple[np.ndarray, int, dict[str, Path]]:
+def speech(tmp_path_factory, espeak) -> tuple[np.ndarray, int, dict[str, Path]]:
     """(original mono float32 samples, their rate, {format name: encoded file})."""
     d = tmp_path_factory.mktemp("speech")
     subprocess.run(["espeak-ng", "-w", str(d / "espeak.wav"), SENTENCE], check=True, capture_output=True)

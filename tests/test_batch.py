@@ -35,8 +35,9 @@ RUN_TIMEOUT_S = 240
 needs_ray = pytest.mark.skipif(not have_ray(), reason="Ray is not installed: pip install 'talkinghead[ray]'")
 
 
+
 @pytest.fixture(scope="module")
-def voice(tmp_path_factory) -> Path:
+def voice(tmp_path_factory, espeak) -> Path:
     """Six short spoken lines (1.5-2.5 s, espeak-ng), line0.wav .. line5.wav."""
     folder = tmp_path_factory.mktemp("batch_audio")
     for i, text in enumerate(SENTENCES):
@@ -101,6 +102,7 @@ def wait_for(condition, what: str, timeout: float = RUN_TIMEOUT_S, proc: subproc
 # ------------------------------------------------------------------------------- the manifest
 
 
+@pytest.mark.slow
 def test_unknown_column_stops_before_any_work(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 1)
     manifest = write_csv(folder / "lines.csv", "id,audio,emotoin", ["a,line0.wav,happy"])
@@ -114,6 +116,8 @@ def test_unknown_column_stops_before_any_work(voice, tmp_path):
 def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     (folder / "t.txt").write_text(SENTENCES[1], encoding="utf-8")
+    (folder / "good.marks").write_text('{"time": 120, "type": "viseme", "value": "p"}\n{"time": 200, "type": "viseme", "value": "a"}')
+    (folder / "bad.marks").write_text('{"time": 120, "type": "viseme", "value": "QQ"}')
     manifest = folder / "lines.jsonl"
     manifest.write_text("\n".join([
         json.dumps({"id": "a", "audio": "line0.wav", "text": SENTENCES[0], "head-motion": 0.5, "seed": "7"}),
@@ -126,14 +130,18 @@ def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
         json.dumps({"id": "d", "audio": "line1.wav", "seed": 1.5}),
         json.dumps({"id": "e", "audio": "nowhere.wav"}),
         json.dumps({"id": "f", "audio": "line1.wav", "text": "x", "text_file": "t.txt"}),
+        json.dumps({"id": "g", "audio": "line1.wav", "marks": "good.marks"}),
+        json.dumps({"id": "h", "audio": "line1.wav", "marks": "bad.marks"}),
     ]) + "\n")
     m = read_manifest(manifest)
-    assert [line.id for line in m.lines] == ["a", "b"]
-    a, b = m.lines
+    assert [line.id for line in m.lines] == ["a", "b", "g"]
+    a, b, g = m.lines
+    assert g.marks.viseme_set == "polly" and [mk.value for mk in g.marks.marks] == ["p", "a"]
     assert a.row == 1 and a.motion.head_motion == 0.5 and a.motion.seed == 7 and a.audio == folder / "line0.wav"
     assert b.text == SENTENCES[1] and b.motion.language == "fr-CA" and b.motion.lipsync == "auto"
     problems = {p.row: p.error for p in m.problems}
-    assert sorted(problems) == [4, 5, 6, 7, 8, 9, 10]
+    assert sorted(problems) == [4, 5, 6, 7, 8, 9, 10, 12]
+    assert "'QQ' is not one of the polly visemes" in problems[12]
     assert "row 4: it is not valid JSON" in problems[4]
     assert "expressiveness must be between 0 and 2, got 3" in problems[5]
     assert "id 'a' is already used on row 1" in problems[6]
@@ -153,6 +161,7 @@ def test_manifest_rows_are_checked_with_their_row_numbers(voice, tmp_path):
     assert "an MP4 needs a portrait" in mp4.problems[0].error
 
 
+@pytest.mark.slow
 def test_check_lists_bad_rows_and_runs_nothing(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 1)
     manifest = write_csv(folder / "lines.csv", "id,audio,gaze", ["a,line0.wav,camera", "b,line0.wav,sideways"])
@@ -165,6 +174,7 @@ def test_check_lists_bad_rows_and_runs_nothing(voice, tmp_path):
 # ------------------------------------------------------------------------- the local worker pool
 
 
+@pytest.mark.slow
 def test_local_pool_reports_bad_rows_missing_audio_and_corrupt_files_and_runs_the_rest(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     (folder / "corrupt.wav").write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt " + os.urandom(200))
@@ -218,6 +228,7 @@ def kill_a_worker_mid_batch(voice: Path, tmp_path: Path, find_worker, *args: str
     assert not [r for k, r in records.items() if k not in finished_before and r["worker"].endswith(killed)]
 
 
+@pytest.mark.slow
 def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
     def local_worker(driver: psutil.Process, out: Path):
         if not any(r["status"] == "ok" for r in report(out).values()):
@@ -228,6 +239,7 @@ def test_local_worker_killed_mid_batch_is_retried(voice, tmp_path):
     kill_a_worker_mid_batch(voice, tmp_path, local_worker, "--workers", "2")
 
 
+@pytest.mark.slow
 def test_mp4_lines_with_their_portraits(voice, tmp_path):
     skimage = pytest.importorskip("skimage.data")
     import imageio.v3 as iio
@@ -253,6 +265,7 @@ def test_mp4_lines_with_their_portraits(voice, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_alone_starts_ray_here_for_the_run(voice, tmp_path):
     folder = lines_folder(voice, tmp_path, 2)
     manifest = write_csv(folder / "lines.csv", "id,audio,text", [f'l{i},line{i}.wav,"{SENTENCES[i]}"' for i in range(2)])
@@ -265,14 +278,17 @@ def test_ray_alone_starts_ray_here_for_the_run(voice, tmp_path):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
     folder = lines_folder(voice, tmp_path, 4)
     (folder / "l2.txt").write_text(SENTENCES[2], encoding="utf-8")
+    (folder / "b.marks").write_text(json.dumps({"marks": [{"kind": "viseme", "value": "PP", "start": 0.3, "end": 0.4},
+                                                          {"kind": "viseme", "value": "aa", "start": 0.4}]}))
     rows = [
         ({"id": "a", "audio": "line0.wav", "text": SENTENCES[0], "emotion": "happy", "seed": 3},
          ["--text", SENTENCES[0], "--emotion", "happy", "--seed", "3"]),
-        ({"id": "b", "audio": "line1.wav", "head_motion": 0.5, "fps": 25},
-         ["--head-motion", "0.5", "--fps", "25"]),
+        ({"id": "b", "audio": "line1.wav", "head_motion": 0.5, "fps": 25, "marks": "b.marks"},
+         ["--head-motion", "0.5", "--fps", "25", "--marks", str(folder / "b.marks")]),
         ({"id": "c", "audio": "line2.wav", "text_file": "l2.txt", "gaze": "wander", "blink-rate": 30,
           "language": "en-GB"},
          ["--text-file", str(folder / "l2.txt"), "--gaze", "wander", "--blink-rate", "30", "--language", "en-GB"]),
@@ -293,6 +309,7 @@ def test_ray_batch_gives_exactly_what_params_gives(voice, tmp_path, cluster):
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_worker_killed_mid_batch_is_retried_and_the_batch_completes(voice, tmp_path, cluster):
     def busy_ray_worker(driver: psutil.Process, out: Path):
         for p in psutil.process_iter(["pid", "cmdline"]):
@@ -304,6 +321,7 @@ def test_ray_worker_killed_mid_batch_is_retried_and_the_batch_completes(voice, t
 
 
 @needs_ray
+@pytest.mark.slow
 def test_ray_driver_killed_mid_batch_resumes_without_redoing_finished_lines(voice, tmp_path, cluster):
     folder = lines_folder(voice, tmp_path)
     manifest = write_csv(folder / "lines.csv", "id,audio,text",

@@ -39,6 +39,7 @@ def messages(job, timeout=60.0):
     return out
 
 
+@pytest.mark.slow
 def test_the_built_addon_imports_without_the_talkinghead_package(addon):
     root, _ = addon
     stubs = (root / "th_addon" / "_proto" / "talkinghead_pb2_grpc.py").read_text()
@@ -52,6 +53,7 @@ def test_the_built_addon_imports_without_the_talkinghead_package(addon):
     assert out.stdout.strip() == "ok", out.stderr
 
 
+@pytest.mark.slow
 def test_bake_job_gets_the_servers_parameters(addon, server, wav):
     _, client = addon
     settings = client.ServerSettings(server.target, token=TOKEN)
@@ -71,6 +73,7 @@ def test_bake_job_gets_the_servers_parameters(addon, server, wav):
     np.testing.assert_allclose(take.gaze[:, 2], [f.params.gaze_right.yaw for f in frames], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_image_bake_job_writes_one_file_per_scene_frame(addon, server, wav, tmp_path):
     _, client = addon
     png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
@@ -86,6 +89,7 @@ def test_image_bake_job_writes_one_file_per_scene_frame(addon, server, wav, tmp_
     assert first.shape == (256, 256, 3) and first.std() > 20
 
 
+@pytest.mark.slow
 def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     _, client = addon
     settings = client.ServerSettings(server.target, token=TOKEN)
@@ -107,6 +111,28 @@ def test_live_job_streams_in_real_time_and_stops_at_once(addon, server, wav):
     job.cancel()
     assert job.join(1.0) and time.monotonic() - t1 < 1.0
     assert messages(job)[-1].kind == "cancelled"
+
+
+@pytest.mark.slow
+def test_live_job_sends_the_transcript_and_warns_when_it_does_not_match(addon, server, wav):
+    """The transcript rides on the first chunk (LineText, in the motion's language); a wrong one
+    (another language's line) comes back as a warning sentence, the lips from the audio alone."""
+    _, client = addon
+    settings = client.ServerSettings(server.target, token=TOKEN)
+    job = client.LiveJob(settings, str(wav), client.MotionSettings(fps=30, language="it"),
+                         transcript="Il gatto dorme sul divano mentre la pioggia cade lenta sulla citta.").start()
+    warnings, t0 = [], time.monotonic()
+    while time.monotonic() - t0 < 20 and not warnings:
+        try:
+            m = job.queue.get(timeout=0.5)
+        except Exception:   # noqa: BLE001 - queue.Empty: keep waiting
+            continue
+        assert m.kind != "error", m.data
+        if m.kind == "warning":
+            warnings.append(m.data)
+    job.cancel()
+    assert job.join(2.0)
+    assert warnings and "does not match" in warnings[0], warnings
 
 
 @pytest.mark.parametrize("case, words", [("down", "cannot reach"), ("token", "refused the token"),

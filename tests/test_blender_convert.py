@@ -187,6 +187,7 @@ def test_bad_addresses_and_online_access():
         convert.check_online_access("10.0.0.5:50051", False)
 
 
+@pytest.mark.slow
 def test_blender_addon_refuses_an_output_that_is_neither_zip_nor_folder(tmp_path):
     import subprocess
     import sys

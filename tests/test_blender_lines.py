@@ -27,6 +27,8 @@ from blender_lines import LINES, ROOT, BlenderLine
 from skimage import data
 from talkinghead.arkit import BLENDSHAPE_NAMES
 
+pytestmark = pytest.mark.slow   # bpy in a venv per Blender line
+
 server, wav = blender_fixtures.server, blender_fixtures.wav          # the shared fixtures
 ADDON_TESTS = ROOT / "clients" / "blender" / "tests"
 REFERENCE_FPS, REFERENCE_SEED = 24, 3          # what the inner bake test asks the server for

@@ -17,7 +17,7 @@ LINE = "Maybe we should move the boat before the storm."
 
 
 @pytest.fixture(scope="module")
-def line_wav(tmp_path_factory):
+def line_wav(tmp_path_factory, espeak):
     wav = tmp_path_factory.mktemp("cli") / "line.wav"
     espeak_say(LINE, "en-us", wav)
     return wav
@@ -42,6 +42,7 @@ def _encode(src, dst, fmt: str) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3", "m4a"])
+@pytest.mark.slow
 def test_params_json_from_every_format(line_wav, tmp_path, fmt):
     audio = tmp_path / f"line.{fmt}"
     _encode(line_wav, audio, fmt)
@@ -63,6 +64,7 @@ def test_params_json_from_every_format(line_wav, tmp_path, fmt):
     assert jaw.max() > 0.3
 
 
+@pytest.mark.slow
 def test_params_csv_is_a_live_link_face_take(line_wav, tmp_path):
     out = tmp_path / "take.csv"
     proc = talkinghead("params", "--audio", str(line_wav), "-o", str(out), "--emotion", "happy", "--seed", "3")
@@ -83,6 +85,7 @@ def test_params_csv_is_a_live_link_face_take(line_wav, tmp_path):
     (b"RIFF\x24\x00\x00\x00WAVEfmt ", "Cannot decode"),
     (bytes(range(256)) * 40, "Cannot decode"),
 ])
+@pytest.mark.slow
 def test_bad_audio_gives_one_clear_line_not_a_traceback(tmp_path, content, expect):
     bad = tmp_path / "bad.wav"
     bad.write_bytes(content)
@@ -93,6 +96,7 @@ def test_bad_audio_gives_one_clear_line_not_a_traceback(tmp_path, content, expec
     assert not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_explained(line_wav, tmp_path):
     proc = talkinghead("params", "--audio", str(tmp_path / "missing.wav"), "-o", str(tmp_path / "x.json"))
     assert proc.returncode == 2 and "no such file" in proc.stderr.lower()
@@ -104,6 +108,7 @@ def test_bad_arguments_are_explained(line_wav, tmp_path):
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
+@pytest.mark.slow
 def test_log_json_emits_one_event_per_line(line_wav, tmp_path):
     proc = talkinghead("--log-level", "info", "--log-json", "params", "--audio", str(line_wav),
                        "-o", str(tmp_path / "x.json"))

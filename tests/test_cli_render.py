@@ -24,6 +24,7 @@ def line_wav(tmp_path_factory):
     return wav
 
 
+@pytest.mark.slow
 def test_render_writes_a_synced_mp4_and_a_contact_sheet(line_wav, tmp_path):
     out, sheet = tmp_path / "line.mp4", tmp_path / "sheet.png"
     r = talkinghead("render", "--portrait", str(EXAMPLES / "astronaut.jpg"), "--audio", str(line_wav),
@@ -49,6 +50,7 @@ def test_render_writes_a_synced_mp4_and_a_contact_sheet(line_wav, tmp_path):
     (lambda p: p.write_text("not a picture"), "not an image"),
     (lambda p: p.write_bytes(b""), "empty"),
 ])
+@pytest.mark.slow
 def test_bad_portraits_give_one_clear_line(line_wav, tmp_path, make, expect):
     portrait = tmp_path / "face.png"
     make(portrait)
@@ -62,6 +64,7 @@ def test_bad_portraits_give_one_clear_line(line_wav, tmp_path, make, expect):
 @pytest.mark.parametrize("args, expect", [
     (["--size", "2000"], "--size"), (["--fps", "24"], "--fps"), (["--framing", "wide"], "invalid choice"),
 ])
+@pytest.mark.slow
 def test_bad_render_options_are_explained(line_wav, tmp_path, args, expect):
     portrait = tmp_path / "a.png"
     cv2.imwrite(str(portrait), cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))

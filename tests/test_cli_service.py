@@ -23,7 +23,7 @@ LINE = "Maybe we should move the boat before the storm."
 
 
 @pytest.fixture(scope="module")
-def wav(tmp_path_factory):
+def wav(tmp_path_factory, espeak):
     path = tmp_path_factory.mktemp("clisrv") / "line.wav"
     espeak_say(LINE, "en-us", path)
     return path
@@ -57,6 +57,7 @@ def served():
     proc.wait(30)
 
 
+@pytest.mark.slow
 def test_client_generate_writes_an_mp4_and_a_take(served, wav, tmp_path):
     _, target = served
     out = tmp_path / "line.mp4"
@@ -74,6 +75,7 @@ def test_client_generate_writes_an_mp4_and_a_take(served, wav, tmp_path):
     assert len(data["blendshape_names"]) == 52 and len(data["frames"]) > 30
 
 
+@pytest.mark.slow
 def test_client_errors_are_one_line(served, wav, tmp_path):
     _, target = served
     r = talkinghead("client", "generate", "--server", target, "--token", "wrong", "--audio", str(wav),
@@ -96,6 +98,7 @@ def test_server_logs_one_json_event_per_request(served, wav, tmp_path):
     assert req and req[-1]["status"] == "OK" and req[-1]["seconds"] > 0
 
 
+@pytest.mark.slow
 def test_sigterm_drains_a_call_in_flight_then_exits(wav):
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "talkinghead", "serve", "--port", str(port)],
@@ -116,6 +119,7 @@ def test_sigterm_drains_a_call_in_flight_then_exits(wav):
             proc.wait(10)
 
 
+@pytest.mark.slow
 def test_offline_commands_never_import_grpc(tmp_path):
     """The server's limits and flags live apart from grpc: `params` runs without it."""
     clip = str(EXAMPLES / "hello.flac")

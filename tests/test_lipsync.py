@@ -12,8 +12,9 @@ from talkinghead.audio.decode import load_audio
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
 
-pytestmark = pytest.mark.skipif(not (have_festival() and have_espeak_lib()),
-                                reason="needs Debian's festival and espeak-ng (scripts/test.sh installs them)")
+pytestmark = [pytest.mark.slow,   # every festival voice through recognition
+              pytest.mark.skipif(not (have_festival() and have_espeak_lib()),
+                                 reason="needs Debian's festival and espeak-ng (scripts/test.sh installs them)")]
 
 SENTENCES = [
     "Bob bought a big map, but the pub by the bay was empty.",

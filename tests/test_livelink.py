@@ -24,9 +24,11 @@ from structlog.testing import capture_logs
 
 from speech import espeak_say
 from talkinghead import cli, logs
+from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import ExportError, OptionsError
-from talkinghead.exports import LiveLinkSender, idle_tracks, line_and_idle, write_track
+from talkinghead.exports import LiveLinkSender, write_track
 from talkinghead.exports import livelink_udp as llu
+from talkinghead.motion import line_and_idle
 from talkinghead.motion.options import MotionOptions
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 
@@ -129,10 +131,19 @@ def receiver():
 
 
 @pytest.fixture(scope="module")
-def line_wav(tmp_path_factory) -> Path:
+def line_wav(tmp_path_factory, espeak) -> Path:
     wav = tmp_path_factory.mktemp("livelink") / "line.wav"
     espeak_say(LINE, "en-us", wav)
     return wav
+
+
+@pytest.fixture(scope="module")
+def line_analysis(line_wav):
+    """The line analysed once (then animated as often as a test likes)."""
+    from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+    from talkinghead.motion import analyze_speech
+
+    return analyze_speech(load_audio(line_wav), SAMPLE_RATE, LINE)
 
 
 @pytest.fixture(scope="module")
@@ -210,6 +221,7 @@ def test_stream_carries_the_same_numbers_as_the_csv_take(tmp_path, receiver):
 # ------------------------------------------------------------------------------ pacing
 
 
+@pytest.mark.slow
 def test_paced_speech_take_at_60_fps_arrives_in_real_time(receiver, line_track60):
     track = line_track60
     n = track.n_frames
@@ -279,25 +291,31 @@ def test_stop_event_ends_a_paced_stream_early(receiver):
 # ------------------------------------------------------------------------------ idle
 
 
-def test_idle_after_a_line_blinks_keeps_the_mouth_shut_and_eases_in(line_track60):
-    opts = MotionOptions(fps=60)
-    chunks = list(idle_tracks(12.0, opts, after=line_track60))
-    assert [c.n_frames for c in chunks] == [600, 120]  # 10 s chunks
+def test_idle_after_a_line_blinks_keeps_the_mouth_shut_and_carries_on(line_analysis):
+    line, *chunks = line_and_idle(line_analysis, MotionOptions(fps=60), idle_after=12.0)
+    assert [c.n_frames for c in chunks] == [600, 120]  # 10 s parts
     idle = np.concatenate([c.blendshapes for c in chunks])
     k_blink, k_jaw = 0, 17  # eyeBlinkLeft, jawOpen (ARKit order)
     assert idle[:, k_blink].max() > 0.8  # it blinks
     assert idle[:, k_jaw].max() < 0.05  # and does not talk
-    last = line_track60.head[-1]
-    assert np.abs(chunks[0].head[0] - last).max() < 0.5  # eased in from the line's last pose
+    # one engine: the idle carries on from the line's last pose, and each part from the one before
+    assert np.abs(chunks[0].head[0] - line.head[-1]).max() < 0.5
     assert np.abs(chunks[1].head[0] - chunks[0].head[-1]).max() < 0.5
 
 
-def test_line_and_idle_loops_the_line_with_its_own_lips(line_track60):
-    parts = line_and_idle(line_track60, MotionOptions(fps=60), idle_after=0.5, loop=True)
+def test_line_and_idle_loops_the_line_with_its_own_lips(line_analysis):
+    parts = line_and_idle(line_analysis, MotionOptions(fps=60), idle_after=0.5, loop=True)
     line, idle, again, idle2 = (next(parts) for _ in range(4))
-    assert line is line_track60 and idle.n_frames == 30 and idle2.n_frames == 30
-    np.testing.assert_array_equal(again.blendshapes, line_track60.blendshapes)
+    assert line.n_frames == again.n_frames and idle.n_frames == 30 and idle2.n_frames == 30
+    mouth = [i for i, n in enumerate(BLENDSHAPE_NAMES) if n.startswith(("jaw", "mouth", "tongue"))]
+    np.testing.assert_array_equal(again.blendshapes[:, mouth], line.blendshapes[:, mouth])
+    assert not np.array_equal(again.head, line.head)   # the life goes on
     assert np.abs(again.head[0] - idle.head[-1]).max() < 0.5
+
+
+def test_idle_time_must_be_a_number_of_seconds(line_analysis):
+    with pytest.raises(OptionsError, match="0 or more seconds"):
+        next(line_and_idle(line_analysis, MotionOptions(), idle_after=-1.0))
 
 
 # ------------------------------------------------------------------------------ bad input
@@ -402,6 +420,7 @@ def test_cli_bad_input_exits_2_before_any_analysis(extra, message, capsys, cli_l
 # ------------------------------------------------------------------------------ end to end
 
 
+@pytest.mark.slow
 def test_cli_streams_the_line_then_idle_paced(line_wav, line_track60, receiver):
     proc = subprocess.run(
         [sys.executable, "-m", "talkinghead", "livelink", "--audio", str(line_wav), "--text", LINE, "--fps", "60",

@@ -97,6 +97,7 @@ def _top_level_boxes(path: Path) -> list[str]:
     ("fps", "side", "rate"),
     [(25, 256, 16000), (25, 512, 48000), (30, 256, 48000), (30, 512, 16000), (60, 256, 44100), (60, 512, 22050)],
 )
+@pytest.mark.slow
 def test_mp4_streams_sizes_and_sync(tmp_path, fps, side, rate):
     frames, audio, flashes = _clip(fps, side, rate)
     path = tmp_path / "clip.mp4"

@@ -7,32 +7,35 @@ import subprocess
 import numpy as np
 import pytest
 
-from speech import aperture, espeak_say, festival_say, have_festival
+from speech import aperture, espeak_say
 from talkinghead.arkit import BS
 from talkinghead.audio.decode import load_audio
 from talkinghead.errors import OptionsError
-from talkinghead.motion import motion_from_audio
+from talkinghead.motion import analyze_speech, animate, motion_from_audio
 from talkinghead.motion.options import MotionOptions
 
 TEXT = "Honestly, I never said she stole my money. But I really think somebody did!"
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    wav = tmp_path_factory.mktemp("speech") / "line.wav"
-    if have_festival():
-        festival_say(TEXT, "kal_diphone", wav, pad=1.0)
-    else:
-        espeak_say(TEXT, "en-us", wav)
-    return load_audio(wav)
+def speech(spoken):
+    return spoken(TEXT, pad=1.0)
 
 
-def run(samples, **kw):
-    return motion_from_audio(samples, 16000, MotionOptions(**kw), TEXT)
+@pytest.fixture(scope="module")
+def analysis(speech):
+    """The line analysed once with its transcript; `run` animates it with other options."""
+    return analyze_speech(speech, 16000, TEXT)
 
 
-def test_same_seed_same_output_and_different_seed_differs(speech):
-    a, b, c = run(speech, seed=7), run(speech, seed=7), run(speech, seed=8)
+def run(samples, analysis=None, **kw):
+    if analysis is None:
+        return motion_from_audio(samples, 16000, MotionOptions(**kw), TEXT)
+    return animate(analysis, MotionOptions(**kw))
+
+
+def test_same_seed_same_output_and_different_seed_differs(speech, analysis):
+    a, b, c = run(speech, seed=7), run(speech, analysis, seed=7), run(speech, analysis, seed=8)
     assert np.array_equal(a.blendshapes, b.blendshapes) and np.array_equal(a.head, b.head)
     assert np.array_equal(a.gaze, b.gaze) and a.visemes == b.visemes
     assert not np.array_equal(a.head, c.head)
@@ -40,15 +43,15 @@ def test_same_seed_same_output_and_different_seed_differs(speech):
     assert np.allclose(a.channel("jawOpen"), c.channel("jawOpen"))
 
 
-def test_track_shape_and_ranges(speech):
-    track = run(speech, fps=24)
+def test_track_shape_and_ranges(speech, analysis):
+    track = run(speech, analysis, fps=24)
     assert track.n_frames == int(np.ceil(len(speech) / 16000 * 24))
     assert track.blendshapes.dtype == np.float32 and track.blendshapes.min() >= 0 and track.blendshapes.max() <= 1
     assert np.abs(track.head[:, :3]).max() < 25 and np.abs(track.gaze).max() < 30
 
 
-def test_eyelook_blendshapes_agree_with_gaze_angles(speech):
-    track = run(speech, gaze="wander", seed=3)
+def test_eyelook_blendshapes_agree_with_gaze_angles(speech, analysis):
+    track = run(speech, analysis, gaze="wander", seed=3)
     left_yaw = track.channel("eyeLookOutLeft") - track.channel("eyeLookInLeft")
     right_yaw = track.channel("eyeLookInRight") - track.channel("eyeLookOutRight")
     pitch = track.channel("eyeLookUpLeft") - track.channel("eyeLookDownLeft")
@@ -57,36 +60,36 @@ def test_eyelook_blendshapes_agree_with_gaze_angles(speech):
     assert np.corrcoef(pitch, track.gaze[:, 1])[0, 1] > 0.9
 
 
-def test_blinks_happen_with_human_shape(speech):
-    track = run(speech, blink_rate=40, seed=1)
+def test_blinks_happen_with_human_shape(speech, analysis):
+    track = run(speech, analysis, blink_rate=40, seed=1)
     blink = track.channel("eyeBlinkLeft")
     assert blink.max() > 0.95
-    assert run(speech, blink_rate=0).channel("eyeBlinkLeft").max() < 0.35  # lids only follow gaze
+    assert run(speech, analysis, blink_rate=0).channel("eyeBlinkLeft").max() < 0.35  # lids only follow gaze
 
 
-def test_emotions_change_the_right_channels(speech):
-    neutral = run(speech)
+def test_emotions_change_the_right_channels(speech, analysis):
+    neutral = run(speech, analysis)
     for emotion, channel in [("happy", "mouthSmileLeft"), ("sad", "mouthFrownLeft"),
                              ("angry", "browDownLeft"), ("surprised", "eyeWideLeft")]:
-        strong = run(speech, emotion=emotion, emotion_intensity=1.0)
-        weak = run(speech, emotion=emotion, emotion_intensity=0.3)
+        strong = run(speech, analysis, emotion=emotion, emotion_intensity=1.0)
+        weak = run(speech, analysis, emotion=emotion, emotion_intensity=0.3)
         assert strong.channel(channel).mean() > weak.channel(channel).mean() > neutral.channel(channel).mean() + 0.05, emotion
-    sad = run(speech, emotion="sad", emotion_intensity=1.0)
+    sad = run(speech, analysis, emotion="sad", emotion_intensity=1.0)
     assert sad.head[:, 1].mean() < neutral.head[:, 1].mean() - 2  # sad speakers hold the head lower
 
 
-def test_controls_scale_head_and_brows(speech):
-    still = run(speech, head_motion=0)
-    normal = run(speech)
-    lively = run(speech, head_motion=2)
+def test_controls_scale_head_and_brows(speech, analysis):
+    still = run(speech, analysis, head_motion=0)
+    normal = run(speech, analysis)
+    lively = run(speech, analysis, head_motion=2)
     assert np.abs(still.head).max() < 1e-6
     assert lively.head[:, :3].std(0).sum() > 1.5 * normal.head[:, :3].std(0).sum() > 0.5
-    calm = run(speech, expressiveness=0)
+    calm = run(speech, analysis, expressiveness=0)
     assert calm.channel("browInnerUp").max() < 1e-6 < normal.channel("browInnerUp").max()
 
 
-def test_brows_lift_and_head_moves_with_speech_not_in_silence(speech):
-    track = run(speech)
+def test_brows_lift_and_head_moves_with_speech_not_in_silence(speech, analysis):
+    track = run(speech, analysis)
     t = track.times
     talking = (t > 1.2) & (t < track.duration - 1.2)
     quiet = (t < 0.8) | (t > track.duration - 0.8)
@@ -108,7 +111,7 @@ def test_silence_is_alive_but_closed_mouthed():
     assert set(track.visemes) == {"sil"}
 
 
-def test_unknown_language_still_moves_the_mouth(tmp_path):
+def test_unknown_language_still_moves_the_mouth(tmp_path, espeak):
     """German speech: the English recogniser's words are wrong, but the mouth follows the voice."""
     wav = tmp_path / "de.wav"
     subprocess.run(["espeak-ng", "-v", "de", "-w", str(wav),
@@ -137,7 +140,7 @@ def test_blendshape_index_constant_is_consistent():
     assert BS["jawOpen"] == 17 and BS["tongueOut"] == 51
 
 
-def test_transcript_with_made_up_words_aligns(tmp_path):
+def test_transcript_with_made_up_words_aligns(tmp_path, espeak):
     """Names outside the dictionary get a letter-to-sound spelling; the lips still close on them."""
     wav = tmp_path / "name.wav"
     espeak_say("Captain Bimbo met Zorblax in Mombasa.", "en-us", wav)
@@ -153,6 +156,7 @@ def test_transcript_that_does_not_match_falls_back_to_recognition(speech, capsys
     assert "transcript_not_aligned" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_long_take_cut_short_of_its_transcript_falls_back_instead_of_crashing(speech, capsys):
     """Over 20 s the words are aligned first over the whole take; when the audio stops before
     the transcript does, that search finds no path, and recognition takes over."""
@@ -162,13 +166,13 @@ def test_long_take_cut_short_of_its_transcript_falls_back_instead_of_crashing(sp
     assert aperture(track).max() > 0.3 and "PP" in track.visemes
 
 
-def test_head_nods_on_stressed_syllables(speech):
+def test_head_nods_on_stressed_syllables(speech, analysis):
     from talkinghead.audio.features import analyze
 
     feat = analyze(speech)
     near, far = [], []
     for seed in range(6):  # many seeds: nods are tied to the syllables, the rest is random
-        track = run(speech, seed=seed)
+        track = run(speech, analysis, seed=seed)
         down = np.clip(-np.diff(track.head[:, 1]) * track.fps, 0, None)  # deg/s of chin going down
         t = track.times[1:]
         close = np.zeros(len(t), bool)
@@ -192,12 +196,12 @@ def test_head_drift_is_not_a_sine_wave():
             assert first_negative > 0 and ac[first_negative: len(x) // 2].max() < 0.5, (seed, axis)
 
 
-def test_brows_lift_on_pitch_accents(speech):
+def test_brows_lift_on_pitch_accents(speech, analysis):
     from talkinghead.audio.features import analyze
 
     feat = analyze(speech)
     assert len(feat.accents) >= 2
-    track = run(speech)
+    track = run(speech, analysis)
     brow = track.channel("browInnerUp")
     t = track.times
     near = np.zeros(len(t), bool)
@@ -207,6 +211,7 @@ def test_brows_lift_on_pitch_accents(speech):
     assert brow[near].mean() > 2 * brow[speaking & ~near].mean()
 
 
+@pytest.mark.slow
 def test_progress_is_reported_in_order_through_long_work(speech):
     seen: list[tuple[str, float]] = []
     motion_from_audio(np.tile(speech, 3), 16000, MotionOptions(), None, lambda stage, f: seen.append((stage, f)))
@@ -245,6 +250,7 @@ def test_very_short_takes_work(speech, seconds):
     assert np.isfinite(track.blendshapes).all() and np.isfinite(track.head).all()
 
 
+@pytest.mark.slow
 def test_same_input_same_output_on_any_call_in_any_thread(speech):
     """The recogniser's decoders are reused per thread: the first call and later ones, in the
     main thread or another, must all give the same motion."""

@@ -20,6 +20,8 @@ from talkinghead.motion.visemes import POSES, VISEMES
 from talkinghead.render import render
 from talkinghead.track import FaceParams, HeadPose
 
+pytestmark = pytest.mark.slow   # every portrait through the landmark model, about a minute
+
 SIZE = 512
 OPEN = POSES[VISEMES.index("aa")]
 SHOTS = {

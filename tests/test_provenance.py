@@ -224,6 +224,7 @@ def _unmarked_inputs(unmarked_video: Path):
     return items
 
 
+@pytest.mark.slow
 def test_unmarked_clips_and_photos_are_never_detected(videos):
     found = [detect(item) for item in _unmarked_inputs(videos[1])]
     assert not any(f.detected for f in found), [f for f in found if f.detected]
@@ -304,6 +305,7 @@ def talkinghead(*args: str) -> subprocess.CompletedProcess:
                           check=False)
 
 
+@pytest.mark.slow
 def test_verify_command_reports_both_as_text_and_json(videos, chain, tmp_path):
     r = talkinghead("verify", str(videos[0]), "--json", "--trust-anchors", str(chain[2]))
     assert r.returncode == 0, r.stderr
@@ -323,6 +325,7 @@ def test_verify_command_reports_both_as_text_and_json(videos, chain, tmp_path):
     assert r.returncode == 2 and "not a file" in r.stderr
 
 
+@pytest.mark.slow
 def test_render_command_maps_the_provenance_options(tmp_path, chain):
     base = ["render", "--portrait", str(EXAMPLES / "astronaut.jpg"), "--audio", str(EXAMPLES / "hello.flac"),
             "-o", str(tmp_path / "o.mp4")]

@@ -12,6 +12,8 @@ from talkinghead.audio.decode import load_audio
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
 
+pytestmark = pytest.mark.slow   # real recordings through recognition
+
 
 @pytest.fixture(scope="module")
 def recordings():

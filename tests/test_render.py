@@ -165,6 +165,7 @@ def _window(values, t, fps=30):
     return values[max(c - 1, 0):c + 2]
 
 
+@pytest.mark.slow
 def test_spoken_clip_closes_on_bilabials_and_opens_on_vowels(spoken):
     from speech import FESTIVAL_BILABIALS, FESTIVAL_OPEN_VOWELS
 

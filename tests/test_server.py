@@ -28,7 +28,7 @@ LINE = "Maybe we should move the boat before the storm."
 
 
 @pytest.fixture(scope="module")
-def wav(tmp_path_factory):
+def wav(tmp_path_factory, espeak):
     path = tmp_path_factory.mktemp("srv") / "line.wav"
     espeak_say(LINE, "en-us", path)
     return path
@@ -76,6 +76,7 @@ def test_calls_without_the_right_token_are_unauthenticated(server, wav, token):
         assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
 
 
+@pytest.mark.slow
 def test_generate_params_match_the_cli_pipeline(client, wav):
     options = MotionOptions(fps=30, seed=5)
     header, frames, summary = client.generate_all(wav, params_only=True, transcript=LINE, motion=options)
@@ -92,6 +93,7 @@ def test_generate_params_match_the_cli_pipeline(client, wav):
     assert all(f.image == b"" for f in frames)
 
 
+@pytest.mark.slow
 def test_generate_images_with_an_avatar_are_the_renderers_frames(client, wav, portrait_png):
     avatar = client.create_avatar(portrait_png, size=256)
     assert avatar.avatar_id.startswith("av_") and (avatar.width, avatar.height) == (256, 256)
@@ -113,6 +115,7 @@ def test_generate_images_with_an_avatar_are_the_renderers_frames(client, wav, po
     assert err.value.code == grpc.StatusCode.NOT_FOUND
 
 
+@pytest.mark.slow
 def test_inline_portrait_and_raw_frames(client, wav, portrait_png):
     header, frames, _ = client.generate_all(wav, image=portrait_png, size=256, encoding="raw")
     raw = decode_frame(frames[3].image, "raw", header.width, header.height)
@@ -141,14 +144,14 @@ def test_bad_requests_get_the_right_code_and_a_sentence(server, client, wav, por
         "empty image": lambda: client.create_avatar(b""),
         "huge upload": lambda: client.create_avatar(b"\xff\xd8" + bytes(3 << 20)),
         "corrupt audio": lambda: client.generate_all(b"RIFF\x00\x00\x00\x00WAVEjunk", params_only=True),
-        "bad rate": lambda: list(client._stream(client.stub.Generate(pb.GenerateRequest(
+        "bad rate": lambda: list(client.checked(client.stub.Generate(pb.GenerateRequest(
             audio=pb.Audio(pcm16=bytes(3200), sample_rate=100), output=pb.OutputOptions(params_only=True)),
             metadata=client.metadata))),
-        "odd pcm": lambda: list(client._stream(client.stub.Generate(pb.GenerateRequest(
+        "odd pcm": lambda: list(client.checked(client.stub.Generate(pb.GenerateRequest(
             audio=pb.Audio(pcm16=bytes(3201), sample_rate=16000), output=pb.OutputOptions(params_only=True)),
             metadata=client.metadata))),
         "bad fps": lambda: client.generate_all(wav, image=portrait_png, motion=MotionOptions(fps=24)),
-        "bad option": lambda: list(client._stream(client.stub.Generate(pb.GenerateRequest(
+        "bad option": lambda: list(client.checked(client.stub.Generate(pb.GenerateRequest(
             audio=pb.Audio(file=wav.read_bytes()), motion=pb.MotionOptions(expressiveness=9),
             output=pb.OutputOptions(params_only=True)), metadata=client.metadata))),
         "unknown avatar": lambda: client.generate_all(wav, avatar="av_doesnotexist"),
@@ -160,6 +163,7 @@ def test_bad_requests_get_the_right_code_and_a_sentence(server, client, wav, por
     assert client.health() == "SERVING"                      # the server lives on
 
 
+@pytest.mark.slow
 def test_per_client_limit_refuses_with_resource_exhausted(wav, portrait_png):
     with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=1))) as srv, \
             TalkingHeadClient(srv.target) as c:
@@ -172,6 +176,7 @@ def test_per_client_limit_refuses_with_resource_exhausted(wav, portrait_png):
         assert c.generate_all(wav, params_only=True)[2].frames > 0   # and the slot is free again
 
 
+@pytest.mark.slow
 def test_cancelling_a_call_frees_its_work_at_once(wav, portrait_png):
     with ServerThread(ServerConfig(port=0)) as srv, TalkingHeadClient(srv.target) as c:
         long_audio = np.tile(load_audio(wav), 6)
@@ -198,6 +203,7 @@ def test_cancelling_a_call_frees_its_work_at_once(wav, portrait_png):
         assert srv.running.servicer.pool._work_queue.qsize() == 0, busy
 
 
+@pytest.mark.slow
 def test_sigterm_style_stop_lets_in_flight_calls_finish(wav):
     srv = ServerThread(ServerConfig(port=0)).__enter__()
     target = srv.target
@@ -230,6 +236,7 @@ def chain(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_tls_serves_only_clients_that_trust_it(chain, wav):
     config = ServerConfig(port=0, tls_cert=chain / "server_cert.pem", tls_key=chain / "server_key.pem")
     with ServerThread(config) as srv:
@@ -265,6 +272,7 @@ def test_tls_configuration_mistakes_are_explained(chain):
         ServerConfig(tls_cert=chain / "nope.pem", tls_key=chain / "server_key.pem").credentials()
 
 
+@pytest.mark.slow
 def test_concurrent_calls_get_their_own_results(wav):
     """Eight calls at once, each with its own seed: each gets exactly its own motion."""
     from concurrent.futures import ThreadPoolExecutor
@@ -296,6 +304,7 @@ def test_deadline_ends_the_call_and_frees_its_slot(wav, portrait_png):
         assert srv.running.servicer.slots.in_flight == 0
 
 
+@pytest.mark.slow
 def test_message_size_and_global_limits(wav):
     limits = Limits(max_message_bytes=1 << 20, max_concurrent=1)
     with ServerThread(ServerConfig(port=0, limits=limits)) as srv, TalkingHeadClient(srv.target) as c:
@@ -310,6 +319,7 @@ def test_message_size_and_global_limits(wav):
         assert sum(1 for _ in first) > 0
 
 
+@pytest.mark.slow
 def test_generate_with_the_torch_renderer_gives_the_same_frames(wav, portrait_png):
     pytest.importorskip("torch")
     frames = {}

@@ -126,6 +126,7 @@ def _flood(srv, messages, seconds: float) -> Watch:
     return watch
 
 
+@pytest.mark.slow
 def test_a_never_reading_client_flooding_idle_controls_is_held_to_a_bounded_buffer(srv):
     """Control{IDLE, idle_frames: 100000} every 50 ms at 240 fps: was 534 -> 3,528 MB in 60 s."""
     def messages():
@@ -137,6 +138,7 @@ def test_a_never_reading_client_flooding_idle_controls_is_held_to_a_bounded_buff
     assert watch.health_ms_but_outliers < health_ms() and watch.worst_health_ms < 3 * health_ms(), watch.report()
 
 
+@pytest.mark.slow
 def test_a_never_reading_client_sending_2s_chunks_every_20ms_is_held_to_a_bounded_buffer(srv):
     """2 s chunks every 20 ms, realtime false: grew ~1.1 MB/s (the limit was realtime-only)."""
     chunk = audio_chunk((np.random.default_rng(0).normal(0, 3000, 32000)).astype("<i2").tobytes())
@@ -172,6 +174,7 @@ def test_image_bombs_are_refused_from_their_header(srv, client, size, depth, col
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "megapixel" in err.details
 
 
+@pytest.mark.slow
 def test_create_avatar_counts_against_the_call_limits(srv, client):
     """Four decodes at once were possible (CreateAvatar was outside the call limits): now two."""
     photo = (Path(__file__).parent.parent / "examples" / "astronaut.jpg").read_bytes()
@@ -192,6 +195,7 @@ def _outcome(call):
 
 # -- High 3: the GIL held for seconds -------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_generate_with_a_100kb_transcript_freezes_no_other_client(srv, client):
     """Was: health stalled 7-8 s, another realtime stream had a 2.15 s gap."""
     with RealtimeListener(srv.target) as stream, Watch(srv) as watch:
@@ -215,6 +219,7 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+@pytest.mark.slow
 def test_a_deadline_kills_the_work_of_a_1mb_transcript(srv, client):
     """A 1 MB transcript cost 70 s of CPU and ran on 17 s after the client's deadline."""
     err = _refused(lambda: client.generate_all(CLIP, params_only=True, transcript=transcript(1_000_000),
@@ -230,6 +235,7 @@ def test_a_deadline_kills_the_work_of_a_1mb_transcript(srv, client):
     assert "DEADLINE_EXCEEDED" in statuses
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_long_generate_ends_within_grace_plus_one_second():
     """`--grace 3` ended at 12.8 s: the drain started late behind the held GIL."""
     with ServerProcess("--grace", "3", "--max-transcript-chars", "1100000") as server:
@@ -254,6 +260,7 @@ def flac_bomb() -> bytes:
     return silent_flac(890, 192000, 2)
 
 
+@pytest.mark.slow
 def test_an_audio_bomb_is_refused_from_its_stream_info(srv, client, flac_bomb):
     """183 KB FLAC of 890 s of 2-ch 192 kHz silence: was +2 GB (the limit was on duration only)."""
     assert len(flac_bomb) < 1e6
@@ -292,6 +299,7 @@ def test_streams_that_never_send_a_config_do_not_hold_their_slots(srv, client):
     assert client.generate_all(CLIP, params_only=True)[2].frames == 259
 
 
+@pytest.mark.slow
 def test_unauthenticated_uploads_are_refused_before_they_are_buffered(srv):
     """Eight 60 MB CreateAvatar calls without a token: +1 GB before each got UNAUTHENTICATED."""
     payload = b"\xff\xd8" + bytes(60 << 20)
@@ -311,7 +319,7 @@ def test_two_samples_of_audio_get_invalid_argument_with_a_sentence(client, kind)
         sf.write(buf, np.array([0.1, -0.1]), 16000, format="FLAC")
         call = lambda: client.generate_all(buf.getvalue(), params_only=True)   # noqa: E731
     else:
-        call = lambda: list(client._stream(client.stub.Generate(pb.GenerateRequest(   # noqa: E731
+        call = lambda: list(client.checked(client.stub.Generate(pb.GenerateRequest(   # noqa: E731
             audio=pb.Audio(pcm16=b"\x01\x00", sample_rate=16000), output=pb.OutputOptions(params_only=True)),
             metadata=client.metadata)))
     err = _refused(call)
@@ -339,6 +347,7 @@ def test_malformed_protobuf_gets_invalid_argument_and_a_log_line(srv, client, me
     assert len(logged) == before + 1 and logged[-1]["status"] == "INVALID_ARGUMENT"
 
 
+@pytest.mark.slow
 def test_one_ms_chunks_are_throttled_and_health_stays_fast(srv):
     """1 ms chunks cost 25x the CPU of 100 ms ones with no rate limit. 800 chunks sent at once
     are read at the default 200 messages/s (after a 1 s burst): about 3 s, not a spin."""
@@ -358,6 +367,7 @@ def test_one_ms_chunks_are_throttled_and_health_stays_fast(srv):
     assert watch.health_ms_but_outliers < health_ms() and watch.worst_health_ms < 3 * health_ms(), watch.report()
 
 
+@pytest.mark.slow
 def test_cancelled_calls_log_cancelled_without_tracebacks(srv, client):
     responses = client.stub.Generate(pb.GenerateRequest(audio=pb.Audio(file=CLIP.read_bytes()),
                                                         transcript=transcript(50_000),
@@ -375,7 +385,7 @@ def test_cancelled_calls_log_cancelled_without_tracebacks(srv, client):
 
 def test_error_messages_truncate_echoed_inputs(client):
     """A 100,000-character emotion name came back as a metadata-size error, not the real one."""
-    err = _refused(lambda: list(client._stream(client.stub.Generate(pb.GenerateRequest(
+    err = _refused(lambda: list(client.checked(client.stub.Generate(pb.GenerateRequest(
         audio=pb.Audio(file=CLIP.read_bytes()), motion=pb.MotionOptions(emotion="x" * 100_000),
         output=pb.OutputOptions(params_only=True)), metadata=client.metadata))))
     assert err.code == grpc.StatusCode.INVALID_ARGUMENT and "emotion" in err.details, err

@@ -118,7 +118,7 @@ def test_a_line_text_during_a_line_ends_it(server, spoken):
 def test_bad_lines_get_invalid_argument_with_a_sentence(server, msg, words):
     cfg = stream_config(sample_rate=SAMPLE_RATE, params_only=True, realtime=False)
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        for _ in c._stream(c.stream([cfg, pb.StreamRequest(line=msg)])):
+        for _ in c.checked(c.stream([cfg, pb.StreamRequest(line=msg)])):
             pass
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and words in err.value.details, err.value
 
@@ -141,3 +141,21 @@ def test_marks_files(tmp_path):
         (tmp_path / "bad.json").write_text(bad)
         with pytest.raises(OptionsError, match="not a marks file"):
             read_marks(tmp_path / "bad.json")
+
+
+def test_generate_takes_the_clips_marks(server, spoken, tmp_path):
+    """Generate with a TTS engine's visemes (GenerateRequest.line): the frames' visemes are the
+    marks', the same as a stream's; bad marks get INVALID_ARGUMENT."""
+    import soundfile as sf
+
+    samples, segs = spoken
+    wav = tmp_path / "line.wav"
+    sf.write(wav, samples, SAMPLE_RATE)
+    line = Line(marks=tuple(polly_marks(segs)), viseme_set="polly")
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        frames = c.generate_all(wav, params_only=True, marks=line)[1]
+        inside = [f for f in frames for s in segs if s.phone in ("p", "b", "m") and s.start + 0.02 <= f.time <= s.end - 0.02]
+        assert len(inside) >= 8 and all(f.params.viseme == "PP" for f in inside)
+        with pytest.raises(ClientError) as err:
+            c.generate_all(wav, params_only=True, marks=Line(marks=(Mark("viseme", "QQ", 0.1),)))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "visemes" in err.value.details

@@ -11,27 +11,19 @@ import numpy as np
 import pytest
 from skimage import data
 
-from grpc_server import ServerThread
-from speech import festival_say, have_festival, espeak_say
 from talkinghead.arkit import BS
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, stream_config
 from talkinghead.media import decode_frame
 from talkinghead.motion.options import MotionOptions
-from talkinghead.server import ServerConfig
 from talkinghead.server.limits import Limits
 
 LINE = "Bob bought a map of the big palm park."
 
 
 @pytest.fixture(scope="module")
-def speech(tmp_path_factory):
-    wav = tmp_path_factory.mktemp("stream") / "line.wav"
-    if have_festival():
-        festival_say(LINE, "kal_diphone", wav)
-    else:
-        espeak_say(LINE, "en-us", wav)
-    return load_audio(wav)
+def speech(spoken):
+    return spoken(LINE)
 
 
 def pcm16(x: np.ndarray) -> bytes:
@@ -44,9 +36,8 @@ def chunks(x: np.ndarray, seconds: float):
 
 
 @pytest.fixture(scope="module")
-def server():
-    with ServerThread(ServerConfig(port=0, limits=Limits(max_per_client=10, max_concurrent=12))) as srv:
-        yield srv
+def server(serve):
+    return serve(limits=Limits(max_per_client=10, max_concurrent=12))
 
 
 def collect(responses):
@@ -80,6 +71,7 @@ def test_a_line_in_chunks_comes_back_as_continuous_frames(server, speech):
     assert summary.frames == len(frames)
 
 
+@pytest.mark.slow
 def test_idle_frames_keep_the_face_alive_in_real_time(server):
     stop = threading.Event()
 
@@ -109,6 +101,7 @@ def test_idle_frames_keep_the_face_alive_in_real_time(server):
     assert len({f.index for f in frames}) == len(frames)
 
 
+@pytest.mark.slow
 def test_chunks_sent_in_real_time_get_their_frames_within_150_ms(server, speech):
     lookahead = {}
     sent_at: dict[int, tuple[float, float]] = {}            # chunk -> (wall time sent, audio end in line)
@@ -165,6 +158,7 @@ def test_interrupt_stops_the_line_and_closes_the_mouth(server, speech):
     assert len([f for f in frames if not f.idle]) < 1.2 * 30 + 6    # the rest of the audio was dropped
 
 
+@pytest.mark.slow
 def test_stream_images_with_an_avatar(server, speech):
     png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
     with TalkingHeadClient(server.target, timeout=60) as c:
@@ -180,6 +174,7 @@ def test_stream_images_with_an_avatar(server, speech):
     assert np.abs(images[15].astype(int) - images[0]).mean() > 0.3
 
 
+@pytest.mark.slow
 def test_eight_streams_at_once_do_not_mix(server, speech):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -228,7 +223,7 @@ def test_bad_streams_get_the_right_code(server, speech, kind, code, words):
         "flood": [cfg] + [audio_chunk(pcm16(np.zeros(2 * SAMPLE_RATE, np.float32)))] * 20,
     }
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        collect(c._stream(c.stream(plans[kind])))
+        collect(c.checked(c.stream(plans[kind])))
     assert err.value.code == code and words in err.value.details, err.value
 
 
@@ -263,5 +258,55 @@ def test_stream_also_drives_a_live_link_target(server, speech):
 def test_live_link_to_other_hosts_needs_the_servers_permission(server):
     reqs = [stream_config(sample_rate=SAMPLE_RATE, params_only=True, livelink_target="192.0.2.7:11111")]
     with TalkingHeadClient(server.target, timeout=30) as c, pytest.raises(ClientError) as err:
-        collect(c._stream(c.stream(reqs)))
+        collect(c.checked(c.stream(reqs)))
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT and "--livelink-allow" in err.value.details
+
+
+def _realtime_image_stream(target: str, speech: np.ndarray, avatar: str):
+    def requests():
+        yield stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=True, quality=90)
+        for ch in chunks(speech, 0.1):
+            yield audio_chunk(pcm16(ch))
+            time.sleep(0.1)
+        yield control("flush")
+        time.sleep(0.3)
+
+    with TalkingHeadClient(target, timeout=60) as c:
+        return collect(c.stream(requests()))
+
+
+def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech):
+    """A server whose image budget no image can meet (stream_image_seconds far below what a
+    frame costs) steps the images down, one level at a time, each step a KIND_IMAGES_DEGRADED
+    event naming the new level; the frames and their params stay whole (every index, in order),
+    only images shrink, lose quality and then come on every Nth frame."""
+    from talkinghead.server.session import IMAGE_LEVELS
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    srv = serve(limits=Limits(stream_image_seconds=1e-4))
+    with TalkingHeadClient(srv.target, timeout=60) as c:
+        avatar = c.create_avatar(png, size=256).avatar_id
+    header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
+    steps = [e for e in events if e.kind == pb.StreamEvent.KIND_IMAGES_DEGRADED]
+    assert [e.images.level for e in steps] == list(range(1, len(IMAGE_LEVELS))), steps
+    assert "budget" in steps[0].detail
+    assert [f.index for f in frames] == list(range(len(frames))) and summary.frames == len(frames)
+    assert all(f.HasField("params") for f in frames)
+    first, last = steps[0].frame_index, steps[-1].frame_index
+    assert all(f.image for f in frames if f.index < first), "full images until the first step"
+    for f in frames:
+        if f.index >= last:          # the last level: every 3rd frame's image, at half size
+            assert bool(f.image) == (f.index % steps[-1].images.every == 0), f.index
+    small = decode_frame(next(f.image for f in frames if f.index >= last and f.image), "jpeg")
+    assert small.shape == (steps[-1].images.height, steps[-1].images.width, 3) == (128, 128, 3)
+    assert len(next(f.image for f in frames if f.index >= last and f.image)) < 0.5 * len(frames[0].image)
+
+
+def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech):
+    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+    with TalkingHeadClient(server.target, timeout=60) as c:
+        avatar = c.create_avatar(png, size=256).avatar_id
+    _, frames, events, _ = _realtime_image_stream(server.target, speech[:SAMPLE_RATE], avatar)
+    assert not [e for e in events if e.images.level], events
+    assert all(f.image for f in frames)

@@ -224,3 +224,32 @@ def test_begin_line_ends_the_open_line():
     flushed = stream.begin_line(text="hello there")
     assert len(sent) + len(flushed) == MotionTrack.frame_count(1.0, FPS)
     assert stream.begin_line(text="again") == []     # nothing open: nothing to flush
+
+
+# --- the same marks for a file --------------------------------------------------------------------
+
+def test_a_file_with_marks_has_the_streams_visemes(english, tmp_path):
+    """`params --marks`: a take's lips from the engine's marks are the stream's (the same segments;
+    only the stream's rounding rate and ease-in differ, not the visemes)."""
+    import json
+
+    from cli_run import talkinghead
+    import soundfile as sf
+
+    samples, segs, _ = english
+    marks = _marks_from(segs, "viseme")
+    polly = tmp_path / "line.marks"
+    polly.write_text("\n".join(json.dumps({"time": round(m.start * 1000), "type": "viseme", "value": m.value})
+                               for m in marks))
+    wav = tmp_path / "line.wav"
+    sf.write(wav, samples, SAMPLE_RATE)
+    done = talkinghead("params", "--audio", str(wav), "--marks", str(polly), "-o", str(tmp_path / "take.json"))
+    assert done.returncode == 0, done.stderr
+    offline = [f["viseme"] for f in json.loads((tmp_path / "take.json").read_text())["frames"]]
+    live, _ = _stream(samples, Line(marks=tuple(Mark("viseme", m.value, round(m.start * 1000) / 1000) for m in marks),
+                                    viseme_set="polly"))
+    assert len(offline) == len(live.visemes)
+    assert np.mean(np.array(offline) == np.array(live.visemes)) >= 0.97
+    (tmp_path / "bad.marks").write_text('{"time": "soon"}')
+    bad = talkinghead("params", "--audio", str(wav), "--marks", str(tmp_path / "bad.marks"), "-o", str(tmp_path / "b.json"))
+    assert bad.returncode == 2 and "not a marks file" in bad.stderr and "Traceback" not in bad.stderr

@@ -42,8 +42,9 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   # a fake microphone (Chromium's test tone) that needs no permission prompt
                   "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                                reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")
+pytestmark = [pytest.mark.slow,   # a browser drives the web page
+              pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
+                                 reason="needs Debian's chromium and chromium-driver (scripts/test.sh installs them)")]
 
 
 @pytest.fixture(scope="module")

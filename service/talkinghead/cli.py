@@ -33,6 +33,10 @@ def _add_motion_args(p: argparse.ArgumentParser, fps_help: str | None = None) ->
                    help="auto: the transcript aligned (English) where given, else the phone model; phones: "
                         "pocketsphinx recognition; model: the phone model (any language; with --text, the text "
                         "aligned over it, English too); acoustic: formant rules")
+    p.add_argument("--marks", type=Path,
+                   help="the TTS engine's own timings for the speech: Amazon Polly speech marks (JSON Lines), or "
+                        "JSON {\"marks\": [{kind, value, start, end}], \"viseme_set\": oculus|polly|azure, "
+                        "\"phoneme_set\": ipa|arpabet|sampa}; its visemes (or phonemes) are the lips as they are")
     p.add_argument("--language", default=d.language,
                    help="language of the speech and --text, an ISO code espeak-ng knows (en, it, fi, de, ...): "
                         "English text is aligned by pocketsphinx, other languages on the phone model; auto: "
@@ -188,10 +192,19 @@ def _transcript(args: argparse.Namespace) -> str | None:
     return args.text
 
 
-def _track(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: float):
-    """Decode the audio and make the motion track, moving `bar` from 0 to `share` percent."""
+def _marks(args: argparse.Namespace, transcript: str | None, options: MotionOptions):
+    """--marks as a motion.line.Line (with the transcript and language), or None."""
+    if not getattr(args, "marks", None):
+        return None
+    from talkinghead.motion.line import Line, read_marks
+
+    return Line(text=transcript or "", language=options.language, **read_marks(args.marks))
+
+
+def _analysis(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: float):
+    """Decode and analyse the audio, moving `bar` from 0 to `share` percent: (samples, rate, SpeechAnalysis)."""
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
-    from talkinghead.motion import motion_from_audio
+    from talkinghead.motion import analyze_speech
 
     transcript = _transcript(args)
     samples = load_audio(args.audio)
@@ -200,7 +213,20 @@ def _track(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: f
         bar.set_description(stage)
         bar.update(round(share * (0.1 + 0.9 * frac)) - bar.n)
 
-    return samples, SAMPLE_RATE, motion_from_audio(samples, SAMPLE_RATE, options, transcript, progress)
+    analysis = analyze_speech(samples, SAMPLE_RATE, transcript, options.lipsync, options.language, progress,
+                              _marks(args, transcript, options))
+    progress("motion", 1.0)
+    return samples, SAMPLE_RATE, analysis
+
+
+def _track(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: float):
+    """Decode the audio and make the motion track, moving `bar` from 0 to `share` percent."""
+    from talkinghead.motion import animate
+
+    samples, rate, analysis = _analysis(args, options, bar, 0.9 * share)
+    track = animate(analysis, options)
+    bar.update(round(share) - bar.n)
+    return samples, rate, track
 
 
 def _cmd_params(args: argparse.Namespace) -> None:
@@ -320,7 +346,9 @@ def _cmd_verify(args: argparse.Namespace) -> None:
 
 
 def _cmd_livelink(args: argparse.Namespace) -> None:
-    from talkinghead.exports.livelink_udp import LiveLinkSender, line_and_idle
+    from talkinghead.exports.livelink_udp import LiveLinkSender
+    from talkinghead.motion import line_and_idle
+    from talkinghead.track import MotionTrack
 
     options = _motion_options(args)
     if not args.idle_after >= 0:
@@ -328,12 +356,13 @@ def _cmd_livelink(args: argparse.Namespace) -> None:
     # The sender first: a bad target, subject or fps should fail before the speech analysis.
     with LiveLinkSender(args.target, args.subject, device_id=args.device_id, fps=options.fps) as sender:
         with tqdm(total=100, desc="decoding", unit="%", disable=None, file=sys.stderr) as bar:
-            _, _, track = _track(args, options, bar, 100)
-        print(f"streaming {track.n_frames} frames ({track.duration:.2f} s) at {sender.fps:g} fps to "
+            _, _, analysis = _analysis(args, options, bar, 100)
+        n = MotionTrack.frame_count(analysis.duration, options.fps)
+        print(f"streaming {n} frames ({analysis.duration:.2f} s) at {sender.fps:g} fps to "
               f"{sender.host}:{sender.port}, subject {sender.subject!r}"
               + (" (Ctrl-C stops)" if args.loop or args.idle_after > 0 else ""), file=sys.stderr)
         try:
-            for part in line_and_idle(track, options, args.idle_after, args.loop):
+            for part in line_and_idle(analysis, options, args.idle_after, args.loop):
                 sender.send_track(part)
         except KeyboardInterrupt:
             pass  # Ctrl-C is how a looping or endless idle stream ends: report and exit normally

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import structlog
 from tqdm import tqdm
 
@@ -148,8 +147,6 @@ def _client_parser(sub, add_motion_args, motion_options) -> None:
     output(s)
     s.add_argument("--chunk-ms", type=float, default=100, help="audio per chunk, milliseconds (default 100)")
     s.add_argument("--no-realtime", action="store_true", help="send and receive as fast as possible")
-    s.add_argument("--marks", type=Path, help="the TTS engine's timings for the line: Amazon Polly speech marks "
-                   "(JSON Lines) or a JSON {\"marks\": [{kind, value, start, end}], \"viseme_set\": ...}")
     s.set_defaults(func=lambda a: _cmd_stream(a, motion_options(a)))
 
     a = csub.add_parser("avatar", help="upload a portrait once; prints its avatar id")
@@ -195,11 +192,15 @@ def _cmd_generate(args, options) -> None:
     if audio_bytes is None:
         raise TalkingHeadError(f"cannot read {args.audio}: no such file")
     transcript = args.text_file.read_text(encoding="utf-8") if args.text_file else (args.text or "")
+    marks = None
+    if args.marks:
+        from talkinghead.motion.line import Line, read_marks
+        marks = Line(language=options.language, **read_marks(args.marks))
     frames, header = [], None
     with _client(args) as c, tqdm(total=100, desc="server", unit="%", disable=None, file=sys.stderr) as bar:
         for msg in c.generate(audio_bytes, avatar=args.avatar, image=args.portrait, transcript=transcript,
                               motion=options, params_only=args.params_only or kind == "params",
-                              size=args.size, framing=args.framing):
+                              size=args.size, framing=args.framing, marks=marks):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header
@@ -238,14 +239,14 @@ def _cmd_stream(args, options) -> None:
                             size=args.size, framing=args.framing)
         for k, p in enumerate(pieces):
             sent.append(time.monotonic())
-            yield audio_chunk((np.clip(p, -1, 1) * 32767).astype("<i2").tobytes(), line if k == 0 else None)
+            yield audio_chunk(p, line if k == 0 else None)
             if realtime:
                 time.sleep(len(p) / SAMPLE_RATE)
         yield control("flush")
 
     frames, header = [], None
     with _client(args) as c:
-        for msg in c._stream(c.stream(requests())):
+        for msg in c.checked(c.stream(requests())):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header
@@ -258,30 +259,16 @@ def _cmd_stream(args, options) -> None:
     _write(args, kind, header, frames, samples, SAMPLE_RATE)
 
 
-def _track(header, frames):
-    from talkinghead.server.convert import face_params
-    from talkinghead.track import MotionTrack
-
-    params = [face_params(f.params) for f in frames]
-    return MotionTrack(fps=header.fps, duration=len(params) / header.fps,
-                       blendshapes=np.array([p.blendshapes for p in params], np.float32).reshape(-1, 52),
-                       head=np.array([[p.head.yaw, p.head.pitch, p.head.roll, p.head.x, p.head.y, p.head.z]
-                                      for p in params], np.float32).reshape(-1, 6),
-                       gaze=np.array([[p.gaze_left.yaw, p.gaze_left.pitch, p.gaze_right.yaw, p.gaze_right.pitch]
-                                      for p in params], np.float32).reshape(-1, 4),
-                       visemes=[p.viseme for p in params])
-
-
 def _write(args, kind, header, frames, samples, rate) -> None:
+    from talkinghead.client import encoding_name, frames_track
     from talkinghead.exports import write_track
     from talkinghead.media import decode_frame, write_mp4
 
     if header is None or not frames:
         raise TalkingHeadError("the server sent no frames")
-    names = {1: "jpeg", 2: "png", 3: "raw", 0: "jpeg"}
-    enc = names[header.encoding]
+    enc = encoding_name(header.encoding)
     if kind == "params":
-        write_track(_track(header, frames), args.output)
+        write_track(frames_track(header, frames), args.output)
     elif kind == "mp4":
         images = (decode_frame(f.image, enc, header.width, header.height) for f in frames)
         write_mp4(args.output, images, header.fps, samples[: int(len(frames) / header.fps * rate)], rate)
@@ -290,5 +277,5 @@ def _write(args, kind, header, frames, samples, rate) -> None:
         for f in frames:
             if f.image:
                 (args.output / f"frame_{f.index:05d}.{'jpg' if enc == 'jpeg' else enc}").write_bytes(f.image)
-        write_track(_track(header, frames), args.output / "take.json")
+        write_track(frames_track(header, frames), args.output / "take.json")
     print(f"wrote {args.output}: {len(frames)} frames at {header.fps:g} fps")

@@ -14,15 +14,19 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import grpc
+import numpy as np
 
+from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import TalkingHeadError
 from talkinghead.motion.line import Line
 from talkinghead.motion.options import MotionOptions
+from talkinghead.track import GAZE_FIELDS, HEAD_FIELDS, MotionTrack
 from talkinghead.v1 import talkinghead_pb2 as pb
 from talkinghead.v1 import talkinghead_pb2_grpc as pb_grpc
 
 ENCODINGS = {"jpeg": pb.IMAGE_ENCODING_JPEG, "png": pb.IMAGE_ENCODING_PNG, "raw": pb.IMAGE_ENCODING_RAW_RGB}
 FRAMINGS = {"face": pb.FRAMING_FACE, "full": pb.FRAMING_FULL}
+ACTIONS = {"flush": pb.Control.ACTION_FLUSH, "interrupt": pb.Control.ACTION_INTERRUPT, "idle": pb.Control.ACTION_IDLE}
 
 
 class ClientError(TalkingHeadError):
@@ -95,7 +99,8 @@ class TalkingHeadClient:
         except grpc.RpcError as exc:
             raise ClientError(exc.code(), exc.details()) from None
 
-    def _stream(self, responses) -> Iterator:
+    def checked(self, responses) -> Iterator:
+        """A call's responses, a failed call raising ClientError instead of grpc.RpcError."""
         try:
             yield from responses
         except grpc.RpcError as exc:
@@ -118,13 +123,15 @@ class TalkingHeadClient:
     def generate(self, audio, *, avatar: str | None = None, image=None, transcript: str = "",
                  motion: MotionOptions | None = None, params_only: bool = False, encoding: str = "jpeg",
                  quality: int = 90, size: int = 512, framing: str = "face",
-                 timeout: float | None = None) -> Iterator[pb.GenerateResponse]:
-        """The response stream: header, progress..., frame..., summary. `audio`: a file's bytes or path."""
+                 timeout: float | None = None, marks: Line | None = None) -> Iterator[pb.GenerateResponse]:
+        """The response stream: header, progress..., frame..., summary. `audio`: a file's bytes or path;
+        marks: a TTS engine's timings for the clip (its marks and viseme/phoneme sets are sent)."""
         request = pb.GenerateRequest(portrait=portrait_message(avatar, image, size, framing),
                                      audio=pb.Audio(file=_bytes(audio)), transcript=transcript,
-                                     motion=motion_message(motion), output=output_message(params_only, encoding, quality))
+                                     motion=motion_message(motion), output=output_message(params_only, encoding, quality),
+                                     line=line_text(marks) if marks else None)
         call = self.stub.Generate(request, metadata=self.metadata, timeout=timeout or self.timeout)
-        return self._stream(call)
+        return self.checked(call)
 
     def generate_all(self, audio, **kw) -> tuple[pb.Header, list[pb.Frame], pb.Summary]:
         header, frames, summary = None, [], None
@@ -140,8 +147,32 @@ class TalkingHeadClient:
 
     def stream(self, requests: Iterable[pb.StreamRequest], timeout: float | None = None):
         """Bidirectional stream: `requests` yields StreamRequest (config first). Returns the
-        response iterator; call `.cancel()` on it to stop."""
+        response iterator (grpc's: a failed call raises grpc.RpcError; wrap it in `checked` for
+        ClientError); call `.cancel()` on it to stop."""
         return self.stub.Stream(iter(requests), metadata=self.metadata, timeout=timeout or self.timeout)
+
+
+def encoding_name(value: int) -> str:
+    """A Header's image encoding (pb.ImageEncoding) as ENCODINGS names it; unspecified is JPEG."""
+    if value == pb.IMAGE_ENCODING_UNSPECIFIED:
+        return "jpeg"
+    for name, enc in ENCODINGS.items():
+        if enc == value:
+            return name
+    raise ClientError(grpc.StatusCode.UNIMPLEMENTED, f"the server sent image encoding {value}, which this client "
+                      "does not know: update the client")
+
+
+def frames_track(header: pb.Header, frames: list[pb.Frame]) -> MotionTrack:
+    """The parameters of received frames as a MotionTrack (for write_track and the exporters)."""
+    return MotionTrack(
+        fps=header.fps, duration=len(frames) / header.fps,
+        blendshapes=np.array([f.params.blendshapes for f in frames], np.float32).reshape(-1, len(BLENDSHAPE_NAMES)),
+        head=np.array([[getattr(f.params.head, k) for k in HEAD_FIELDS] for f in frames],
+                      np.float32).reshape(-1, len(HEAD_FIELDS)),
+        gaze=np.array([[f.params.gaze_left.yaw, f.params.gaze_left.pitch, f.params.gaze_right.yaw,
+                        f.params.gaze_right.pitch] for f in frames], np.float32).reshape(-1, len(GAZE_FIELDS)),
+        visemes=[f.params.viseme for f in frames])
 
 
 def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, motion: MotionOptions | None = None,
@@ -154,8 +185,11 @@ def stream_config(*, sample_rate: int, avatar: str | None = None, image=None, mo
         livelink_target=livelink_target, livelink_subject=livelink_subject))
 
 
-def audio_chunk(pcm16: bytes, line: pb.LineText | None = None) -> pb.StreamRequest:
-    """An AudioChunk; `line` (from line_text) on a line's first chunk says what the line says."""
+def audio_chunk(pcm16: bytes | np.ndarray, line: pb.LineText | None = None) -> pb.StreamRequest:
+    """An AudioChunk. pcm16: little-endian 16-bit PCM bytes, or float samples in -1..1 (converted);
+    `line` (from line_text) on a line's first chunk says what the line says."""
+    if isinstance(pcm16, np.ndarray):
+        pcm16 = (np.clip(pcm16, -1, 1) * 32767).astype("<i2").tobytes()
     return pb.StreamRequest(audio=pb.AudioChunk(pcm16=pcm16, line=line))
 
 
@@ -176,6 +210,5 @@ def line_request(line: Line) -> pb.StreamRequest:
 
 
 def control(action: str, idle_frames: int = 0) -> pb.StreamRequest:
-    actions = {"flush": pb.Control.ACTION_FLUSH, "interrupt": pb.Control.ACTION_INTERRUPT,
-               "idle": pb.Control.ACTION_IDLE}
-    return pb.StreamRequest(control=pb.Control(action=actions[action], idle_frames=idle_frames))
+    """action: one of ACTIONS (flush, interrupt, idle)."""
+    return pb.StreamRequest(control=pb.Control(action=ACTIONS[action], idle_frames=idle_frames))

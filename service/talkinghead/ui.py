@@ -38,9 +38,13 @@ MAX_UPLOAD = "256mb"          # 15 minutes of 48 kHz stereo 16-bit WAV is 173 MB
 PREVIEW_SIDE = 480            # pixels: the portrait's preview, longer side
 KEEP_SECONDS = 3600           # a take's files stay downloadable this long
 PROGRESS_SECONDS = 0.2        # at most this often a progress message to the page (a frame takes ~10 ms)
-LIPSYNC_CHOICES = [("English", "auto"),                   # pocketsphinx, the phone model where it hears nothing
-                   ("English, phones only", "phones"),
-                   ("any language (phone model)", "model")]
+# auto: the transcript aligned, else phones recognised with the phone model where they miss
+LIPSYNC_CHOICES = [("auto", "auto"), ("phones (English)", "phones"), ("phone model", "model")]
+# The usual ones; any other ISO code espeak-ng speaks can be typed in (allow_custom_value)
+LANGUAGE_CHOICES = [("English", "en"), ("Deutsch", "de"), ("Español", "es"), ("Français", "fr"),
+                    ("Italiano", "it"), ("Nederlands", "nl"), ("Polski", "pl"), ("Português", "pt"),
+                    ("Русский", "ru"), ("Suomi", "fi"), ("Svenska", "sv"), ("Türkçe", "tr"),
+                    ("日本語", "ja"), ("中文", "cmn"), ("no text assumptions", "auto")]
 CSS = "#verdict textarea { font-family: ui-monospace, monospace; font-size: 0.8em; }"
 Progress = Callable[[float, str], None]   # (fraction 0..1, what is happening)
 
@@ -130,7 +134,7 @@ class Page:
     def __init__(self, work_dir: Path):
         self.work_dir = work_dir
 
-    def submit(self, portrait, audio, transcript, lipsync, emotion, emotion_intensity, expressiveness,
+    def submit(self, portrait, audio, transcript, language, lipsync, emotion, emotion_intensity, expressiveness,
                head_motion, blink_rate, gaze, seed, fps, size, framing, progress=gr.Progress()):
         """Gradio's callback: widget values in, (video, sheet, verdict, files, status) out. A bad input
         clears the results and puts the CLI's sentence in the status line."""
@@ -139,7 +143,8 @@ class Page:
                 raise OptionsError("seed must be a whole number; type one (0 is the default)")
             options = MotionOptions(fps=float(fps), seed=int(seed), expressiveness=expressiveness,
                                     head_motion=head_motion, blink_rate=blink_rate, emotion=emotion,
-                                    emotion_intensity=emotion_intensity, gaze=gaze, lipsync=lipsync)
+                                    emotion_intensity=emotion_intensity, gaze=gaze, lipsync=lipsync,
+                                    language=(language or "en").strip())
             take = self._take(portrait, audio, (transcript or "").strip() or None, options, int(size), framing,
                               _throttled(lambda f, stage: progress(f, desc=stage)))
         except TalkingHeadError as exc:
@@ -214,11 +219,13 @@ def build(page: Page):
                 audio = gr.Audio(label="Speech: WAV, FLAC, OGG, MP3 or M4A (or record it)", type="filepath",
                                  sources=["upload", "microphone"], format=None, elem_id="audio")
                 with gr.Row():
-                    transcript = gr.Textbox(label="Transcript (optional: more accurate lips in English)", lines=2,
+                    transcript = gr.Textbox(label="Transcript (optional: more accurate lips)", lines=2,
                                             scale=2, elem_id="transcript")
-                    lipsync = gr.Dropdown(LIPSYNC_CHOICES, value=d.lipsync, label="Language", scale=1,
-                                          info="other languages: lips from the phone model",
-                                          elem_id="lipsync")
+                    language = gr.Dropdown(LANGUAGE_CHOICES, value=d.language, label="Language", scale=1,
+                                           allow_custom_value=True, elem_id="language",
+                                           info="of the speech and transcript: any ISO code espeak-ng speaks")
+                    lipsync = gr.Dropdown(LIPSYNC_CHOICES, value=d.lipsync, label="Lips from", scale=1,
+                                          elem_id="lipsync", info="auto: the transcript, else the audio")
                 if (EXAMPLES / "astronaut.jpg").is_file():
                     transcript_file = EXAMPLES / "hello.txt"
                     gr.Examples([[str(EXAMPLES / "astronaut.jpg"), str(EXAMPLES / "hello.flac"),
@@ -257,7 +264,7 @@ def build(page: Page):
                 files = gr.File(label="Take files (MP4, JSON, Live Link Face CSV, contact sheet)",
                                 file_count="multiple", interactive=False, elem_id="files")
         portrait.change(page.preview, portrait, [preview, status])
-        go.click(page.submit, [portrait, audio, transcript, lipsync, emotion, emotion_intensity, expressiveness,
+        go.click(page.submit, [portrait, audio, transcript, language, lipsync, emotion, emotion_intensity, expressiveness,
                                head_motion, blink_rate, gaze, seed, fps, size, framing],
                  [video, sheet, verdict, files, status], concurrency_limit=1)
     return demo

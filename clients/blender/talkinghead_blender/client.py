@@ -63,11 +63,13 @@ class MotionSettings:
     emotion_intensity: float = 0.5
     gaze: str = "camera"
     lipsync: str = "auto"
+    language: str = "en"                 # ISO code of the speech and transcript; "auto" ignores the transcript
 
     def message(self) -> pb.MotionOptions:
         return pb.MotionOptions(fps=self.fps, seed=self.seed, expressiveness=self.expressiveness,
                                 head_motion=self.head_motion, blink_rate=self.blink_rate, emotion=self.emotion,
-                                emotion_intensity=self.emotion_intensity, gaze=self.gaze, lipsync=self.lipsync)
+                                emotion_intensity=self.emotion_intensity, gaze=self.gaze, lipsync=self.lipsync,
+                                language=self.language)
 
 
 @dataclass(frozen=True)
@@ -311,14 +313,16 @@ class BakeJob(Job):
 
 class LiveJob(Job):
     """Stream: the line's audio sent in 100 ms chunks in real time, frames back as they are made;
-    after the line the face idles (blinks, breathing) until `cancel()`."""
+    after the line the face idles (blinks, breathing) until `cancel()`. A transcript goes with the
+    first chunk (LineText, in the motion's language): the lips then follow the words."""
 
     kind = "live"
 
     def __init__(self, settings: ServerSettings, audio_path: str, motion: MotionSettings, *,
-                 portrait: PortraitSettings | None = None) -> None:
+                 portrait: PortraitSettings | None = None, transcript: str = "") -> None:
         super().__init__(settings)
         self.audio_path, self.motion, self.portrait = audio_path, motion, portrait
+        self.transcript = transcript.strip()
 
     def _requests(self, pcm16: bytes, rate: int):
         yield pb.StreamRequest(config=pb.StreamConfig(
@@ -329,7 +333,8 @@ class LiveJob(Job):
         for k, piece in enumerate(audio.chunks(pcm16, rate)):
             if self._cancel.wait(max(0.0, start + k * audio.CHUNK_SECONDS - time.monotonic())):
                 return
-            yield pb.StreamRequest(audio=pb.AudioChunk(pcm16=piece))
+            line = pb.LineText(text=self.transcript, language=self.motion.language) if k == 0 and self.transcript else None
+            yield pb.StreamRequest(audio=pb.AudioChunk(pcm16=piece, line=line))
         yield pb.StreamRequest(control=pb.Control(action=pb.Control.ACTION_FLUSH))
         self._cancel.wait()                # keep the stream open: the server sends idle frames
 
@@ -349,6 +354,9 @@ class LiveJob(Job):
                 builder.add(f)
                 pixels = raw_rgb_to_pixels(f.image, width, height) if f.image else None
                 self._put("frame", LiveFrame(int(f.index), bool(f.idle), builder.build(), pixels, width, height))
+            elif which == "event" and msg.event.kind == pb.StreamEvent.KIND_TEXT_DROPPED:
+                self._put("warning", f"the transcript does not match the audio ({msg.event.detail}): "
+                                     "lips from the audio alone")
             elif which == "event":
                 self._put("event", int(msg.event.kind))
         self._put("cancelled" if self.cancelled else "done", None)

@@ -105,7 +105,7 @@ def _motion(s, fps: float):
     return _client().MotionSettings(fps=fps, seed=s.seed, expressiveness=s.expressiveness, head_motion=s.head_motion,
                                     blink_rate=s.blink_rate, emotion=s.emotion.lower(),
                                     emotion_intensity=s.emotion_intensity, gaze=s.gaze.lower(),
-                                    lipsync=s.lipsync.lower())
+                                    lipsync=s.lipsync.lower(), language=s.language.strip() or "en")
 
 
 def _portrait(s, size: int | None = None):
@@ -156,6 +156,8 @@ class Session:
             elif msg.kind == "progress":
                 st = status()
                 st.stage, st.progress = msg.data[0], msg.data[1]
+            elif msg.kind == "warning":
+                status().message = msg.data
             elif msg.kind == "header" and self.kind == "live" and msg.data.width:
                 self._live_image(msg.data.width, msg.data.height)
             elif msg.kind == "done":
@@ -279,7 +281,7 @@ def start(kind: str, context) -> Session:
     fps = _scene_fps(scene) if rig is not None else convert.image_fps(_scene_fps(scene))
     if kind == "live":
         portrait = _portrait(s) if rig is None else None
-        job = client.LiveJob(settings, choice.path, _motion(s, fps), portrait=portrait)
+        job = client.LiveJob(settings, choice.path, _motion(s, fps), portrait=portrait, transcript=s.transcript)
     else:
         image = {} if rig is not None else {"portrait": _portrait(s), "image_dir": _output_dir(s, choice.name),
                                             "image_format": s.image_format, "scene_fps": _scene_fps(scene)}

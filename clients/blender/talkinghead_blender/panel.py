@@ -122,6 +122,7 @@ class TALKINGHEAD_PT_audio(_Subpanel, bpy.types.Panel):
             else:
                 layout.label(text="This scene has no sound strips", icon='INFO')
         layout.prop(s, "transcript")
+        layout.prop(s, "language")
 
 
 class TALKINGHEAD_PT_character(_ModeSubpanel, bpy.types.Panel):

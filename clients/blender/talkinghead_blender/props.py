@@ -92,9 +92,14 @@ class TALKINGHEAD_PG_settings(bpy.types.PropertyGroup):
     gaze: EnumProperty(name="Gaze", items=[('CAMERA', "Camera", "hold eye contact"),
                                            ('WANDER', "Wander", "look around more")])
     lipsync: EnumProperty(name="Lip sync", items=[
-        ('AUTO', "Auto", "phones (English) with an acoustic fallback"),
-        ('ACOUSTIC', "Acoustic", "from the sound alone: any language"),
+        ('AUTO', "Auto", "the transcript aligned (any language); without one, phones recognised (English) "
+                         "with the phone model where they miss"),
+        ('MODEL', "Phone model", "the project's phone model alone: any language"),
+        ('ACOUSTIC', "Acoustic", "the old formant rules (kept for comparison)"),
     ])
+    language: StringProperty(name="Language", default="en",
+                             description="ISO code of the speech and transcript: en, it, fi, de, ... "
+                                         "(any language espeak-ng speaks); auto = ignore the transcript")
 
 
 class TALKINGHEAD_PG_status(bpy.types.PropertyGroup):

@@ -2,7 +2,9 @@
 prosodic events (syllable nuclei, pitch accents) that drive brows and head.
 
 Praat (through parselmouth) is the reference tool for pitch and formant tracking; pocketsphinx's
-WebRTC-style VAD finds speech.
+WebRTC-style VAD finds speech. `analyze` takes a whole recording; the pieces it is made of
+(`frame_rms_db`, `pitch_at`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a
+stream runs on its windows (motion.stream), with running statistics in place of the whole take's.
 """
 
 from __future__ import annotations
@@ -12,18 +14,19 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
+from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
-from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
-from scipy.signal import find_peaks
+from talkinghead.audio.prosody import Prosody
 
 HOP = 1 / FRAME_RATE       # seconds per feature frame: the recogniser's frames, so masks line up
 
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses
 VAD_MIN_SPEECH_S = 0.06    # shorter bursts are clicks
-ACCENT_SPACING_S = 0.7     # pitch accents closer than this are one emphasis
+PITCH_RANGE_HZ = (60, 500)  # Praat's pitch floor and ceiling
+LOUD_BELOW_PEAK_DB = 35.0  # speech is within this of the recording's loud frames (95th percentile)
 
 
 @dataclass
@@ -58,41 +61,71 @@ def analyze(samples: np.ndarray) -> SpeechFeatures:
     frames = np.zeros((n, HOP_SAMPLES), np.float32)
     flat = samples[: n * HOP_SAMPLES]
     frames.reshape(-1)[: len(flat)] = flat
-    rms_db = 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-6)
-    speech = _voice_activity(samples, rms_db)
+    rms_db = frame_rms_db(frames)
+    speech = bridged(_vad(samples, n) & loud(rms_db, float(np.percentile(rms_db, 95))))
     sound = parselmouth.Sound(samples.astype(np.float64), SAMPLE_RATE)
-    f0 = _on_grid(sound.to_pitch_ac(time_step=HOP, pitch_floor=60, pitch_ceiling=500), n)
+    f0 = pitch_at(samples, (np.arange(n) + 0.5) * HOP, sound)
     f1, f2 = _formants(sound, n, f0 > 0)
-    loudness = _relative_loudness(rms_db, speech)
-    nuclei, strength = _syllable_nuclei(rms_db, f0, speech)
-    accents = _pitch_accents(nuclei, strength, f0)
-    return SpeechFeatures(rms_db, speech, f0, f1, f2, hf_ratio(frames), loudness, nuclei, strength, accents)
+    ref = np.median(rms_db[speech]) if speech.any() else np.max(rms_db)
+    nuclei = Prosody.take(rms_db, f0, speech)
+    return SpeechFeatures(rms_db, speech, f0, f1, f2, hf_ratio(frames), relative_loudness(rms_db, ref),
+                          np.array([x.t for x in nuclei]), np.array([x.strength for x in nuclei]),
+                          np.array([x.t for x in nuclei if x.accent]))
 
 
-def _voice_activity(samples: np.ndarray, rms_db: np.ndarray) -> np.ndarray:
+def frame_rms_db(frames: np.ndarray) -> np.ndarray:
+    """Loudness (dBFS) of each frame, frames: shape = (n, samples) -> shape = (n,)."""
+    return 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-6)
+
+
+def _vad(samples: np.ndarray, n: int) -> np.ndarray:
+    """The VAD's raw decision per feature frame, shape = (n,), fed 30 ms at a time."""
     vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
     step = vad.frame_bytes // 2
     pcm = pcm16(samples)
-    n = len(rms_db)
     speech = np.zeros(n, bool)
     per = step // HOP_SAMPLES
     for k in range(0, len(pcm) - step + 1, step):
         if vad.is_speech(pcm[k: k + step].tobytes()):
             speech[k // HOP_SAMPLES: k // HOP_SAMPLES + per] = True
-    # The VAD alone calls steady noise speech: also demand energy near the speech level.
-    loud = rms_db > max(SILENCE_DB, np.percentile(rms_db, 95) - 35)
-    speech &= loud
-    speech = binary_closing(speech, np.ones(int(VAD_BRIDGE_S / HOP)))
-    speech = binary_opening(speech, np.ones(int(VAD_MIN_SPEECH_S / HOP)))
-    return speech[:n]
+    return speech
 
 
-def _on_grid(pitch: parselmouth.Pitch, n: int) -> np.ndarray:
-    """Praat's frame k is centred at xs[k]; put values on our grid of frame centres (k+0.5)*HOP."""
+def loud(rms_db: np.ndarray, level_p95: float | None) -> np.ndarray:
+    """The VAD alone calls steady noise speech: speech is also near the speech level. level_p95:
+    the 95th percentile of the recording's frame loudness (dBFS), None when unknown."""
+    floor = SILENCE_DB if level_p95 is None else max(SILENCE_DB, level_p95 - LOUD_BELOW_PEAK_DB)
+    return rms_db > floor
+
+
+def bridged(raw: np.ndarray, open_start: bool = False, open_end: bool = False) -> np.ndarray:
+    """Voice activity cleaned up: gaps shorter than VAD_BRIDGE_S bridged, bursts shorter than
+    VAD_MIN_SPEECH_S (clicks) dropped. raw: shape = (n,) bool.
+
+    For a window of a stream: an open start continues its first value; an open end (audio still to
+    come) is taken as speech going on, so a silence just after speech, shorter than VAD_BRIDGE_S so
+    far, is a stop closure until it grows longer (a whole take, knowing the gap's length, bridges it
+    the same way); without this every p/b/t/k would first be seen as the start of a pause."""
+    bridge, click = int(VAD_BRIDGE_S / HOP), int(VAD_MIN_SPEECH_S / HOP)
+    before, after = (bridge if open_start and len(raw) else 0), (bridge if open_end else 0)
+    x = np.concatenate([np.full(before, raw[0] if len(raw) else False), raw, np.ones(after, bool)])
+    x = binary_opening(binary_closing(x, np.ones(bridge)), np.ones(click))
+    return x[before: len(x) - after]
+
+
+def pitch_at(audio: np.ndarray, centres: np.ndarray, sound: parselmouth.Sound | None = None) -> np.ndarray:
+    """Pitch (Hz, 0 unvoiced) at `centres` (s into `audio`, float mono at SAMPLE_RATE): Praat's
+    autocorrelation pitch, frame by frame at HOP. sound: `audio` as a parselmouth.Sound, if made."""
+    f0 = np.zeros(len(centres))
+    sound = sound or parselmouth.Sound(audio.astype(np.float64), SAMPLE_RATE)
+    try:
+        pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=PITCH_RANGE_HZ[0], pitch_ceiling=PITCH_RANGE_HZ[1])
+    except parselmouth.PraatError:   # shorter than one pitch window: too short to be voiced
+        return f0
     values = pitch.selected_array["frequency"]
-    if not len(values):  # shorter than one pitch window
-        return np.zeros(n)
-    centres = (np.arange(n) + 0.5) * HOP
+    if not len(values):
+        return f0
+    # Praat's frame k is centred at xs[k]: the value of the nearest one
     return values[np.clip(np.round((centres - pitch.xs()[0]) / HOP).astype(int), 0, len(values) - 1)]
 
 
@@ -114,44 +147,10 @@ def hf_ratio(frames: np.ndarray) -> np.ndarray:
     return spec[:, freqs > 3500].sum(1) / (spec.sum(1) + 1e-12)
 
 
-def _relative_loudness(rms_db: np.ndarray, speech: np.ndarray) -> np.ndarray:
-    """0..1: 0.5 at this recording's typical speech level, 1 at +8 dB, 0 at -16 dB."""
-    ref = np.median(rms_db[speech]) if speech.any() else np.max(rms_db)
+def relative_loudness(rms_db: np.ndarray, ref: float) -> np.ndarray:
+    """0..1: 0.5 at the speaker's typical speech level `ref` (dBFS), 1 at +8 dB, 0 at -16 dB."""
     smooth = gaussian_filter1d(rms_db, 3)
     return np.clip(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0, 1)
-
-
-def _syllable_nuclei(rms_db: np.ndarray, f0: np.ndarray, speech: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Peaks of the smoothed loudness in voiced speech (de Jong & Wempe's syllable-nuclei idea)."""
-    env = gaussian_filter1d(rms_db, 2.5)
-    peaks, props = find_peaks(env, prominence=2.0, distance=int(0.1 / HOP))
-    keep = speech[peaks] & (f0[peaks] > 0)
-    peaks, prom = peaks[keep], props["prominences"][keep]
-    if not len(peaks):
-        return np.zeros(0), np.zeros(0)
-    level = env[peaks] - np.median(env[peaks])
-    strength = np.clip(0.5 + level / 12 + (prom - np.median(prom)) / 20, 0, 1)
-    return (peaks + 0.5) * HOP, strength
-
-
-def _pitch_accents(nuclei: np.ndarray, strength: np.ndarray, f0: np.ndarray) -> np.ndarray:
-    """The syllables a listener hears as emphasised: nuclei whose pitch peak stands out from the
-    speaker's median (> 1 semitone) and that rank in the top third by pitch + loudness, at most
-    one per ACCENT_SPACING_S (English has roughly one accent per intonation phrase or content word)."""
-    voiced = f0[f0 > 0]
-    if not len(nuclei) or not len(voiced):
-        return np.zeros(0)
-    median = np.median(voiced)
-    k = np.clip((nuclei / HOP).astype(int), 0, len(f0) - 1)
-    window = np.array([f0[max(0, i - 5): i + 6].max() for i in k])
-    semitones = 12 * np.log2(np.maximum(window, 1) / median)
-    score = semitones + 4 * strength
-    candidates = np.flatnonzero((semitones > 1.0) & (score >= np.percentile(score, 67)))
-    chosen: list[float] = []
-    for i in candidates[np.argsort(-score[candidates])]:  # strongest first, then keep spacing
-        if all(abs(nuclei[i] - c) >= ACCENT_SPACING_S for c in chosen):
-            chosen.append(float(nuclei[i]))
-    return np.array(sorted(chosen))
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:

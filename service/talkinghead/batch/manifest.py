@@ -5,6 +5,8 @@ Columns (names are case-insensitive; `head-motion` and `head_motion` are the sam
 - `id` (required): the take's name, used for its output files: letters, digits, `_ - .`, unique;
 - `audio` (required): the line's audio file, relative to the manifest's folder (or absolute);
 - `text` or `text_file` (optional): the transcript, or a UTF-8 file holding it (relative to the manifest);
+- `marks` (optional): a TTS engine's timings for the line, a file relative to the manifest (Amazon Polly
+  speech marks, or JSON `{"marks": [...], "viseme_set": ...}`, as `talkinghead params --marks`);
 - `language` (optional, default `en`): a language tag such as `en-US`, `fr`, `it`: `MotionOptions.language`,
   as `talkinghead params --language` (a transcript in another language is aligned on the phone model);
 - `portrait` (for MP4s): the photo to animate, relative to the manifest;
@@ -29,11 +31,12 @@ from pathlib import Path
 from talkinghead.errors import ManifestError, OptionsError
 from talkinghead.face.rig import FRAMINGS, MAX_SIZE, MIN_SIZE
 from talkinghead.media import FPS_CHOICES
+from talkinghead.motion import line as tts
 from talkinghead.motion.options import MotionOptions
 
 FORMATS = ("json", "csv", "mp4")
 MOTION_COLUMNS = tuple(f.name for f in fields(MotionOptions))
-LINE_COLUMNS = ("id", "audio", "text", "text_file", "portrait", "size", "framing")
+LINE_COLUMNS = ("id", "audio", "text", "text_file", "marks", "portrait", "size", "framing")
 COLUMNS = LINE_COLUMNS + MOTION_COLUMNS
 DEFAULT_SIZE, DEFAULT_FRAMING = 512, "face"
 MAX_ID_CHARS = 200
@@ -52,6 +55,7 @@ class Line:
     size: int = DEFAULT_SIZE            # MP4 pixels (see talkinghead render --size)
     framing: str = DEFAULT_FRAMING
     motion: MotionOptions = field(default_factory=MotionOptions)
+    marks: tts.Line | None = None       # a TTS engine's timings (the marks file, read)
 
 
 @dataclass(frozen=True)
@@ -209,6 +213,10 @@ def _line(row: int, record: dict, folder: Path, formats: tuple[str, ...]) -> Lin
         except (OSError, UnicodeDecodeError) as exc:
             raise OptionsError(f"cannot read the transcript {text_file}: {exc}; give a UTF-8 text file") from None
     motion = _motion(record)
+    marks = None
+    if "marks" in record:
+        marks = tts.Line(language=motion.language, **tts.read_marks(_existing(folder, record["marks"], "marks file")))
+        tts.lip_source(marks)          # unreadable marks fail the row now, not in a worker
     portrait = None
     size = _typed(record, "size", int, DEFAULT_SIZE)
     framing = str(record.get("framing", DEFAULT_FRAMING))
@@ -223,7 +231,7 @@ def _line(row: int, record: dict, folder: Path, formats: tuple[str, ...]) -> Lin
         if framing not in FRAMINGS:
             raise OptionsError(f"framing must be one of {', '.join(FRAMINGS)}, got {framing!r}")
     return Line(row=row, id=ident, audio=audio, text=None if text is None else str(text),
-                portrait=portrait, size=size, framing=framing, motion=motion)
+                portrait=portrait, size=size, framing=framing, motion=motion, marks=marks)
 
 
 def _motion(record: dict) -> MotionOptions:

@@ -127,7 +127,7 @@ def line_key(line: Line, audio: bytes, portrait_digest: str | None, options: Bat
     """SHA-256 of everything a line's outputs depend on: the audio's bytes, the portrait's digest, the
     transcript, the options, the formats, the MP4 settings and talkinghead's version."""
     settings = {"version": __version__, "formats": sorted(options.formats), "motion": asdict(line.motion),
-                "text": line.text,
+                "text": line.text, "marks": repr(line.marks),
                 "audio": hashlib.sha256(audio).hexdigest()}
     if "mp4" in options.formats:
         signer = options.render.signer
@@ -173,7 +173,7 @@ def _job(line: Line, options: BatchOptions, previous: dict[str, dict], out: Path
         return {**done, **base, "status": "skipped", "seconds": 0.0}
     return LineJob(id=line.id, key=key, audio=audio, formats=options.formats, motion=line.motion, text=line.text,
                    portrait=portrait, portrait_digest=digest,
-                   size=line.size, framing=line.framing, render=options.render)
+                   size=line.size, framing=line.framing, render=options.render, marks=line.marks)
 
 
 def _store(result: LineResult, line: Line, out: Path) -> dict:

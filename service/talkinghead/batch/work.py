@@ -55,6 +55,7 @@ class LineJob:
     size: int = 512
     framing: str = "face"
     render: RenderSettings = field(default_factory=RenderSettings)
+    marks: object = None                # a motion.line.Line: the TTS engine's timings, or None
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,7 @@ def _outputs(job: LineJob):
     from talkinghead.motion import motion_from_audio
 
     samples = load_audio(job.audio)
-    track = motion_from_audio(samples, SAMPLE_RATE, job.motion, job.text)
+    track = motion_from_audio(samples, SAMPLE_RATE, job.motion, job.text, marks=job.marks)
     outputs = {}
     with tempfile.TemporaryDirectory(prefix="talkinghead-batch-") as tmp:
         for fmt in job.formats:

@@ -13,7 +13,7 @@ from pathlib import Path
 from talkinghead.errors import ExportError
 from talkinghead.exports.json_track import read_json, track_to_dict, write_json
 from talkinghead.exports.livelink_csv import read_livelink_csv, write_livelink_csv
-from talkinghead.exports.livelink_udp import LIVE_LINK_PORT, LiveLinkSender, SendStats, idle_tracks, line_and_idle
+from talkinghead.exports.livelink_udp import LIVE_LINK_PORT, LiveLinkSender, SendStats
 from talkinghead.track import MotionTrack
 
 WRITERS = {".json": write_json, ".csv": write_livelink_csv}
@@ -23,8 +23,6 @@ __all__ = [
     "LiveLinkSender",
     "SendStats",
     "WRITERS",
-    "idle_tracks",
-    "line_and_idle",
     "read_json",
     "read_livelink_csv",
     "track_to_dict",

@@ -96,7 +96,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable
 
 import numpy as np
 import structlog
@@ -106,7 +106,6 @@ from talkinghead.errors import ExportError, OptionsError
 
 # One rotation conversion for the CSV take and the stream (see the module docstring).
 from talkinghead.exports.livelink_csv import ARKIT_TO_LLF, LLF_ROTATION_COLUMNS, rotation_columns
-from talkinghead.motion.options import MotionOptions
 from talkinghead.track import FaceParams, MotionTrack
 
 log = structlog.get_logger(__name__)
@@ -408,86 +407,3 @@ class LiveLinkSender:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-# ------------------------------------------------------------------------------ idle motion
-
-IDLE_CHUNK_S = 10.0  # idle is made in chunks so "idle forever" needs no unbounded memory
-BLEND_S = 0.25  # seconds over which a new part of the stream eases in from the last frame sent
-IDLE_MIN_S = 1.0  # shortest silence handed to the motion stage
-
-
-def _first_frames(track: MotionTrack, n: int) -> MotionTrack:
-    if n >= track.n_frames:
-        return track
-    return MotionTrack(fps=track.fps, duration=n / track.fps, blendshapes=track.blendshapes[:n],
-                       head=track.head[:n], gaze=track.gaze[:n], visemes=track.visemes[:n])
-
-
-def blend_from(track: MotionTrack, last: FaceParams, seconds: float = BLEND_S, blendshapes: bool = True) -> MotionTrack:
-    """`track` easing in from `last` (the frame sent before it) over `seconds`, so head and eyes do
-    not jump between independently made parts. blendshapes=False leaves the face (lips) untouched."""
-    n = min(track.n_frames, max(1, round(seconds * track.fps)))
-    w = (np.arange(1, n + 1) / (n + 1))[:, None]
-    w = w * w * (3 - 2 * w)  # smoothstep: no velocity jump at either end
-    head, gaze, bs = track.head.copy(), track.gaze.copy(), track.blendshapes.copy()
-    h0 = np.array([last.head.yaw, last.head.pitch, last.head.roll, last.head.x, last.head.y, last.head.z], np.float32)
-    g0 = np.array([last.gaze_left.yaw, last.gaze_left.pitch, last.gaze_right.yaw, last.gaze_right.pitch], np.float32)
-    head[:n] = (1 - w) * h0 + w * head[:n]
-    gaze[:n] = (1 - w) * g0 + w * gaze[:n]
-    if blendshapes:
-        bs[:n] = (1 - w) * np.asarray(last.blendshapes, np.float32) + w * bs[:n]
-    return dataclasses.replace(track, blendshapes=bs.astype(np.float32), head=head.astype(np.float32),
-                               gaze=gaze.astype(np.float32))
-
-
-def idle_tracks(seconds: float, options: MotionOptions, after: MotionTrack | None = None,
-                chunk_offset: int = 0) -> Iterator[MotionTrack]:
-    """Idle motion for `seconds` (math.inf: without end) at options.fps, in chunks of at most IDLE_CHUNK_S.
-
-    What the motion stage makes from silence: blinks, gaze shifts and small head motion, mouth
-    closed. Each chunk eases in from the last frame before it (the first from `after`'s last
-    frame). Chunk k uses seed options.seed + 1 + chunk_offset + k, so idle never replays the
-    line's own random stream. Raises OptionsError for negative or NaN seconds.
-    """
-    from talkinghead.audio.decode import SAMPLE_RATE
-    from talkinghead.motion import motion_from_audio
-
-    if not seconds >= 0:
-        raise OptionsError(f"idle time must be 0 or more seconds, got {seconds!r}")
-    last = after.frame(after.n_frames - 1) if after is not None and after.n_frames else None
-    left, k = float(seconds), 0
-    while left > 0.5 / options.fps:
-        chunk_s = min(left, IDLE_CHUNK_S)
-        opts = dataclasses.replace(options, seed=options.seed + 1 + chunk_offset + k)
-        # The motion stage fails on clips under ~0.8 s (its smoothing windows are longer than the
-        # clip), so a short idle is cut from a longer one.
-        silence = np.zeros(round(max(chunk_s, IDLE_MIN_S) * SAMPLE_RATE), np.float32)
-        track = _first_frames(motion_from_audio(silence, SAMPLE_RATE, opts),
-                              MotionTrack.frame_count(chunk_s, options.fps))
-        if last is not None:
-            track = blend_from(track, last)
-        yield track
-        last = track.frame(track.n_frames - 1)
-        left -= track.n_frames / options.fps
-        k += 1
-
-
-def line_and_idle(track: MotionTrack, options: MotionOptions, idle_after: float = 0.0,
-                  loop: bool = False) -> Iterator[MotionTrack]:
-    """The parts to stream for one line: the line, then `idle_after` seconds of idle (math.inf: no
-    end); with loop=True the line again after the idle, and so on without end. Each part eases in
-    from the one before (a repeated line only in head and eyes, never in its lips)."""
-    if not idle_after >= 0:
-        raise OptionsError(f"--idle-after must be 0 or more seconds, got {idle_after!r}")
-    part, chunks = track, 0
-    while True:
-        yield part
-        last = part
-        for idle in idle_tracks(idle_after, options, after=last, chunk_offset=chunks):
-            chunks += 1
-            yield idle
-            last = idle
-        if not loop:
-            return
-        part = blend_from(track, last.frame(last.n_frames - 1), blendshapes=False)

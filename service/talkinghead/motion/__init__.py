@@ -1,190 +1,73 @@
-"""Speech -> facial motion: `motion_from_audio(samples, rate, options) -> MotionTrack`."""
+"""Speech -> facial motion.
+
+`analyze_speech(samples, rate, transcript, lipsync, language) -> SpeechAnalysis` (recognition,
+alignment, features) apart from `animate(analysis, options) -> MotionTrack` (the motion engine,
+`stream.MotionStream`, pushed the whole take at once); `motion_from_audio` is the two in a row.
+A stream (`MotionStream`) runs the same engine on audio as it arrives.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Iterator
 
 import numpy as np
-import soxr
 import structlog
 
-from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
-from talkinghead.audio import espeak
-from talkinghead.audio.align import align_text
-from talkinghead.audio.phone_model import PhoneModel
-from talkinghead.audio.phoneset import CLASS_VISEME
-from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
-                                     transcript_fits)
-from talkinghead.errors import AudioError, OptionsError
-from talkinghead.motion.acoustic import visemes_from_acoustics
-from talkinghead.motion.expression import brow_motion, emotion_layer
-from talkinghead.motion.eyes import eye_motion
-from talkinghead.motion.head import head_motion
-from talkinghead.motion.lips import VisemeSegment, lip_motion, visemes_from_phones
+from talkinghead.audio.features import HOP
+from talkinghead.errors import OptionsError
+from talkinghead.motion.line import Line
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.posteriors import visemes_from_posteriors
-from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream  # noqa: F401 - the streaming stage
+from talkinghead.motion.speech import Progress, SpeechAnalysis, analyze_speech
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
 from talkinghead.track import MotionTrack
+
+__all__ = ["LOOKAHEAD_S", "MotionOptions", "MotionStream", "SpeechAnalysis", "analyze_speech", "animate",
+           "line_and_idle", "motion_from_audio"]
+
+IDLE_CHUNK_S = 10.0  # line_and_idle makes idle in parts this long: "idle forever" needs no unbounded memory
 
 log = structlog.get_logger(__name__)
 
-MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; above, a mistake
-UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the phone model's visemes
-# Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
-# recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README):
-# pocketsphinx, class score 0.92 against the model's 0.67 on the real recordings (0.80 against 0.68
-# on held-out voices); the model fills what pocketsphinx leaves uncovered.
-AUDIO_ONLY = "phones"
-MODEL_CHUNK_S = 10.0        # the phone model reports progress per this much audio
 
-Progress = Callable[[str, float], None]   # (stage name, fraction done 0..1)
-
-
-def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = MotionOptions(),
-                      transcript: str | None = None, progress: Progress | None = None) -> MotionTrack:
-    """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio."""
-    report = progress or (lambda stage, frac: None)
-    samples = _checked(samples, rate)
-    if rate != SAMPLE_RATE:
-        samples = soxr.resample(samples, rate, SAMPLE_RATE).astype(np.float32)
-    duration = len(samples) / SAMPLE_RATE
-    times = np.arange(MotionTrack.frame_count(duration, options.fps)) / options.fps
-    rng_eyes, rng_head, rng_face = (np.random.default_rng(s) for s in np.random.SeedSequence(options.seed).spawn(3))
-    report("features", 0.0)
-    feat = analyze(samples)
-    report("phones", 0.2)
-    segments = _viseme_segments(samples, feat, options, transcript, lambda f: report("phones", 0.2 + 0.5 * f))
-    report("motion", 0.7)
-    speech = feat.at("speech", times).astype(bool)
-    gain = (0.7 + 0.6 * feat.at("loudness", times)) * (0.85 + 0.15 * options.expressiveness)
-    mouth, visemes = lip_motion(segments, times, gain, speech)
-    eyes = eye_motion(len(times), options.fps, speech, options, rng_eyes)
-    face = mouth + eyes.blendshapes + brow_motion(times, feat, options, rng_face) + emotion_layer(len(times), options, rng_face)
-    track = MotionTrack(fps=options.fps, duration=duration, blendshapes=np.clip(face, 0, 1).astype(np.float32),
-                        head=head_motion(times, feat, options, rng_head), gaze=eyes.gaze.astype(np.float32),
-                        visemes=visemes)
-    report("done", 1.0)
-    log.info("motion.done", seconds=round(duration, 3), frames=track.n_frames, fps=options.fps,
-             segments=len(segments), speech_seconds=round(float(feat.speech.sum()) * HOP, 2))
+def animate(analysis: SpeechAnalysis, options: MotionOptions = MotionOptions()) -> MotionTrack:
+    """The motion of an analysed take at options.fps, frames covering its audio. Cheap next to
+    analyze_speech: animate one analysis with as many seeds, emotions and rates as wanted."""
+    track = MotionStream(options).play(analysis)
+    log.info("motion.done", seconds=round(analysis.duration, 3), frames=track.n_frames, fps=options.fps,
+             segments=len(analysis.segments), speech_seconds=round(float(analysis.features.speech.sum()) * HOP, 2))
     return track
 
 
-def _checked(samples: np.ndarray, rate: int) -> np.ndarray:
-    """Raw samples from an API caller (the CLI's come through load_audio, already checked)."""
-    samples = np.asarray(samples)
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise AudioError(f"sample rate {rate} Hz is not usable: pass the rate the samples were recorded "
-                         f"at, between {MIN_RATE} and {MAX_RATE} Hz")
-    if samples.ndim != 1:
-        raise AudioError(f"samples have shape {samples.shape}: pass mono audio as a 1-D array "
-                         "(average the channels first)")
-    if samples.size == 0:
-        raise AudioError("the audio is empty: pass at least one sample of speech or silence")
-    samples = samples.astype(np.float32)
-    if not np.isfinite(samples).all():
-        raise AudioError("the audio contains NaN or infinite samples: pass finite values between -1 and 1")
-    return samples
+def motion_from_audio(samples: np.ndarray, rate: int, options: MotionOptions = MotionOptions(),
+                      transcript: str | None = None, progress: Progress | None = None,
+                      marks: Line | None = None) -> MotionTrack:
+    """samples: float32 mono, shape = (n,), at `rate` Hz. Returns frames at options.fps covering the audio.
+    marks: a TTS engine's timings for the take (analyze_speech)."""
+    report = progress or (lambda stage, frac: None)
+    analysis = analyze_speech(samples, rate, transcript, options.lipsync, options.language, report, marks)
+    report("motion", 0.7)
+    track = animate(analysis, options)
+    report("done", 1.0)
+    return track
 
 
-def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
-                     transcript: str | None, progress: Callable[[float], None]) -> list[VisemeSegment]:
-    if options.lipsync == "acoustic" or not feat.speech.any():
-        return visemes_from_acoustics(feat)
-    has_text = bool(transcript and transcript.strip()) and options.language != "auto"
-    # the model's aligner for every language but English, and for English too under --lipsync model
-    # (pocketsphinx's aligner otherwise: benchmarks/lipsync_accuracy.py compares the two)
-    if has_text and (options.lipsync == "model" or not options.language.lower().startswith("en")):
-        return _model_aligned(samples, transcript, options.language)
-    if options.lipsync == "model":
-        return _model_visemes(samples, progress=progress)
-    phones = _aligned(samples, feat, transcript, progress) if has_text else None
-    source = "transcript"
-    if phones is None and options.lipsync == "auto" and AUDIO_ONLY == "model":
-        log.debug("motion.phones", source="model")
-        return _model_visemes(samples, progress=progress)
-    if phones is None:
-        source = "recognized"
-        phones = _recognize_in_chunks(samples, feat, progress)
-    segments = visemes_from_phones(phones)
-    if options.lipsync == "auto":
-        segments = _fill_uncovered(segments, feat, samples)
-    log.debug("motion.phones", source=source, phones=len(phones))
-    return segments
-
-
-def _aligned(samples: np.ndarray, feat: SpeechFeatures, transcript: str,
-             progress: Callable[[float], None]) -> list[PhoneSegment] | None:
-    phones = align_transcript(samples, transcript, lambda f: progress(0.7 * f))
-    if phones is not None and transcript_fits(phones, recognize_phone_loop(samples), feat.speech):
-        return phones
-    log.warning("motion.transcript_not_aligned", hint="the transcript does not seem to match the audio; "
-                "using phones recognised from the audio instead")
-    return None
-
-
-def _recognize_in_chunks(samples: np.ndarray, feat: SpeechFeatures,
-                         progress: Callable[[float], None]) -> list[PhoneSegment]:
-    phones: list[PhoneSegment] = []
-    chunks = speech_chunks(feat.speech)
-    for i, (start, end) in enumerate(chunks):
-        progress(i / len(chunks))
-        chunk = samples[int(start * SAMPLE_RATE): int(end * SAMPLE_RATE)]
-        if feat.speech[int(start / HOP): int(end / HOP)].any():
-            phones += [PhoneSegment(p.phone, p.start + start, p.end + start) for p in recognize_phones(chunk)]
-    return phones
-
-
-def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None = None,
-                   progress: Callable[[float], None] | None = None) -> list[VisemeSegment]:
-    """The phone model's visemes for the whole take, or only those overlapping `spans` (s)."""
-    segs = visemes_from_posteriors(_model_posteriors(samples, progress))
-    if spans is None:
-        return segs
-    return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
-
-
-def _model_posteriors(samples: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
-    """Whole-take posteriors, run as a stream of MODEL_CHUNK_S pieces (the same rows) to report progress."""
-    stream = PhoneModel.shared().stream()
-    step = int(MODEL_CHUNK_S * SAMPLE_RATE)
-    rows = []
-    for i in range(0, len(samples), step):
-        if progress:
-            progress(i / len(samples))
-        rows.append(stream.push(samples[i: i + step]))
-    return np.concatenate(rows + [stream.finish()])
-
-
-def _model_aligned(samples: np.ndarray, transcript: str, language: str) -> list[VisemeSegment]:
-    """A transcript in another language, aligned over the phone model's posteriors (espeak-ng's
-    phonemes); audio-only model visemes, with a warning, where it does not fit."""
-    post = _model_posteriors(samples)
-    try:
-        phones = align_text(post, transcript, language)
-    except espeak.UnknownLanguage:
-        raise OptionsError(f"language {language!r} is not one espeak-ng speaks: use an ISO code such as it, fi, "
-                           "de, fr, or auto") from None
-    if phones is None:
-        log.warning("motion.transcript_not_aligned", language=language, hint="the transcript does not seem to "
-                    "match the audio; using the phone model's audio-only visemes instead")
-        return visemes_from_posteriors(post)
-    return [VisemeSegment(CLASS_VISEME[p.phone], p.start, p.end) for p in phones]
-
-
-def _fill_uncovered(segments: list[VisemeSegment], feat: SpeechFeatures, samples: np.ndarray) -> list[VisemeSegment]:
-    """Speech the recogniser called silence (another language, noise, singing) gets the phone model's visemes."""
-    covered = np.zeros(len(feat.speech), bool)
-    for s in segments:
-        if s.viseme != "sil":
-            covered[int(s.start / HOP): int(np.ceil(s.end / HOP))] = True
-    gaps = [(a * HOP, b * HOP) for a, b in true_runs(feat.speech & ~covered) if (b - a) * HOP >= UNCOVERED_SPEECH_S]
-    if not gaps:
-        return segments
-    filled = np.zeros(len(feat.speech), bool)
-    for a, b in gaps:
-        filled[int(a / HOP): int(b / HOP)] = True
-    # the recogniser's silences over the filled gaps give way to the acoustic visemes
-    kept = [s for s in segments if s.viseme != "sil" or not filled[int(s.start / HOP): int(np.ceil(s.end / HOP))].any()]
-    extra = [s for s in _model_visemes(samples, gaps) if s.viseme != "sil"]
-    return sorted(kept + extra, key=lambda s: s.start)
+def line_and_idle(analysis: SpeechAnalysis, options: MotionOptions, idle_after: float = 0.0,
+                  loop: bool = False) -> Iterator[MotionTrack]:
+    """The parts to play for one line, all from one engine: the line, then `idle_after` seconds of
+    idle (math.inf: no end) in parts of at most IDLE_CHUNK_S; with loop=True the line again after
+    the idle, and so on without end. The engine's life carries on from part to part (no seams);
+    a repeated line has the same lips, its life goes on. Raises OptionsError for a negative or NaN
+    idle_after."""
+    if not idle_after >= 0:
+        raise OptionsError(f"idle time must be 0 or more seconds (or inf), got {idle_after!r}")
+    stream = MotionStream(options)
+    fps = options.fps
+    while True:
+        yield stream.play(analysis)
+        left = idle_after
+        while left > 0.5 / fps:
+            part = stream.idle_track(min(MotionTrack.frame_count(left, fps), round(IDLE_CHUNK_S * fps)))
+            yield part
+            left -= part.n_frames / fps
+        if not loop:
+            return

@@ -1,7 +1,8 @@
-"""Brows on emphasis, and the emotion layer (a held expression with slow variation).
+"""Brows on emphasis (`Brows`), and the emotion layer (`Emotion`: a held expression with slow
+variation), as causal stages.
 
-Both return additive blendshape layers, shape = (n, 52), that the orchestrator sums with lips and
-eyes and clips to 0..1.
+Both give additive blendshape layers, shape = (n, 52), that the engine sums with lips and eyes
+and clips to 0..1.
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, pose_vector
-from talkinghead.audio.features import SpeechFeatures
-from talkinghead.motion.noise import add_pulse, ou_noise
+from talkinghead.motion.noise import OU, Pulses
 from talkinghead.motion.options import MotionOptions
 
 BROW_ACCENT = 0.35          # browInnerUp/OuterUp for a pitch accent at expressiveness 1
@@ -32,50 +32,42 @@ EMOTION_POSES: dict[str, dict[str, float]] = {
 }
 
 
-def brow_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
-                rng: np.random.Generator) -> np.ndarray:
-    """Brow raises on pitch accents plus a small lift with high pitch; shape = (n, 52)."""
-    lift = np.zeros(len(times))
-    for t in feat.accents:
-        if rng.random() < BROW_ACCENT_CHANCE:
-            add_pulse(lift, times, rng.uniform(*BROW_LIFT), t - BROW_LEAD_S, BROW_RISE_S, BROW_DECAY_S)
-    f0 = feat.at("f0", times)
-    voiced = feat.f0[feat.f0 > 0]
-    if len(voiced):
-        lift += pitch_lift(f0, float(np.median(voiced)))
-    return brow_shapes(lift, options)
+class Brows:
+    """Brow raises on pitch accents plus a small lift with high pitch, frame by frame."""
+
+    def __init__(self, options: MotionOptions, seed: np.random.SeedSequence) -> None:
+        self._options = options
+        self._rng = np.random.default_rng(seed)
+        self._lift = Pulses()
+
+    def accent(self, t: float, earliest: float) -> None:
+        """A pitch accent at t s (stream time); earliest: the first frame not yet made (s)."""
+        if self._rng.random() < BROW_ACCENT_CHANCE:
+            self._lift.add(self._rng.uniform(*BROW_LIFT), t - BROW_LEAD_S, BROW_RISE_S, BROW_DECAY_S, earliest)
+
+    def frames(self, t: np.ndarray, f0: np.ndarray | None = None, median_f0: float | None = None) -> np.ndarray:
+        """Blendshapes at frame times t (s, continuing the last call), shape = (n, 52). f0: Hz per
+        frame (0 unvoiced) and the speaker's median, for the pitch lift; None in silence."""
+        lift = self._lift.at(t)
+        if f0 is not None and median_f0:
+            semitones = 12 * np.log2(np.maximum(f0, 1) / median_f0) * (f0 > 0)
+            lift += 0.25 * np.clip(semitones / 4, 0, 1)      # 0..0.25 above the speaker's median
+        out = np.zeros((len(t), len(BLENDSHAPE_NAMES)), np.float32)
+        lift = np.clip(lift, 0, 1.4) * BROW_ACCENT * self._options.expressiveness
+        out[:, BS["browInnerUp"]] = lift
+        out[:, BS["browOuterUpLeft"]] = lift * 0.8
+        out[:, BS["browOuterUpRight"]] = lift * 0.75  # faces are not symmetric
+        return out
 
 
-def pitch_lift(f0: np.ndarray, median_f0: float) -> np.ndarray:
-    """Brow lift (0..0.25) from pitch above the speaker's median; f0 in Hz, 0 where unvoiced."""
-    semitones = 12 * np.log2(np.maximum(f0, 1) / median_f0) * (f0 > 0)
-    return 0.25 * np.clip(semitones / 4, 0, 1)
+class Emotion:
+    """The chosen emotion's pose at emotion_intensity, breathing slowly (+-15 %); none opens the jaw."""
 
+    def __init__(self, options: MotionOptions, fps: float, seed: np.random.SeedSequence) -> None:
+        self._pose = pose_vector(EMOTION_POSES[options.emotion]) * options.emotion_intensity
+        self._wobble = OU(fps, EMOTION_WOBBLE_TAU_S, 1.0, seed)
 
-def brow_shapes(lift: np.ndarray, options: MotionOptions) -> np.ndarray:
-    """Brow lift per frame, shape = (n,) ~0..1.4 -> blendshapes, shape = (n, 52)."""
-    out = np.zeros((len(lift), len(BLENDSHAPE_NAMES)), np.float32)
-    lift = np.clip(lift, 0, 1.4) * BROW_ACCENT * options.expressiveness
-    out[:, BS["browInnerUp"]] = lift
-    out[:, BS["browOuterUpLeft"]] = lift * 0.8
-    out[:, BS["browOuterUpRight"]] = lift * 0.75  # faces are not symmetric
-    return out
-
-
-def emotion_layer(n: int, options: MotionOptions, rng: np.random.Generator) -> np.ndarray:
-    """The chosen emotion's pose at emotion_intensity, breathing slowly (+-15%); shape = (n, 52)."""
-    pose = emotion_pose(options)
-    if not pose.any():
-        return np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
-    return emotion_frames(pose, ou_noise(n, options.fps, EMOTION_WOBBLE_TAU_S, 1.0, rng))
-
-
-def emotion_pose(options: MotionOptions) -> np.ndarray:
-    """The chosen emotion's pose at emotion_intensity, shape = (52,); all zero for neutral."""
-    return pose_vector(EMOTION_POSES[options.emotion]) * options.emotion_intensity
-
-
-def emotion_frames(pose: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """pose (52,) breathing with unit-variance slow noise (n,) -> shape = (n, 52), float32."""
-    wobble = 1 + 0.15 * np.clip(noise, -1.5, 1.5)
-    return (wobble[:, None] * pose[None, :]).astype(np.float32)
+    def frames(self, n: int) -> np.ndarray:
+        """The next n frames, shape = (n, 52), float32 (all zero for neutral)."""
+        wobble = 1 + 0.15 * np.clip(self._wobble(n), -1.5, 1.5)
+        return (wobble[:, None] * self._pose[None, :]).astype(np.float32)

@@ -14,16 +14,20 @@ Three processes, each modelled on what real eyes do in conversation:
   short and are followed by a small corrective saccade; a nearby blink moves onto the shift
   (gaze-evoked blink).
 
-Angles follow `talkinghead.track`: yaw + = toward the subject's LEFT, pitch + = up, degrees.
+`Eyes` runs the three frame by frame (causal: a take and a stream run the same code; a take's
+future enters as `EyeLookahead`). Angles follow `talkinghead.track`: yaw + = toward the subject's
+LEFT, pitch + = up, degrees.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS
+from talkinghead.motion.noise import smoothstep
 from talkinghead.motion.options import MotionOptions
 
 # --- Blink timing (spontaneous blinks; VanderWerf et al. 2003, Kwon et al. 2013) -------------------
@@ -37,8 +41,8 @@ DOUBLE_BLINK_GAP_S = (0.28, 0.40)  # peak-to-peak gap of a double blink
 BLINK_ASYMMETRY = 0.015           # one eye's closure is short of the other's by |N(0, this)|
 
 # Blink hazard relative to plain silence: speakers blink at pauses and at the ends of phrases and
-# hold blinks back mid-word. The gains are renormalised over the track, so they move blinks in time
-# without changing how many there are.
+# hold blinks back mid-word. A take renormalises the gains over itself (EyeLookahead), so they move
+# blinks in time without changing how many there are; a stream uses them as they are.
 BLINK_SPEECH_GAIN = 0.5
 BLINK_PAUSE_GAIN = 1.0
 BLINK_OFFSET_GAIN = 4.0           # just after speaking stops
@@ -120,98 +124,78 @@ class EyeMotion:
 
 
 @dataclass(frozen=True)
-class _Aversion:
-    start: float                  # seconds
-    end: float                    # seconds
-    yaw: float                    # degrees
-    pitch: float                  # degrees
+class EyeLookahead:
+    """What a whole take tells the eyes before its frames are made (a stream does not know it):
+    where turns start, so a thinking look-away can start TURN_LEAD_S before the first word, and
+    the blink hazard's mean over the take, so the hazard gains move blinks in time without
+    changing how many there are. Frames [start, end) on the stream's clock."""
+
+    start: int
+    end: int
+    turns: tuple[int, ...]        # frames where speech starts after TURN_GAP_S of silence
+    hazard_scale: float           # the blink clock's rate is multiplied by this
+
+    @classmethod
+    def of(cls, speaking: np.ndarray, fps: float, blink_rate: float, start: int = 0) -> "EyeLookahead":
+        """speaking: shape = (n,) bool, the take's voice activity at frames start..start+n-1."""
+        speaking = np.asarray(speaking, bool)
+        turns = tuple(int(start + k) for k in _turn_onsets(speaking, fps))
+        scale = 1.0
+        if len(speaking) and blink_rate > 0:
+            gain = _hazard_gains(speaking, fps)
+            refractory, cycle = _blink_cycle(blink_rate)
+            mean = float(gain.mean())
+            scale = 1.0 / (mean * _hazard_after_refractory(gain / mean, fps, refractory, cycle))
+        return cls(start, start + len(speaking), turns, scale)
 
 
 def eye_motion(n_frames: int, fps: float, speaking: np.ndarray, options: MotionOptions,
                rng: np.random.Generator) -> EyeMotion:
-    """Blinks and gaze for frames at t = i / fps.
-
-    speaking: shape = (n_frames,), bool, True where there is voice activity.
-    The result depends only on the inputs and the state of `rng`.
-    """
+    """Blinks and gaze for a whole take, frames at t = i / fps: `Eyes` run over it with the
+    take's lookahead. speaking: shape = (n_frames,), bool, True where there is voice activity.
+    The result depends only on the inputs and the state of `rng`."""
     speaking = np.asarray(speaking, dtype=bool)
     if speaking.shape != (n_frames,):
         raise ValueError(f"speaking shape {speaking.shape}, expected ({n_frames},)")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    t = np.arange(n_frames) / fps
-    style = WANDER_STYLE if options.gaze == "wander" else CAMERA_STYLE
-
-    peaks = _schedule_blinks(_blink_hazard(speaking, fps), fps, options.blink_rate, rng)
-    aversions = _schedule_aversions(speaking, fps, style, rng)
-    big_shifts = [a.start for a in aversions if np.hypot(a.yaw, a.pitch) >= GAZE_BLINK_MIN_DEG]
-    peaks = _sync_blinks_to_gaze_shifts(peaks, np.array(big_shifts))
-    peaks = np.unique(np.round(peaks * fps)) / fps   # peak on a frame: sampled frames reach 1.0
-    blink, lid_left, lid_right = _blink_curves(t, peaks, rng)
-
-    base = _gaze_path(t, fps, aversions, rng)              # (n, 2) yaw, pitch shared by both eyes
-    pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
-    gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
-    shapes = eye_blendshapes(gaze, lid_left, lid_right, base[:, 1])
+    eyes = Eyes(options, fps, np.random.SeedSequence(int(rng.integers(2 ** 63))))
+    eyes.look_ahead(EyeLookahead.of(speaking, fps, options.blink_rate))
+    shapes, gaze, blink = eyes.frames(0, speaking)
     return EyeMotion(shapes.astype(np.float32), gaze.astype(np.float32), blink.astype(np.float32))
 
 
-# --- Blinks --------------------------------------------------------------------------------------
-
-def _blink_hazard(speaking: np.ndarray, fps: float) -> np.ndarray:
-    """Relative blink hazard per frame, shape = (n,), mean 1 over the track."""
-    n = len(speaking)
-    if n == 0:
-        return np.ones(0)
-    gain = np.where(speaking, BLINK_SPEECH_GAIN, BLINK_PAUSE_GAIN)
-    idx = np.arange(n)
-    offsets = np.zeros(n, dtype=bool)
-    offsets[1:] = speaking[:-1] & ~speaking[1:]
-    last_offset = np.maximum.accumulate(np.where(offsets, idx, -1))
-    recent = (last_offset >= 0) & (idx - last_offset < BLINK_OFFSET_WINDOW_S * fps) & ~speaking
-    gain[recent] = BLINK_OFFSET_GAIN
-    return gain / gain.mean()
-
-
-def _schedule_blinks(hazard: np.ndarray, fps: float, rate_per_min: float,
-                     rng: np.random.Generator) -> np.ndarray:
-    """Blink peak times (seconds, sorted) over len(hazard) frames.
-
-    A renewal process run in "hazard time" (the integral of the hazard): after each blink the eye
-    waits a refractory period, then a gamma-distributed amount of hazard time. Where the hazard is
-    high, hazard time passes quickly and blinks come sooner.
-    """
-    n = len(hazard)
-    if rate_per_min <= 0 or n == 0:
-        return np.empty(0)
-    t_grid = np.arange(n + 1) / fps
-    warp = np.concatenate([[0.0], np.cumsum(hazard) / fps])
-    mean_interval = 60.0 / rate_per_min
+def _blink_cycle(blink_rate: float) -> tuple[float, float]:
+    """(refractory period, mean cycle) in s for blink_rate per minute: a cycle (refractory + wait +
+    a double blink's gap if any) holds 1 + DOUBLE_BLINK_P blinks on average."""
+    mean_interval = 60.0 / blink_rate
     refractory = min(BLINK_REFRACTORY_S, 0.5 * mean_interval)
-    # One cycle (refractory + wait + a double blink's gap if any) holds 1 + DOUBLE_BLINK_P blinks
-    # on average; choose the mean wait so that the blink rate comes out at rate_per_min.
-    cycle = (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * np.mean(DOUBLE_BLINK_GAP_S)
-    wait = max(cycle - refractory, 0.05) * _hazard_after_refractory(hazard, fps, refractory, cycle)
-    scale = wait / BLINK_INTERVAL_SHAPE
-    # Start mid-cycle (a random phase), not as if a blink had just happened at t = 0.
-    w_next = rng.uniform() * (refractory + rng.gamma(BLINK_INTERVAL_SHAPE, scale))
-    peaks: list[float] = []
-    while w_next < warp[-1]:
-        t = float(np.interp(w_next, warp, t_grid))
-        peaks.append(t)
-        if rng.uniform() < DOUBLE_BLINK_P:
-            t += rng.uniform(*DOUBLE_BLINK_GAP_S)
-            if t < t_grid[-1]:
-                peaks.append(t)
-        w_next = np.interp(t + refractory, t_grid, warp) + rng.gamma(BLINK_INTERVAL_SHAPE, scale)
-    return np.array(peaks)
+    return refractory, (1 + DOUBLE_BLINK_P) * mean_interval - DOUBLE_BLINK_P * float(np.mean(DOUBLE_BLINK_GAP_S))
+
+
+def _hazard_gain(speaking: bool, since_offset: int, fps: float) -> float:
+    """The blink hazard's gain at a frame: speaking, just after speech stopped (since_offset frames
+    ago), or in a pause."""
+    if speaking:
+        return BLINK_SPEECH_GAIN
+    return BLINK_OFFSET_GAIN if since_offset < BLINK_OFFSET_WINDOW_S * fps else BLINK_PAUSE_GAIN
+
+
+def _hazard_gains(speaking: np.ndarray, fps: float) -> np.ndarray:
+    """_hazard_gain for every frame of a take, shape = (n,)."""
+    gains, last_offset = np.empty(len(speaking)), -(10 ** 9)
+    for i, s in enumerate(speaking.tolist()):
+        if i and speaking[i - 1] and not s:
+            last_offset = i
+        gains[i] = _hazard_gain(s, i - last_offset, fps)
+    return gains
 
 
 def _hazard_after_refractory(hazard: np.ndarray, fps: float, refractory: float, cycle: float) -> float:
     """Mean hazard over the time the blink clock runs (outside refractory periods).
 
     Blinks fall where the hazard is high, so the refractory periods after them swallow more than
-    their share of high-hazard time and the clock then runs slower than average. Scaling the wait
+    their share of high-hazard time and the clock then runs slower than average. Scaling the clock
     by this mean keeps the blink rate at the requested one.
     """
     width = max(1, int(round(refractory * fps)))
@@ -222,60 +206,6 @@ def _hazard_after_refractory(hazard: np.ndarray, fps: float, refractory: float, 
     share = min(refractory / cycle, 0.9)
     return max((1.0 - share * in_refractory) / (1.0 - share), 0.1)
 
-
-def _sync_blinks_to_gaze_shifts(peaks: np.ndarray, shift_times: np.ndarray) -> np.ndarray:
-    """Move the nearest blink onto each large gaze shift, as eyes blink with big saccades.
-
-    Only moves blinks (never adds any) and keeps them ordered and spaced, so the rate is unchanged.
-    """
-    peaks = peaks.copy()
-    for shift in shift_times:
-        if len(peaks) == 0:
-            break
-        target = shift + GAZE_BLINK_DELAY_S
-        k = int(np.argmin(np.abs(peaks - target)))
-        if abs(peaks[k] - target) > GAZE_BLINK_SNAP_S:
-            continue
-        before = peaks[k - 1] if k > 0 else -np.inf
-        after = peaks[k + 1] if k + 1 < len(peaks) else np.inf
-        if target - before >= GAZE_BLINK_SPACING_S and after - target >= GAZE_BLINK_SPACING_S:
-            peaks[k] = target
-    return peaks
-
-
-def lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np.ndarray:
-    """Closure 0..1 at dt seconds from the blink peak (closed from dt = 0 to dt = hold).
-
-    Closing is a smoothstep. Opening is (1-u)^3 (1+3u): zero slope at both ends and peak speed a
-    third of the way in, leaving the long slow tail of a real lid reopening.
-    """
-    u_close = np.clip((dt + close) / close, 0.0, 1.0)
-    closing = u_close * u_close * (3.0 - 2.0 * u_close)
-    u_open = np.clip((dt - hold) / opening, 0.0, 1.0)
-    reopening = (1.0 - u_open) ** 3 * (1.0 + 3.0 * u_open)
-    return np.where(dt < 0, closing, reopening)
-
-
-def _blink_curves(t: np.ndarray, peaks: np.ndarray,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(blink, left, right) closure curves, each shape = (n,), 0..1, from blink peak times."""
-    blink = np.zeros(len(t))
-    left = np.zeros(len(t))
-    right = np.zeros(len(t))
-    for peak in peaks:
-        close, hold, opening = (rng.uniform(*r) for r in (BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S))
-        weaker = 1.0 - abs(rng.normal(0.0, BLINK_ASYMMETRY))
-        amp_left, amp_right = (weaker, 1.0) if rng.uniform() < 0.5 else (1.0, weaker)
-        lo, hi = np.searchsorted(t, [peak - close, peak + hold + opening])
-        c = lid_closure(t[lo:hi] - peak, close, hold, opening)
-        # Overlapping blinks (double blinks) take the more closed lid, not the sum.
-        blink[lo:hi] = np.maximum(blink[lo:hi], c)
-        left[lo:hi] = np.maximum(left[lo:hi], amp_left * c)
-        right[lo:hi] = np.maximum(right[lo:hi], amp_right * c)
-    return blink, left, right
-
-
-# --- Gaze aversion -------------------------------------------------------------------------------
 
 def _turn_onsets(speaking: np.ndarray, fps: float) -> np.ndarray:
     """Frame indices where speech starts after at least TURN_GAP_S of silence (or the start)."""
@@ -305,41 +235,6 @@ def aversion_target(style: GazeStyle, rng: np.random.Generator) -> tuple[float, 
     return float(yaw), float(pitch)
 
 
-def _schedule_aversions(speaking: np.ndarray, fps: float, style: GazeStyle,
-                        rng: np.random.Generator) -> list[_Aversion]:
-    """Non-overlapping look-aways: thinking aversions at turn starts plus a background process."""
-    n = len(speaking)
-    candidates = []
-    for onset in _turn_onsets(speaking, fps):
-        if rng.uniform() < style.turn_prob:
-            candidates.append(max(0.0, onset / fps - rng.uniform(*TURN_LEAD_S)))
-    per_frame = np.where(speaking, style.speech_rate, style.silence_rate) / 60.0 / fps
-    candidates.extend(np.flatnonzero(rng.uniform(size=n) < per_frame) / fps)
-    aversions: list[_Aversion] = []
-    free_at = -np.inf
-    for start in sorted(candidates):
-        if start < free_at:
-            continue
-        hold = float(np.clip(rng.lognormal(np.log(style.hold_median_s), 0.4), *style.hold_s))
-        yaw, pitch = aversion_target(style, rng)
-        aversions.append(_Aversion(float(start), float(start) + hold, yaw, pitch))
-        free_at = start + hold + style.min_gap_s
-    return aversions
-
-
-# --- Saccades ------------------------------------------------------------------------------------
-
-def _fixation_times(duration: float, rng: np.random.Generator) -> np.ndarray:
-    """Times (seconds) of fixational saccades over [0, duration)."""
-    times = []
-    t = rng.uniform() * FIXATION_INTERVAL_MEDIAN_S
-    while t < duration:
-        times.append(t)
-        interval = rng.lognormal(np.log(FIXATION_INTERVAL_MEDIAN_S), FIXATION_INTERVAL_SIGMA)
-        t += float(np.clip(interval, *FIXATION_INTERVAL_S))
-    return np.array(times)
-
-
 def fixation_jump(offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Next (yaw, pitch) offset from the gaze target after one fixational saccade."""
     radius = np.array(FIXATION_RADIUS_DEG)
@@ -353,66 +248,216 @@ def fixation_jump(offset: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return new / outside if outside > 1.0 else new
 
 
-def _gaze_events(duration: float, aversions: list[_Aversion],
-                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Saccade start times (m,) and landing points (m, 2) [yaw, pitch] in degrees, time-ordered."""
-    events = []   # (time, kind, anchor): kind 0 = gaze shift, 1 = corrective, 2 = fixational
-    for a in aversions:
-        for when, anchor in ((a.start, (a.yaw, a.pitch)), (a.end, (0.0, 0.0))):
-            if when < duration:
-                events.append((when, 0, anchor))
-                events.append((when + rng.uniform(*CORRECTIVE_DELAY_S), 1, None))
-    shifts = np.array([e[0] for e in events if e[1] == 0])
-    for t in _fixation_times(duration, rng):
-        if len(shifts) == 0 or np.min(np.abs(shifts - t)) > FIXATION_CLEAR_S:
-            events.append((t, 2, None))
-    events.sort(key=lambda e: (e[0], e[1]))
-    anchor = np.zeros(2)
-    offset = fixation_jump(np.zeros(2), rng)
-    position = anchor + offset
-    times, targets = [], []
-    for when, kind, new_anchor in events:
-        if kind == 0:
-            anchor = np.array(new_anchor)
-            goal = anchor + offset
-            # Large saccades land short of the goal; the corrective event finishes the move.
-            if np.linalg.norm(goal - position) >= UNDERSHOOT_MIN_DEG:
-                goal = goal - rng.uniform(*SACCADE_UNDERSHOOT) * (goal - position)
-        elif kind == 1:
-            goal = anchor + offset
-        else:
-            offset = fixation_jump(offset, rng)
-            goal = anchor + offset
-        times.append(when)
-        targets.append(goal)
-        position = goal
-    return np.array(times), np.array(targets).reshape(-1, 2)
+def lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np.ndarray:
+    """Closure 0..1 at dt seconds from the blink peak (closed from dt = 0 to dt = hold).
+
+    Closing is a smoothstep. Opening is (1-u)^3 (1+3u): zero slope at both ends and peak speed a
+    third of the way in, leaving the long slow tail of a real lid reopening.
+    """
+    closing = smoothstep((dt + close) / close)
+    u_open = np.clip((dt - hold) / opening, 0.0, 1.0)
+    reopening = (1.0 - u_open) ** 3 * (1.0 + 3.0 * u_open)
+    return np.where(dt < 0, closing, reopening)
 
 
-def _gaze_path(t: np.ndarray, fps: float, aversions: list[_Aversion],
-               rng: np.random.Generator) -> np.ndarray:
-    """Shared (yaw, pitch) in degrees per frame, shape = (n, 2): holds joined by quick saccades."""
-    start = fixation_jump(np.zeros(2), rng)
-    ev_t, ev_goal = _gaze_events(len(t) / fps, aversions, rng)
-    if len(ev_t) == 0:
-        return np.tile(start, (len(t), 1))
-    points = np.vstack([start[None, :], ev_goal])           # points[j] = where event j-1 lands
-    ev_dur = SACCADE_BASE_S + SACCADE_S_PER_DEG * np.linalg.norm(np.diff(points, axis=0), axis=1)
-    # An event may not start before the previous saccade has landed.
-    for k in range(1, len(ev_t)):
-        ev_t[k] = max(ev_t[k], ev_t[k - 1] + ev_dur[k - 1])
-    j = np.searchsorted(ev_t, t, side="right")              # events started by each frame
-    prev = np.maximum(j - 1, 0)
-    u = np.where(j > 0, np.clip((t - ev_t[prev]) / ev_dur[prev], 0.0, 1.0), 1.0)
-    s = u * u * (3.0 - 2.0 * u)                             # bell-shaped velocity over the saccade
-    frm = points[prev]
-    return frm + (points[j] - frm) * s[:, None]
+@dataclass(frozen=True)
+class _Blink:
+    peak: float
+    close: float
+    hold: float
+    opening: float
+    left: float
+    right: float
 
 
-# --- Blendshapes ---------------------------------------------------------------------------------
+class Eyes:
+    """The eyes, frame by frame: a blink clock in hazard time, fixational saccades, look-aways
+    (background and at turn starts), blinks pulled onto large gaze shifts. Causal: a frame depends
+    only on the frames before it and on any lookahead given (`look_ahead`)."""
+
+    def __init__(self, options: MotionOptions, fps: float, seed: np.random.SeedSequence) -> None:
+        events, coin, turns = seed.spawn(3)
+        self._fps = fps
+        self._rng = np.random.default_rng(events)
+        self._coin = np.random.default_rng(coin)      # one draw per frame: background look-aways
+        self._turns = np.random.default_rng(turns)    # thinking look-aways at turn starts
+        self._style = WANDER_STYLE if options.gaze == "wander" else CAMERA_STYLE
+        rng = self._rng
+        self._blinking = options.blink_rate > 0
+        if self._blinking:   # the mean wait chosen so that the rate comes out at blink_rate
+            self._refractory, cycle = _blink_cycle(options.blink_rate)
+            self._wait_scale = max(cycle - self._refractory, 0.05) / BLINK_INTERVAL_SHAPE
+            # start mid-cycle (a random phase), not as if a blink had just happened
+            self._wait = rng.uniform() * (self._refractory + rng.gamma(BLINK_INTERVAL_SHAPE, self._wait_scale))
+        self._ready_at = -np.inf          # end of the refractory period after the last blink
+        self._last_peak = -np.inf
+        self._blinks: list[_Blink] = []
+        self._speaking = False
+        self._last_speech = -(10 ** 9)    # frame index
+        self._last_offset = -(10 ** 9)
+        self._anchor = np.zeros(2)        # where the eyes look: the camera or a look-away target
+        self._offset = fixation_jump(np.zeros(2), rng)   # fixational offset around the anchor
+        self._goal = self._anchor + self._offset          # where the last saccade lands
+        self._saccades = [(-np.inf, 1.0, self._goal, self._goal)]   # (start s, duration s, from, to)
+        self._next_fixation = rng.uniform() * FIXATION_INTERVAL_MEDIAN_S
+        self._aversion_end: float | None = None
+        self._corrective: float | None = None
+        self._free_at = -np.inf
+        self._last_shift = -np.inf
+        self._lookahead: EyeLookahead | None = None
+        self._thinking: list[float] = []  # planned look-away starts (s), from the lookahead's turns
+
+    def look_ahead(self, lookahead: EyeLookahead) -> None:
+        """What a take knows of its future (frames lookahead.start..end, not yet made)."""
+        self._lookahead = lookahead
+        for onset in lookahead.turns:
+            if self._turns.uniform() < self._style.turn_prob:
+                self._thinking.append(max(lookahead.start / self._fps,
+                                          onset / self._fps - self._turns.uniform(*TURN_LEAD_S)))
+        self._thinking.sort()
+
+    def frames(self, i0: int, speaking: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(blendshapes (n, 52), gaze (n, 4), blink closure (n,)) for frames i0..i0+n-1 (i / fps s),
+        each call continuing the last. speaking: shape = (n,) bool."""
+        n = len(speaking)
+        if n == 0:
+            return np.zeros((0, len(BLENDSHAPE_NAMES))), np.zeros((0, 4)), np.zeros(0)
+        coins = self._coin.uniform(size=n)
+        for k in range(n):
+            self._step(i0 + k, bool(speaking[k]), float(coins[k]))
+        t = (i0 + np.arange(n)) / self._fps
+        blink, left, right = self._render_blinks(t)
+        base = self._render_gaze(t)
+        pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
+        gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
+        return eye_blendshapes(gaze, left, right, base[:, 1]), gaze, blink
+
+    def _step(self, i: int, speaking: bool, coin: float) -> None:
+        t, fps = i / self._fps, self._fps
+        ahead = self._lookahead is not None and self._lookahead.start <= i < self._lookahead.end
+        turn = speaking and not self._speaking and i - 1 - self._last_speech >= TURN_GAP_S * fps
+        if self._speaking and not speaking:
+            self._last_offset = i
+        self._speaking = speaking
+        if speaking:
+            self._last_speech = i
+        # events since the previous frame, in time order
+        due = []
+        if self._aversion_end is not None and self._aversion_end <= t:
+            due.append((self._aversion_end, 0))
+        if self._corrective is not None and self._corrective <= t:
+            due.append((self._corrective, 1))
+        while self._next_fixation <= t:
+            due.append((self._next_fixation, 2))
+            interval = self._rng.lognormal(np.log(FIXATION_INTERVAL_MEDIAN_S), FIXATION_INTERVAL_SIGMA)
+            self._next_fixation += float(np.clip(interval, *FIXATION_INTERVAL_S))
+        for when, kind in sorted(due):
+            if kind == 0:
+                self._aversion_end = None
+                self._shift(when, np.zeros(2))
+            elif kind == 1:
+                self._corrective = None
+                self._saccade(when, self._anchor + self._offset)
+            elif when - self._last_shift > FIXATION_CLEAR_S and (
+                    self._aversion_end is None or self._aversion_end - when > FIXATION_CLEAR_S):
+                self._offset = fixation_jump(self._offset, self._rng)
+                self._saccade(when, self._anchor + self._offset)
+        # a look-away: thinking at a turn start (planned ahead when the take is known), or the background
+        style = self._style
+        wants = coin < (style.speech_rate if speaking else style.silence_rate) / 60.0 / fps
+        if ahead:
+            while self._thinking and self._thinking[0] <= t + 1e-9:
+                self._thinking.pop(0)
+                wants = True
+        elif turn and self._turns.uniform() < style.turn_prob:
+            wants = True
+        hazard = _hazard_gain(speaking, i - self._last_offset, fps)
+        if ahead:
+            hazard *= self._lookahead.hazard_scale
+        if wants and t >= self._free_at:
+            hold = float(np.clip(self._rng.lognormal(np.log(style.hold_median_s), 0.4), *style.hold_s))
+            target = np.array(aversion_target(style, self._rng))
+            self._shift(t, target)
+            self._aversion_end, self._free_at = t + hold, t + hold + style.min_gap_s
+            if np.hypot(*target) >= GAZE_BLINK_MIN_DEG:
+                self._blink_with_shift(t, hazard)
+        if self._blinking:
+            if t >= self._ready_at:
+                self._wait -= hazard / fps
+            if self._wait <= 0:
+                self._blink(t, t)
+
+    def _shift(self, when: float, anchor: np.ndarray) -> None:
+        """A large gaze shift to a new anchor: lands short, a corrective saccade follows."""
+        self._anchor = anchor
+        goal = anchor + self._offset
+        if np.linalg.norm(goal - self._goal) >= UNDERSHOOT_MIN_DEG:
+            goal = goal - self._rng.uniform(*SACCADE_UNDERSHOOT) * (goal - self._goal)
+        self._saccade(when, goal)
+        self._corrective = when + self._rng.uniform(*CORRECTIVE_DELAY_S)
+        self._last_shift = when
+
+    def _saccade(self, when: float, goal: np.ndarray) -> None:
+        start, duration, _, landing = self._saccades[-1]
+        when = max(when, start + duration)   # not before the previous saccade has landed
+        self._saccades.append((when, SACCADE_BASE_S + SACCADE_S_PER_DEG * float(np.linalg.norm(goal - landing)),
+                               landing, goal))
+        self._goal = goal
+
+    def _blink_with_shift(self, t: float, hazard: float) -> None:
+        """Eyes blink with big saccades: a blink due within GAZE_BLINK_SNAP_S comes now instead."""
+        if not self._blinking or t - self._last_peak < GAZE_BLINK_SPACING_S:
+            return
+        eta = max(0.0, self._ready_at - t) + self._wait / hazard
+        if eta <= GAZE_BLINK_SNAP_S:
+            self._blink(t, t + GAZE_BLINK_DELAY_S)
+
+    def _blink(self, t: float, earliest_peak: float) -> None:
+        """A blink (maybe a double one) closing after frame t; the peak lands on a frame, so
+        sampled frames close fully."""
+        rng, fps = self._rng, self._fps
+        peak = t
+        for k in range(2 if rng.uniform() < DOUBLE_BLINK_P else 1):
+            close, hold, opening = (rng.uniform(*r) for r in (BLINK_CLOSE_S, BLINK_HOLD_S, BLINK_OPEN_S))
+            weaker = 1.0 - abs(rng.normal(0.0, BLINK_ASYMMETRY))
+            left, right = (weaker, 1.0) if rng.uniform() < 0.5 else (1.0, weaker)
+            if k == 0:   # the lid starts closing after frame t, which may already be sent
+                peak = max(math.ceil((t + close) * fps - 1e-9), round(earliest_peak * fps)) / fps
+            else:
+                peak = round((peak + rng.uniform(*DOUBLE_BLINK_GAP_S)) * fps) / fps
+            self._blinks.append(_Blink(peak, close, hold, opening, left, right))
+        self._last_peak = peak
+        self._ready_at = peak + self._refractory
+        self._wait = rng.gamma(BLINK_INTERVAL_SHAPE, self._wait_scale)
+
+    def _render_blinks(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        blink, left, right = np.zeros(len(t)), np.zeros(len(t)), np.zeros(len(t))
+        for b in self._blinks:
+            lo, hi = np.searchsorted(t, [b.peak - b.close, b.peak + b.hold + b.opening])
+            c = lid_closure(t[lo:hi] - b.peak, b.close, b.hold, b.opening)
+            # Overlapping blinks (double blinks) take the more closed lid, not the sum.
+            blink[lo:hi] = np.maximum(blink[lo:hi], c)
+            left[lo:hi] = np.maximum(left[lo:hi], b.left * c)
+            right[lo:hi] = np.maximum(right[lo:hi], b.right * c)
+        self._blinks = [b for b in self._blinks if b.peak + b.hold + b.opening > t[-1]]
+        return blink, left, right
+
+    def _render_gaze(self, t: np.ndarray) -> np.ndarray:
+        """Shared (yaw, pitch) per frame, shape = (n, 2): holds joined by bell-shaped saccades
+        (the "main sequence": longer for larger steps)."""
+        start = np.array([s[0] for s in self._saccades])
+        duration = np.array([s[1] for s in self._saccades])
+        frm = np.array([s[2] for s in self._saccades])
+        to = np.array([s[3] for s in self._saccades])
+        j = np.searchsorted(start, t, side="right") - 1
+        out = frm[j] + (to[j] - frm[j]) * smoothstep((t - start[j]) / duration[j])[:, None]
+        current = int(np.searchsorted(start, t[-1], side="right")) - 1
+        self._saccades = self._saccades[current:]
+        return out
+
 
 def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarray,
-                     base_pitch: np.ndarray) -> np.ndarray:
+                    base_pitch: np.ndarray) -> np.ndarray:
     """(n, 52) ARKit weights from per-eye gaze (n, 4) degrees and lid closures (n,) 0..1.
 
     base_pitch (n,) degrees is the shared pitch before the blink's dip, for the lid-follow.

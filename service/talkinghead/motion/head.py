@@ -1,17 +1,18 @@
 """Head pose from prosody: nods on stressed syllables, slow drift and tilt, settling in pauses,
-breathing at rest. Output columns follow track.HEAD_FIELDS (degrees, millimetres)."""
+breathing at rest, as a causal stage (`Head`). Output columns follow track.HEAD_FIELDS (degrees,
+millimetres)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from talkinghead.audio.features import SpeechFeatures
-from talkinghead.motion.noise import add_pulse, ou_noise, smooth_mask
+from talkinghead.motion.noise import OU, Pulses
 from talkinghead.motion.options import MotionOptions
 
 # Drift: standard deviation (deg) and correlation time (s) per axis while speaking.
 DRIFT = {"yaw": (2.6, 1.8), "pitch": (1.4, 1.4), "roll": (1.3, 2.5)}
-PAUSE_DRIFT_SCALE = 0.45     # drift shrinks toward rest in pauses
+PAUSE_DRIFT_SCALE = 0.45     # drift shrinks toward rest in pauses...
+SETTLE_S = 0.8               # ...over this long after speech stops (and grows as long after it starts)
 NOD_DEG = 2.2                # pitch dip for a full-strength pitch accent
 BEAT_DEG = 0.8               # pitch dip for an ordinary stressed syllable
 NOD_LEAD_S = 0.08            # the head moves slightly ahead of the stressed syllable
@@ -30,24 +31,67 @@ EMOTION_POSE = {  # pitch bias (deg), motion scale
 }
 
 
-def head_motion(times: np.ndarray, feat: SpeechFeatures, options: MotionOptions,
-                rng: np.random.Generator) -> np.ndarray:
-    """shape = (n, 6): yaw, pitch, roll (deg), x, y, z (mm). times: shape = (n,) seconds."""
-    n = len(times)
-    fps = options.fps
-    speaking = smooth_mask(feat.at("speech", times), fps, 0.8)
-    envelope = PAUSE_DRIFT_SCALE + (1 - PAUSE_DRIFT_SCALE) * speaking
-    rot = np.stack([ou_noise(n, fps, tau, sd, rng) * envelope for sd, tau in DRIFT.values()], axis=1)
-    rot[:, 1] += _nods(times, feat, rng) * options.expressiveness
-    rot[:, 0] += _beat_sweeps(times, feat, rng) * options.expressiveness
-    breath = _breathing(times, rng)
-    return head_pose(rot, breath, ou_noise(n, fps, SWAY_TAU_S, SWAY_MM, rng), options)
+class Head:
+    """The head, frame by frame: drift (larger while speaking), nods and sideways sweeps on the
+    syllables `nucleus` is told of, breathing, sway, the emotion's posture."""
+
+    def __init__(self, options: MotionOptions, fps: float, seed: np.random.SeedSequence) -> None:
+        drift, sway, rate, depth, phase, events = seed.spawn(6)
+        self._options, self._fps = options, fps
+        self._drift = [OU(fps, tau, sd, s) for (sd, tau), s in zip(DRIFT.values(), drift.spawn(len(DRIFT)))]
+        self._sway = OU(fps, SWAY_TAU_S, SWAY_MM, sway)
+        lo, hi = BREATH_HZ
+        self._breath_rate = OU(fps, BREATH_RATE_TAU_S, (hi - lo) / 4, rate)
+        self._breath_depth = OU(fps, BREATH_DEPTH_TAU_S, 1.0, depth)
+        self._phase = float(np.random.default_rng(phase).uniform(0, 2 * np.pi))
+        self._rng = np.random.default_rng(events)
+        self._envelope = 0.0   # 0 at rest .. 1 while speaking: scales the drift
+        self._pitch, self._yaw = Pulses(), Pulses()
+
+    def nucleus(self, t: float, strength: float, accent: bool, earliest: float) -> None:
+        """A stressed syllable at t s (stream time): a nod, larger on a pitch accent, and on some
+        accents a turn to one side. earliest: the first frame not yet made (s)."""
+        rng, expr = self._rng, self._options.expressiveness
+        amp = (NOD_DEG if accent else BEAT_DEG * strength) * rng.uniform(0.7, 1.3)
+        self._pitch.add(-amp * expr, t - NOD_LEAD_S - NOD_RISE_S, NOD_RISE_S, NOD_DECAY_S, earliest)
+        if accent and rng.random() < SWEEP_CHANCE:
+            side = rng.choice([-1, 1])
+            self._yaw.add(side * rng.uniform(*SWEEP_DEG) * expr, t - SWEEP_RISE_S, SWEEP_RISE_S, SWEEP_DECAY_S,
+                          earliest)
+
+    def frames(self, t: np.ndarray, speaking: np.ndarray) -> np.ndarray:
+        """The pose at frame times t (s, one frame apart, continuing the last call), shape = (n, 6).
+        speaking: shape = (n,) bool voice activity."""
+        n, fps = len(t), self._fps
+        envelope = PAUSE_DRIFT_SCALE + (1 - PAUSE_DRIFT_SCALE) * self._speaking_envelope(speaking)
+        rot = np.stack([drift(n) * envelope for drift in self._drift], axis=1)
+        rot[:, 1] += self._pitch.at(t)
+        rot[:, 0] += self._yaw.at(t)
+        # breathing: -1..1 chest rise at a rate that wanders within BREATH_HZ (a fixed sine looks
+        # mechanical), deep and shallow breaths
+        lo, hi = BREATH_HZ
+        phase = self._phase + 2 * np.pi * np.cumsum((lo + hi) / 2 + self._breath_rate(n)) / fps
+        if n:
+            self._phase = float(phase[-1]) % (2 * np.pi)
+        breath = np.sin(phase) * (0.8 + 0.2 * self._breath_depth(n).clip(-1, 1))
+        return _pose(rot, breath, self._sway(n), self._options)
+
+    def _speaking_envelope(self, speaking: np.ndarray) -> np.ndarray:
+        """0..1, ramping at most 1 per SETTLE_S toward speaking (1) or not (0)."""
+        out = np.empty(len(speaking))
+        step = 1.0 / (SETTLE_S * self._fps)
+        e = self._envelope
+        for k, s in enumerate(np.asarray(speaking).tolist()):
+            e = min(e + step, 1.0) if s else max(e - step, 0.0)
+            out[k] = e
+        self._envelope = e
+        return out
 
 
-def head_pose(rot: np.ndarray, breath: np.ndarray, sway: np.ndarray, options: MotionOptions) -> np.ndarray:
-    """Drift, nods and sweeps -> the final pose, shape = (n, 6) like head_motion's (shared with the
-    streaming stage). rot: shape = (n, 3) yaw, pitch, roll (deg), modified in place; breath: shape =
-    (n,) -1..1 chest rise; sway: shape = (n,) mm of slow forward/back drift."""
+def _pose(rot: np.ndarray, breath: np.ndarray, sway: np.ndarray, options: MotionOptions) -> np.ndarray:
+    """Drift, nods and sweeps -> the final pose, shape = (n, 6). rot: shape = (n, 3) yaw, pitch,
+    roll (deg), modified in place; breath: shape = (n,) -1..1 chest rise; sway: shape = (n,) mm of
+    slow forward/back drift."""
     rot[:, 1] += 0.35 * breath
     bias, scale = EMOTION_POSE[options.emotion]
     k = options.emotion_intensity
@@ -58,40 +102,3 @@ def head_pose(rot: np.ndarray, breath: np.ndarray, sway: np.ndarray, options: Mo
     pos[:, 1] = 0.8 * breath * options.head_motion
     pos[:, 2] = -NECK_PIVOT_MM * np.sin(np.radians(rot[:, 1])) * 0.3 + sway * options.head_motion
     return np.concatenate([rot, pos], axis=1).astype(np.float32)
-
-
-def _nods(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generator) -> np.ndarray:
-    """Downward pitch pulses on stressed syllables, larger on pitch accents."""
-    out = np.zeros(len(times))
-    accented = np.isin(feat.nuclei, feat.accents)  # accents are a subset of the nuclei
-    for t, s, accent in zip(feat.nuclei, feat.nucleus_strength, accented):
-        amp = NOD_DEG if accent else BEAT_DEG * s
-        amp *= rng.uniform(0.7, 1.3)
-        add_pulse(out, times, -amp, t - NOD_LEAD_S - NOD_RISE_S, NOD_RISE_S, NOD_DECAY_S)
-    return out
-
-
-def _beat_sweeps(times: np.ndarray, feat: SpeechFeatures, rng: np.random.Generator) -> np.ndarray:
-    """Some accents also turn the head a little to one side, as speakers do on emphasis."""
-    out = np.zeros(len(times))
-    for t in feat.accents:
-        if rng.random() < SWEEP_CHANCE:
-            add_pulse(out, times, rng.choice([-1, 1]) * rng.uniform(*SWEEP_DEG), t - SWEEP_RISE_S, SWEEP_RISE_S,
-                      SWEEP_DECAY_S)
-    return out
-
-
-def _breathing(times: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """-1..1 chest rise, at a rate that wanders within BREATH_HZ (a fixed sine looks mechanical)."""
-    if len(times) < 2:
-        return np.zeros(len(times))
-    fps = 1 / (times[1] - times[0])
-    lo, hi = BREATH_HZ
-    freq = (lo + hi) / 2 + ou_noise(len(times), fps, BREATH_RATE_TAU_S, (hi - lo) / 4, rng)
-    phase = 2 * np.pi * np.cumsum(freq) / fps + rng.uniform(0, 2 * np.pi)
-    return np.sin(phase) * breath_depth(ou_noise(len(times), fps, BREATH_DEPTH_TAU_S, 1.0, rng))
-
-
-def breath_depth(noise: np.ndarray) -> np.ndarray:
-    """Breath amplitude 0.6..1 from unit-variance slow noise (deep and shallow breaths)."""
-    return 0.8 + 0.2 * noise.clip(-1, 1)

@@ -248,17 +248,17 @@ def read_marks(path) -> dict:
     except (OSError, UnicodeDecodeError) as exc:
         raise OptionsError(f"cannot read the marks file {p}: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        if body.startswith("{") and "\n{" not in body:
-            doc = json.loads(body)
+        doc = json.loads(body) if body.startswith("{") and "\n{" not in body else None
+        if isinstance(doc, dict) and "marks" in doc:
             marks = tuple(Mark(str(m["kind"]), str(m["value"]), float(m["start"]),
                                None if m.get("end") is None else float(m["end"])) for m in doc["marks"])
             return {"marks": marks, "viseme_set": doc.get("viseme_set", "oculus"),
                     "phoneme_set": doc.get("phoneme_set", "ipa")}
         rows = [json.loads(line) for line in body.splitlines() if line.strip()]
-        marks = tuple(Mark(r["type"], str(r["value"]), float(r["time"]) / 1000.0) for r in rows
-                      if r.get("type") in ("word", "viseme"))
+        rows = [(str(r["type"]), float(r["time"]) / 1000.0, r.get("value")) for r in rows]   # every row has both
+        marks = tuple(Mark(kind, str(value), start) for kind, start, value in rows if kind in ("word", "viseme"))
         return {"marks": marks, "viseme_set": "polly"}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise OptionsError(f"{p} is not a marks file: give Amazon Polly speech marks (JSON Lines with time, type, "
                            "value) or a JSON object with a \"marks\" list of {kind, value, start, end} "
                            f"({type(exc).__name__}: {exc})") from None

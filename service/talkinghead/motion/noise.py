@@ -1,22 +1,44 @@
-"""Smooth random signals for life-like motion (never sine waves)."""
+"""Smooth random signals and easing for life-like motion (never sine waves), as causal state:
+each process continues where its last call stopped, so a take animated at once and a stream
+animated chunk by chunk draw the same values."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy.signal import lfilter
 
 
-def ou_noise(n: int, fps: float, tau: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Ornstein-Uhlenbeck process, twice low-passed so it drifts without jerks.
+def smoothstep(u: np.ndarray) -> np.ndarray:
+    """0..1 easing with zero slope at both ends; u is clipped to 0..1."""
+    u = np.clip(u, 0.0, 1.0)
+    return u * u * (3.0 - 2.0 * u)
 
-    tau: correlation time (s); sigma: stationary standard deviation. shape = (n,).
+
+class OU:
+    """An Ornstein-Uhlenbeck process, twice low-passed so it drifts without jerks, n frames at a time.
+
+    tau: correlation time (s); sigma: stationary standard deviation; seed: its own random stream.
     """
-    a = np.exp(-1.0 / (tau * fps))
-    burn = int(5 * tau * fps)  # burn-in so the first frames are as random as the rest
-    x = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], rng.standard_normal(n + burn)))[burn:]
-    # Scale by the filter's stationary std (not the sample's: a short clip would be inflated).
-    impulse = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], np.eye(1, burn + 1)[0]))
-    return x * sigma / np.sqrt(np.sum(impulse ** 2))
+
+    def __init__(self, fps: float, tau: float, sigma: float, seed: np.random.SeedSequence) -> None:
+        self._rng = np.random.default_rng(seed)
+        a = math.exp(-1.0 / (tau * fps))
+        self._b, self._a = [1 - a], [1, -a]
+        # Scaled by the filter's stationary std (not a sample's: a short take would be inflated):
+        # white noise through two one-pole low-passes, the sum of the impulse response squared.
+        self._scale = sigma / math.sqrt((1 - a) ** 4 * (1 + a * a) / (1 - a * a) ** 3)
+        self._z = [np.zeros(1), np.zeros(1)]
+        self(int(5 * tau * fps))   # burn-in: the first frames are as random as the rest
+
+    def __call__(self, n: int) -> np.ndarray:
+        """The next n values, shape = (n,)."""
+        if n == 0:   # lfilter would hand back a reset state for an empty input
+            return np.zeros(0)
+        x, self._z[0] = lfilter(self._b, self._a, self._rng.standard_normal(n), zi=self._z[0])
+        x, self._z[1] = lfilter(self._b, self._a, x, zi=self._z[1])
+        return x * self._scale
 
 
 def add_pulse(out: np.ndarray, times: np.ndarray, amplitude: float, onset: float, rise: float, decay: float) -> None:
@@ -31,13 +53,24 @@ def add_pulse(out: np.ndarray, times: np.ndarray, amplitude: float, onset: float
     out[i0:i1] += amplitude * (up + down)
 
 
-def smooth_mask(mask: np.ndarray, fps: float, seconds: float) -> np.ndarray:
-    """A 0/1 mask eased with a moving average of `seconds`, shape kept."""
-    k = max(1, int(seconds * fps))
-    # mode="same" returns max(len(mask), k) values: a take shorter than the window (a word, an
-    # interjection) must still get one value per frame, so cut the result back to the mask.
-    out = np.convolve(mask.astype(float), np.ones(k) / k, mode="same")
-    if len(out) > len(mask):
-        start = (len(out) - len(mask)) // 2
-        out = out[start:start + len(mask)]
-    return out
+class Pulses:
+    """Pending `add_pulse` bumps on one channel (nods, sweeps, brow raises), summed at the frames
+    asked for; a bump is forgotten once it has passed."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[float, float, float, float]] = []
+
+    def add(self, amplitude: float, onset: float, rise: float, decay: float, earliest: float = -math.inf) -> None:
+        """A bump (times in s); it starts no earlier than `earliest` (the first frame not yet sent),
+        so frames already sent never change and nothing jumps."""
+        self._pending.append((amplitude, max(onset, earliest), rise, decay))
+
+    def at(self, t: np.ndarray) -> np.ndarray:
+        """The bumps summed at frame times t (ascending, after every earlier call's), shape = (n,)."""
+        out = np.zeros(len(t))
+        if not len(t):
+            return out
+        for amplitude, onset, rise, decay in self._pending:
+            add_pulse(out, t, amplitude, onset, rise, decay)
+        self._pending = [p for p in self._pending if p[1] + p[2] + 4 * p[3] > t[-1]]
+        return out

@@ -16,13 +16,11 @@ import numpy as np
 import structlog
 
 from talkinghead import __version__
-from talkinghead.errors import OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.media import VideoInfo, write_mp4
-from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermark_record, watermarker
+from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermark_record
 from talkinghead.provenance.c2pa_sign import DEFAULT_SIGNING, Signer, SigningOptions, resolve_signer, sign_mp4
-from talkinghead.render.cpu import render
-from talkinghead.render.device import pick_backend
+from talkinghead.render.frames import FrameMaker, ahead
 from talkinghead.track import MotionTrack
 
 log = structlog.get_logger(__name__)
@@ -32,31 +30,11 @@ WATERMARK_TAG = "talkinghead_watermark"  # MP4 metadata key: the watermark_recor
 
 def render_frames(rig: Rig, track: MotionTrack, backend: str = "cpu", batch: int = 16, *,
                   watermark: Payload | None = DEFAULT_PAYLOAD) -> Iterator[np.ndarray]:
-    """One RGB frame (shape = (H, W, 3) uint8) per track frame, generated lazily. `backend`:
-    "cpu", "torch" or "auto" (`device.pick_backend`); torch renders `batch` frames per call.
-    `watermark`: the payload every frame's invisible watermark carries; None leaves the
-    frames unmarked (an explicit opt-out). A backend that cannot run raises OptionsError here,
-    before the first frame."""
-    kind, device = pick_backend(backend)
-    if batch < 1:
-        raise OptionsError(f"the render batch must be at least 1 frame, not {batch}")
-    log.info("render.backend", backend=kind, device=device, batch=batch if kind == "torch" else 1,
-             watermark=watermark is not None)
-    if kind == "cpu":
-        frames = (render(rig, params) for params in track)
-    else:
-        from talkinghead.render.torch_backend import TorchRenderer
-
-        frames = _batches(TorchRenderer(rig, device), track, batch)
-    if watermark is None:
-        log.warning("render.watermark_off", note="frames are NOT marked as synthetic (turned off explicitly)")
-        return frames
-    return map(watermarker(watermark).mark, frames)
-
-
-def _batches(renderer, track: MotionTrack, batch: int) -> Iterator[np.ndarray]:
-    for start in range(0, track.n_frames, batch):
-        yield from renderer.render_batch([track.frame(i) for i in range(start, min(start + batch, track.n_frames))])
+    """One RGB frame (shape = (H, W, 3) uint8) per track frame, generated lazily: a
+    `frames.FrameMaker` (`backend` "cpu", "torch" or "auto"; torch renders `batch` frames per
+    call; `watermark` the payload every frame carries, None for unmarked frames, an explicit
+    opt-out). A backend that cannot run raises OptionsError here, before the first frame."""
+    return FrameMaker(backend, watermark=watermark, batch=batch).frames(rig, track)
 
 
 def render_video(rig: Rig, track: MotionTrack, audio: np.ndarray, audio_rate: int, path: str | Path, *,
@@ -76,7 +54,8 @@ def render_video(rig: Rig, track: MotionTrack, audio: np.ndarray, audio_rate: in
     meta = {"comment": f"talkinghead {__version__}: synthetic talking face generated from one photo"}
     meta.update(metadata or {})
     meta[WATERMARK_TAG] = json.dumps(record, separators=(",", ":"))  # the truth, whatever `metadata` said
-    info = write_mp4(path, render_frames(rig, track, backend, watermark=watermark), track.fps, audio, audio_rate,
+    # Frames made on a thread of their own, while the encoder works on the ones before.
+    info = write_mp4(path, ahead(render_frames(rig, track, backend, watermark=watermark)), track.fps, audio, audio_rate,
                      metadata=meta, progress=progress)
     if signer is not None:
         try:  # signed into a temporary file that replaces the unsigned one

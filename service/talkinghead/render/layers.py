@@ -238,7 +238,9 @@ def _teeth(t: np.ndarray, band: np.ndarray, arch, length_scale, px: float) -> tu
 
 
 def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights: np.ndarray) -> None:
-    """Fill the moved inner-lip opening with the mouth's interior (in place)."""
+    """Fill the moved inner-lip opening with the mouth's interior (in place). The interior is
+    computed only at the pixels it covers (the opening grown by its rim), as one row of pixels:
+    every step below is per pixel, so this is the whole box's arithmetic on a fraction of it."""
     h, w = frame.shape[:2]
     poly = landmarks[_MOUTH_POLY]
     box = _roi(poly, 2 + rig.mouth.rim, w, h)
@@ -256,35 +258,43 @@ def composite_mouth(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, weights:
     closing = np.clip(extra / (0.0015 * now.s * now.s), 0, 1) * (1 - seal_fraction(weights) ** 2)
     if closing <= 0:
         return
-    lips = LipCurves.of(now, landmarks[_UP], landmarks[_LO])
-    ys, xs = np.mgrid[y0:y1, x0:x1].astype(np.float32)
-    uv = now.to_local(np.stack([xs, ys], -1))
-    t_raw = (uv[..., 0] - lips.ua) / lips.span
-    t = np.clip(t_raw, 0, 1)
-    below_upper = uv[..., 1] - lips.up(t)                    # s units, >= 0 inside
-    above_lower = lips.lo(t) - uv[..., 1]
-    gap = np.maximum(below_upper + above_lower, 1e-4)
-    px = 1.0 / now.s                                         # one pixel in s units
-    side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 2     # 1 mid-mouth, 0 at the corners
-    out = _cavity(m.lip_color, t, side, below_upper, above_lower, gap, px)
-    if m.photo_interior:
-        out = _photo_interior(rig, out, t, t_raw, below_upper, above_lower)
-    else:
-        out = _synth_teeth(m.teeth_color, out, t, below_upper, above_lower, gap, px, weights)
-    roi = frame[y0:y1, x0:x1].astype(np.float32)
     if m.photo_interior:
         # The opening grown by the rig's rim (painted lip colour there), not past the corners,
         # exactly as the rig painted it: what is drawn there is the photo's own lip and teeth,
         # so the rim's edge never shows; the edges that do (teeth against cavity) are smooth.
-        rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8)).astype(np.float32)
-        rim *= ((t_raw >= 0) & (t_raw <= 1)) | (opening > 0.02)
+        grown = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((m.rim, m.rim), np.uint8))
     else:
-        # The anti-aliased opening grown by a pixel (over the stretched seam of the lips), its
-        # edge kept soft, and not past the corners.
-        rim = cv2.dilate(opening, np.ones((3, 3), np.uint8))
-        rim *= np.clip(np.minimum(t_raw, 1 - t_raw) * lips.span / (2 * px) + 0.5, 0, 1) * (1 - opening) + opening
-    alpha = (rim * closing)[..., None]
-    frame[y0:y1, x0:x1] = np.clip(roi + (out - roi) * alpha + 0.5, 0, 255).astype(np.uint8)
+        # The anti-aliased opening grown by a pixel (over the stretched seam of the lips).
+        grown = cv2.dilate(opening, np.ones((3, 3), np.uint8))
+    rows, cols = np.nonzero(grown)
+    if not len(rows):
+        return
+    lips = LipCurves.of(now, landmarks[_UP], landmarks[_LO])
+    # The covered pixels as one row: shape = (1, n) (a picture one pixel high, for cv2.remap).
+    px_xy = np.stack([cols + x0, rows + y0], -1).astype(np.float32)[None]
+    uv = now.to_local(px_xy).astype(np.float32)
+    t_raw = (uv[..., 0] - lips.ua) / lips.span
+    t = np.clip(t_raw, 0, 1)
+    up, lo = lips.up(t).astype(np.float32), lips.lo(t).astype(np.float32)
+    below_upper = uv[..., 1] - up                            # s units, >= 0 inside
+    above_lower = lo - uv[..., 1]
+    gap = np.maximum(below_upper + above_lower, 1e-4)
+    px = 1.0 / now.s                                         # one pixel in s units
+    side = 1 - np.clip(np.abs(t - 0.5) / 0.5, 0, 1) ** 2     # 1 mid-mouth, 0 at the corners
+    out = _cavity(m.lip_color, t, side, below_upper, above_lower, gap, px)
+    inside = opening[rows, cols][None]
+    if m.photo_interior:
+        out = _photo_interior(rig, out, t, t_raw, below_upper, above_lower)
+        rim = grown[rows, cols][None].astype(np.float32) * (((t_raw >= 0) & (t_raw <= 1)) | (inside > 0.02))
+    else:
+        out = _synth_teeth(m.teeth_color, out, t, below_upper, above_lower, gap, px, weights)
+        # Its edge kept soft, and not past the corners.
+        rim = grown[rows, cols][None] * (np.clip(np.minimum(t_raw, 1 - t_raw) * lips.span / (2 * px) + 0.5, 0, 1)
+                                         * (1 - inside) + inside)
+    alpha = (rim * closing)[0, :, None]
+    ys, xs = rows + y0, cols + x0
+    under = frame[ys, xs].astype(np.float32)
+    frame[ys, xs] = np.clip(under + (out[0] - under) * alpha + 0.5, 0, 255).astype(np.uint8)
 
 
 def _cavity(lip_color, t, side, below_upper, above_lower, gap, px):
@@ -322,24 +332,24 @@ def _synth_teeth(teeth_color, out, t, below_upper, above_lower, gap, px, weights
     return out
 
 
-def _photo_half_gap(curves: LipCurves, t: np.ndarray) -> np.ndarray:
-    return np.maximum((curves.lo(t) - curves.up(t)) / 2, 1e-4)
-
-
 def _photo_interior(rig, out, t, t_raw, below_upper, above_lower):
     """The photo's own interior: its upper half hangs from the upper lip, its lower half rides
     on the lower lip; a wider opening than the photo's shows cavity between them. The halves
-    end in an anti-aliased edge (a pixel wide), not a stair-step."""
+    end in an anti-aliased edge (a pixel wide), not a stair-step. Arrays: one row of pixels,
+    shape = (1, n) (`out`: (1, n, 3))."""
     base, src_lips = rig.frame, rig.mouth.curves
     px = 1.0 / base.s
     gap = below_upper + above_lower
-    split = np.minimum(_photo_half_gap(src_lips, t), np.maximum(gap / 2, 0))
+    src_up, src_lo = src_lips.up(t).astype(np.float32), src_lips.lo(t).astype(np.float32)
+    split = np.minimum(np.maximum((src_lo - src_up) / 2, 1e-4), np.maximum(gap / 2, 0))
     u_src = src_lips.ua + t_raw * src_lips.span   # unclipped: identity at rest, past the corners too
+    ox, oy = (float(v) for v in base.origin)
+    (exx, exy), (eyx, eyy) = (base.s * np.asarray(base.ex, np.float64)), (base.s * np.asarray(base.ey, np.float64))
+    ux, uy = ox + u_src * exx, oy + u_src * exy
     blend = np.zeros_like(out)
     total = np.zeros(out.shape[:2] + (1,), np.float32)
-    for v_src, band in ((src_lips.up(t) + below_upper, below_upper), (src_lips.lo(t) - above_lower, above_lower)):
-        src = base.origin + base.s * (u_src[..., None] * base.ex + v_src[..., None] * base.ey)
-        sample = cv2.remap(rig.photo, src[..., 0].astype(np.float32), src[..., 1].astype(np.float32),
+    for v_src, band in ((src_up + below_upper, below_upper), (src_lo - above_lower, above_lower)):
+        sample = cv2.remap(rig.photo, (ux + v_src * eyx).astype(np.float32), (uy + v_src * eyy).astype(np.float32),
                            cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         # Where the halves meet (split = gap / 2) their coverages add up to one.
         cover = np.clip((split - band) / px + 0.5, 0, 1)[..., None]

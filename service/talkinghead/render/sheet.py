@@ -9,8 +9,7 @@ import numpy as np
 from talkinghead.arkit import BS
 from talkinghead.face.rig import Rig
 from talkinghead.media import write_contact_sheet
-from talkinghead.provenance import mark
-from talkinghead.render.cpu import render
+from talkinghead.render.frames import FrameMaker
 from talkinghead.track import MotionTrack
 
 
@@ -33,6 +32,6 @@ def telling_frames(track: MotionTrack) -> list[tuple[str, int]]:
 def write_take_sheet(rig: Rig, track: MotionTrack, path: str | Path, cell: int = 256) -> Path:
     """Render the telling frames and write them as one labelled PNG."""
     picks = telling_frames(track)
-    frames = [mark(render(rig, track.frame(i))) for _, i in picks]      # marked, as every output is
+    frames = FrameMaker().render(rig, [track.frame(i) for _, i in picks])      # marked, as every output is
     labels = [f"{name} {i / track.fps:.2f}s" for name, i in picks]
     return write_contact_sheet(frames, labels, path, columns=len(frames), cell=cell)

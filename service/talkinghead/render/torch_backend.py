@@ -4,8 +4,9 @@ Per batch of B frames:
 1. each frame's landmark displacement with the CPU renderer's numpy (478 x 3, tiny), uploaded;
 2. on the device, for the whole batch: the spread over the grid, the head turn (the CPU
    renderer's own arithmetic, `cpu.turn_points`), the forward map;
-3. the same Newton inversion as `cpu.invert_grid` (`cpu.newton_step`), the upsampling of the
-   backward displacement as cv2.resize does it, and one bilinear sampling of the portrait;
+3. the Newton inversion (`cpu.newton_step`, all INVERT_ITERATIONS steps on every point: on a
+   GPU a step costs the same for all), the upsampling of the backward displacement as
+   cv2.resize does it, and one bilinear sampling of the portrait at 1/32-pixel coordinates;
 4. download, then the CPU renderer's `composite_layers` per frame (small ROIs, numpy + OpenCV).
 
 The output equals the CPU renderer's within a few levels on a few pixels (tests/test_render_torch.py
@@ -121,9 +122,9 @@ class TorchRenderer:
         # One sampling of the portrait for the whole batch: its frames stacked as one tall
         # grid (so the photo is not copied B times).
         b = len(params)
-        warped = _sample(self.image, *_like_cv2(maps.reshape(1, b * h, w, 2), np.uint8, 3))
-        # To nearest, as cv2.remap does since OpenCV 4.11 (before: fixed point, ties rounded
-        # up; with the snapped coordinates those ties then differ by a level on a few pixels).
+        # Snapped to 1/32 pixel as the CPU renderer's fixed-point maps are (cv2.convertMaps).
+        at = torch.round(maps.reshape(1, b * h, w, 2) * 32) / 32
+        warped = _sample(self.image, at[..., 0], at[..., 1])
         frames = warped.round_().clamp_(0, 255).to(torch.uint8).reshape(3, b, h, w).permute(1, 2, 3, 0)
         out = frames.contiguous().cpu().numpy()
         if composite:
@@ -143,11 +144,9 @@ class TorchRenderer:
         for k in range(1, self.spread_cols.shape[1]):
             expr = expr + self.spread_vals[:, k, None] * disp[:, self.spread_cols[:, k]]
         moved = self.points + expr                                             # (B, n, 3)
-        q = (moved - self.pivot).double()
-        # float64 as numpy promotes the CPU renderer's turn (float32 points times float64
-        # cosines): a few thousand points per frame, so it costs nothing and matches to the bit.
+        q = moved - self.pivot
         x, y = turn_points(q[..., 0], q[..., 1], q[..., 2], self._turns(params), self.rig.pivot.tolist())
-        turned = torch.stack([x, y], -1).float()
+        turned = torch.stack([x, y], -1)
         fwd = expr[..., :2] + self.head_mask * (turned - moved[..., :2])
         src = self._invert(fwd.reshape(b, gh, gw, 2))
         back = (src - self.grid).permute(0, 3, 1, 2)
@@ -156,8 +155,8 @@ class TorchRenderer:
         return self.pixels + full[:, :, :h, :w].permute(0, 2, 3, 1)
 
     def _turns(self, params: Sequence[FaceParams]) -> HeadTurn:
-        """The frames' HeadTurns as one, each field shape = (B, 1) float64."""
-        turns = np.array([astuple(head_turn(self.rig, p.head)) for p in params], np.float64)
+        """The frames' HeadTurns as one, each field shape = (B, 1) float32."""
+        turns = np.array([astuple(head_turn(self.rig, p.head)) for p in params], np.float32)
         cols = torch.from_numpy(turns).to(self.device)[:, :, None]
         return HeadTurn(*cols.unbind(1))
 
@@ -179,7 +178,9 @@ class TorchRenderer:
         src = self.grid - fwd
         for _ in range(INVERT_ITERATIONS):
             at = (src + 0.5) / c - 0.5
-            d = _sample(fwd_c, *_like_cv2(at, np.float32, 2)).permute(0, 2, 3, 1)
+            d = _sample(fwd_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)    # the CPU's 4 channels
             j = _sample(jac_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)
-            src = newton_step(src, d, j, self.grid, torch)
+            step = newton_step(src[..., 0] + d[..., 0] - self.grid[..., 0], src[..., 1] + d[..., 1] - self.grid[..., 1],
+                               j[..., 0], j[..., 1], j[..., 2], j[..., 3], torch)
+            src = src - torch.stack(step, -1)
         return src

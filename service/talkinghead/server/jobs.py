@@ -1,5 +1,6 @@
 """The server's heavy calls as plain functions of plain values, run in worker processes
-(`workers.py`): the portrait's decode and analysis, the clip's decode and speech analysis.
+(`workers.py`): the portrait's decode and analysis, the clip's decode and speech analysis (the
+animation, cheap, runs in the server's thread pool).
 No grpc here: a worker process imports only the pipeline.
 """
 
@@ -12,9 +13,7 @@ from talkinghead.audio.decode import SAMPLE_RATE, check_duration, load_audio
 from talkinghead.errors import AudioError, LimitError
 from talkinghead.face import analyze_portrait, load_portrait
 from talkinghead.face.rig import Rig
-from talkinghead.motion import motion_from_audio
-from talkinghead.motion.options import MotionOptions
-from talkinghead.track import MotionTrack
+from talkinghead.motion import SpeechAnalysis, analyze_speech
 
 PCM_RATES = (8000, 192000)     # Generate's PCM16 rates, Hz
 
@@ -61,9 +60,9 @@ def clip_samples(file: bytes, pcm16: bytes, rate: int, *, max_seconds: float, ma
     return samples
 
 
-def clip_track(file: bytes, pcm16: bytes, rate: int, options: MotionOptions, transcript: str | None,
-               limits: dict, progress=None) -> MotionTrack:
-    """Decode a clip and animate it: `clip_samples` then `motion_from_audio`. `limits` holds
-    clip_samples' keyword limits."""
+def clip_analysis(file: bytes, pcm16: bytes, rate: int, transcript: str | None, lipsync: str, language: str,
+                  limits: dict, progress=None, marks=None) -> SpeechAnalysis:
+    """Decode a clip and analyse its speech: `clip_samples` then `analyze_speech`. `limits` holds
+    clip_samples' keyword limits; marks: a TTS engine's timings (motion.line.Line) or None."""
     samples = clip_samples(file, pcm16, rate, **limits)
-    return motion_from_audio(samples, SAMPLE_RATE, options, transcript, progress)
+    return analyze_speech(samples, SAMPLE_RATE, transcript, lipsync, language, progress, marks)

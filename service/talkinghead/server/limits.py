@@ -34,6 +34,9 @@ class Limits:
     max_messages_per_second: float = 200.0  # per Stream; faster senders are throttled (not refused)
     first_message_seconds: float = 10.0     # a Stream must send its StreamConfig within this
     stream_idle_seconds: float = 300.0      # a Stream with no message for this long is ended
+    # Wall seconds a Stream's image may take before the stream sends cheaper ones (session.py's
+    # IMAGE_LEVELS); 0 = one frame interval (33 ms at 30 fps), the most a stream can keep up with.
+    stream_image_seconds: float = 0.0
     analysis_processes: int = 2         # worker processes for face and speech analysis
     avatar_cache_bytes: int = 2 << 30
     avatar_ttl: float = 3600.0

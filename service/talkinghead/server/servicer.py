@@ -24,10 +24,11 @@ from talkinghead.audio.decode import check_header
 from talkinghead.errors import AudioError, OptionsError, PortraitError, TalkingHeadError
 from talkinghead.face.landmarks import check_image_size
 from talkinghead.face.rig import Rig
-from talkinghead.media import encode_frame
-from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, Watermarker
-from talkinghead.render import render
+from talkinghead.motion import animate
+from talkinghead.provenance import DEFAULT_PAYLOAD, Payload
+from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
+from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
 from talkinghead.server.limits import Limits, Slots
 from talkinghead.server.session import StreamSession, stream_options
@@ -51,24 +52,21 @@ def _client_of(context) -> str:
 class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     def __init__(self, limits: Limits = Limits(), workers: int = 4, renderer: str = "cpu",
                  watermark_operator: int = 0) -> None:
-        from talkinghead.render.device import pick_backend
-
         self.limits = limits
-        # Generate renders RENDER_BATCH frames per trip: with the torch backend (a CUDA GPU)
-        # that is one batched warp; Stream renders frame by frame on the CPU renderer.
-        self.backend, self.device = pick_backend(renderer)
-        self._torch: dict[int, object] = {}          # id(rig) -> TorchRenderer, a few recent ones
+        # Every image the server sends carries the provenance watermark; there is no switch to
+        # turn it off in the service, only the operator id it carries. Generate renders
+        # RENDER_BATCH frames per trip (one batched warp with the torch backend on a GPU).
+        self.frames = FrameMaker(renderer, watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator),
+                                 batch=RENDER_BATCH)
         self.slots = Slots(limits)
         self.avatars = AvatarCache(limits.avatar_cache_bytes, limits.avatar_ttl)
+        self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
-        # Every image the server sends carries the provenance watermark; there is no switch to
-        # turn it off in the service, only the operator id it carries.
-        self.watermark = Watermarker(Payload(version=DEFAULT_PAYLOAD.version, operator=watermark_operator))
 
-    def image(self, rig: Rig, params: FaceParams, enc: str, quality: int) -> bytes:
+    def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
-        return encode_frame(self.watermark.mark(render(rig, params)), enc, quality)
+        return self.frames.images(rig, [params], options)[0]
 
     async def _run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -119,7 +117,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     # -- Generate ----------------------------------------------------------------------------
 
     def _check_generate(self, request: pb.GenerateRequest) -> None:
-        convert.check_text(request, self.limits.max_text_chars, skip=("transcript",))
+        convert.check_text(request, self.limits.max_text_chars, skip=("transcript", "line"))
         if len(request.transcript) > self.limits.max_transcript_chars:
             raise LimitError(f"the transcript is {len(request.transcript)} characters long, over the server's limit "
                              f"of {self.limits.max_transcript_chars}: send the words of this clip only, or split "
@@ -169,15 +167,32 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             cancel.set()
 
     async def _motion(self, request: pb.GenerateRequest, options) -> AsyncIterator:
-        """Decodes and animates the clip in a worker process (`jobs.clip_track`); yields
-        pb.Progress while it works, then the track. A cancelled call kills the worker."""
+        """The clip's speech analysed in a worker process (`jobs.clip_analysis`), or found in
+        `analyses` when this clip was analysed before, then animated here; yields pb.Progress
+        while it works, then the track. A cancelled call kills the worker."""
+        audio = request.audio
+        marks = convert.line_text(request.line, options.language, self.limits) if request.line.marks else None
+        key = await self._run(analysis_key, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
+                              request.transcript, options.lipsync, options.language, repr(marks))
+        analysis = self.analyses.get(key)
+        if analysis is None:
+            async for item in self._analysis(request, options, marks):
+                if isinstance(item, pb.Progress):
+                    yield item
+                else:
+                    analysis = item
+            self.analyses.put(key, analysis)
+        yield pb.Progress(stage="motion", fraction=0.2 * 0.7)
+        yield await self._run(animate, analysis, options)
+
+    async def _analysis(self, request: pb.GenerateRequest, options, marks) -> AsyncIterator:
         queue: asyncio.Queue = asyncio.Queue()
         audio, lim = request.audio, self.limits
         limits = {"max_seconds": lim.max_audio_seconds, "max_samples": lim.max_audio_samples,
                   "min_seconds": lim.min_audio_seconds}
         task = asyncio.ensure_future(self.workers.run(
-            jobs.clip_track, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate, options,
-            request.transcript or None, limits,
+            jobs.clip_analysis, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
+            request.transcript or None, options.lipsync, options.language, limits, marks=marks,
             progress=lambda stage, fraction: queue.put_nowait(pb.Progress(stage=stage, fraction=0.2 * fraction))))
         try:
             while not task.done():
@@ -200,29 +215,13 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         if cancel.is_set():
             raise Cancelled()
         params = [track.frame(i) for i in range(start, stop)]
-        if rig is None:
-            images = [b""] * len(params)
-        elif self.backend == "torch":
-            batch = self._torch_renderer(rig).render_batch(params)
-            images = [encode_frame(self.watermark.mark(f), enc, quality) for f in batch]
-        else:
-            images = []
-            for p in params:
-                if cancel.is_set():
-                    raise Cancelled()
-                images.append(self.image(rig, p, enc, quality))
+        images = [b""] * len(params)
+        if rig is not None:
+            images = self.frames.images(rig, params, ImageOptions(enc, quality), stop=cancel)
+            if cancel.is_set():
+                raise Cancelled()
         return [pb.Frame(index=start + k, time=p.t, params=convert.face_params_msg(p), image=image)
                 for k, (p, image) in enumerate(zip(params, images))]
-
-    def _torch_renderer(self, rig: Rig):
-        from talkinghead.render.torch_backend import TorchRenderer
-
-        key = id(rig)
-        if key not in self._torch:
-            if len(self._torch) >= 4:                      # keep GPU memory bounded
-                self._torch.pop(next(iter(self._torch)))
-            self._torch[key] = TorchRenderer(rig, self.device)
-        return self._torch[key]
 
     # -- Stream ------------------------------------------------------------------------------
 

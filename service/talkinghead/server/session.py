@@ -16,21 +16,34 @@ from typing import AsyncIterator, Callable
 
 import numpy as np
 import soxr
+import structlog
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.errors import AudioError, LimitError, OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream   # here, not in the first Stream: seconds of imports
+from talkinghead.render.frames import ImageOptions
 from talkinghead.server import convert
 from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits
 from talkinghead.track import FaceParams
 from talkinghead.v1 import talkinghead_pb2 as pb
 
+log = structlog.get_logger(__name__)
+
 AUTO_FLUSH_S = 1.0          # a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
 IDLE_BATCH = 60             # idle frames computed per trip to the thread pool
+
+# A realtime stream whose images cannot keep up with its clock steps down these levels (scale of
+# the image, a cap on its JPEG quality, an image on every Nth frame), one step at a time, and back
+# up once they are cheap again; the frames, their params and Live Link stay whole throughout.
+IMAGE_LEVELS = ((1.0, 100, 1), (1.0, 60, 1), (0.75, 60, 1), (0.75, 50, 2), (0.5, 50, 3))
+LATE_S = 0.1                # a frame that waited this long to be made (past its time and its audio) is behind
+STEP_HOLD_S = 0.5           # at least this long between two steps down (a step takes a few frames to tell)
+RESTORE_S = 2.0             # ... and this long of cheap images before a step back up
+COST_SMOOTHING = 0.2        # weight of the newest frame in the running mean of image seconds per frame
 
 
 def stream_options(cfg: pb.StreamConfig) -> tuple[MotionOptions, str, int]:
@@ -75,8 +88,9 @@ class StreamSession:
     def __init__(self, motion: MotionStream, fps: float, rate: int, rig: Rig | None, enc: str, quality: int,
                  realtime: bool, header: pb.Header, *, limits: Limits, run: Callable, image: Callable,
                  livelink=None) -> None:
-        """`run(fn, *args)` awaits fn on the server's thread pool; `image(rig, params, enc, quality)`
-        renders, watermarks and encodes one frame."""
+        """`run(fn, *args)` awaits fn on the server's thread pool; `image(rig, params, options)`
+        renders, watermarks and encodes one frame (render.ImageOptions), on that pool: the
+        event loop never encodes."""
         self.livelink = livelink               # a LiveLinkSender, or None
         self.motion, self.fps, self.rate, self.rig = motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
@@ -93,6 +107,13 @@ class StreamSession:
         self.room = asyncio.Event()           # set when a frame leaves `pending`
         self.last_message = time.monotonic()  # the idle clock (time spent waiting for room not counted)
         self.next_read = 0.0                  # the message-rate throttle's clock (loop time)
+        # The image budget: wall seconds of image a frame may take (the frame interval unless the
+        # limits say less), the running mean of what they take, the level and when it last changed.
+        self.image_budget = min(1.0 / fps, limits.stream_image_seconds or 1.0 / fps)
+        self.image_cost = 0.0
+        self.level = 0
+        self.level_since = 0                  # frames sent when the level last changed
+        self.dropped = 0                      # frames sent without their image to catch up
 
     @classmethod
     def open(cls, cfg: pb.StreamConfig, options: MotionOptions, rig: Rig | None, enc: str, quality: int, *,
@@ -110,7 +131,7 @@ class StreamSession:
 
     def _queue_frames(self, frames: list[FaceParams], idle: bool) -> None:
         for f in frames:
-            self.pending.append((f, idle))
+            self.pending.append((f, idle, time.monotonic()))
         self.wake.set()
 
     def _event(self, kind: int, index: int) -> None:
@@ -237,13 +258,27 @@ class StreamSession:
                         self._sent_one()
                         yield pb.StreamResponse(event=item)
                         continue
-                    params, idle = item
+                    params, idle, ready = item
                     if self.realtime:
                         delay = start + params.t - loop.time()
                         if delay > 0:
                             await self._sleep(delay)
                             continue              # re-check: an interrupt may have emptied the queue
                     self._sent_one()
+                    if self.realtime and self.rig is not None:
+                        # How long it has waited past when it could have gone: past its time on the
+                        # clock and past when its audio made it (speech frames come a chunk and the
+                        # lookahead after their time; that is not the images' doing).
+                        waited = min(loop.time() - (start + params.t), time.monotonic() - ready)
+                        event = self._watch_images(params, waited)
+                        if event is not None:
+                            yield pb.StreamResponse(event=event)
+                        # Behind: this frame goes without its image, so the stream catches up now
+                        # rather than once the cheaper level tells.
+                        if waited > LATE_S:
+                            self.dropped += 1
+                            yield pb.StreamResponse(frame=await self._frame(params, idle, cancel, image=False))
+                            continue
                     yield pb.StreamResponse(frame=await self._frame(params, idle, cancel))
                     if self.sent % 8 == 0:          # frames sent back to back: let other calls run
                         await asyncio.sleep(0)
@@ -272,6 +307,8 @@ class StreamSession:
                 await reader
             if self.livelink is not None:
                 self.livelink.close()
+            if self.dropped or self.level:
+                log.info("stream.images_degraded", frames=self.sent, dropped=self.dropped, level=self.level)
 
     async def _sleep(self, seconds: float) -> None:
         """Until `seconds` pass or new frames/controls wake the session. A timer handle rather
@@ -284,11 +321,49 @@ class StreamSession:
         finally:
             timer.cancel()
 
-    async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event) -> pb.Frame:
+    def _image_options(self) -> ImageOptions:
+        scale, cap, _ = IMAGE_LEVELS[self.level]
+        return ImageOptions(self.enc, min(self.quality, cap) if self.enc == "jpeg" else self.quality,
+                            scale if self.enc != "raw" else 1.0)     # raw frames carry no size: never shrunk
+
+    def _watch_images(self, params: FaceParams, late: float) -> pb.StreamEvent | None:
+        """Before frame `params` is made, `late` seconds after it could have been:
+        a step down when the images cost more than the budget or the stream is behind, a step
+        up when they have been cheap for RESTORE_S; the event that says so, or None."""
+        held = (self.sent - self.level_since) / self.fps
+        behind = self.image_cost > self.image_budget or late > LATE_S
+        if behind and held >= STEP_HOLD_S and self.level < len(IMAGE_LEVELS) - 1:
+            self.level += 1
+            kind = pb.StreamEvent.KIND_IMAGES_DEGRADED
+            detail = (f"images took {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms), "
+                      f"frames waited {1000 * max(late, 0.0):.0f} ms")
+        elif (not behind and self.level > 0 and held >= RESTORE_S and late < LATE_S / 5
+              and self.image_cost < 0.5 * self.image_budget):
+            self.level -= 1
+            kind = pb.StreamEvent.KIND_IMAGES_RESTORED
+            detail = f"images take {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms)"
+        else:
+            return None
+        self.level_since = self.sent
+        log.info("stream.images_level", level=self.level, detail=detail)
+        w, h = self.rig.size
+        options = self._image_options()
+        if options.scale < 1.0:
+            w, h = max(2, round(w * options.scale / 2) * 2), max(2, round(h * options.scale / 2) * 2)
+        level = pb.ImageLevel(level=self.level, width=w, height=h, every=IMAGE_LEVELS[self.level][2],
+                              jpeg_quality=options.quality if self.enc == "jpeg" else 0)
+        return pb.StreamEvent(kind=kind, frame_index=int(round(params.t * self.fps)), detail=detail, images=level)
+
+    async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event, image: bool = True) -> pb.Frame:
         index = int(round(params.t * self.fps))
-        image = b""
+        wanted, image = image, b""
         if self.rig is not None:
-            image = await self._run(self._image, self.rig, params, self.enc, self.quality)
+            cost = 0.0
+            if wanted and index % IMAGE_LEVELS[self.level][2] == 0:
+                began = time.perf_counter()
+                image = await self._run(self._image, self.rig, params, self._image_options())
+                cost = time.perf_counter() - began
+            self.image_cost += COST_SMOOTHING * (cost - self.image_cost)
         self.sent += 1
         if self.livelink is not None:           # the same frame, at the same moment, to Unreal
             self.livelink.send(params, index)
