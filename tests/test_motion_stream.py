@@ -87,12 +87,14 @@ def streamed(takes):
 
 @pytest.fixture(scope="module")
 def step_limit(takes):
-    """Per channel, 1.3 x the largest frame-to-frame change of the offline phone-model tracks (every take,
+    """Per channel, 1.5 x the largest frame-to-frame change of the offline phone-model tracks (every take,
     eight seeds: blinks, look-aways and nods are random, and a stream's idle spells give them more
     chances than one take) + 0.02. Each take is analysed once and animated per seed."""
     analyses = [analyze_speech(x, SAMPLE_RATE, lipsync="model") for x, _ in takes]
     steps = [max_step(animate(a, MotionOptions(lipsync="model", seed=seed))) for a in analyses for seed in range(8)]
-    return 1.3 * np.max(steps, axis=0) + 0.02
+    # 1.5 (1.3 with the first phone model): with the second (2026-12-06) a streamed mouthShrugUpper
+    # step reached 1.42 x the offline tracks' largest; a seam at a window boundary would be far more
+    return 1.5 * np.max(steps, axis=0) + 0.02
 
 
 def check_no_jumps(track: MotionTrack, limit: np.ndarray) -> None:
@@ -262,7 +264,7 @@ def test_interrupt_closes_the_mouth_quickly_and_drops_pending_audio(takes):
             break
     closing = stream.interrupt()
     assert 0.1 * 30 <= len(closing) <= math.ceil(INTERRUPT_CLOSE_S * 30) + 1
-    assert closing[0].t == frames[-1].t + 1 / 30
+    assert closing[0].t == pytest.approx(frames[-1].t + 1 / 30, abs=1e-9)
     jaw = [frames[-1].blendshape("jawOpen")] + [f.blendshape("jawOpen") for f in closing]
     assert all(b <= a + 1e-6 for a, b in itertools.pairwise(jaw)) and jaw[-1] <= 0.01
     assert closing[-1].blendshapes[LIP_CHANNELS].max() <= 0.01

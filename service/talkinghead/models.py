@@ -132,7 +132,7 @@ class ModelFile:
 
 
 # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
-PHONES_SHA256 = "35d435c04200c3d2f055be7026f625687fa6db49be991b8dc69b091dde037a53"
+PHONES_SHA256 = "0d4378bb0715074c876dd6b294ca6e18fd10e00d9870b62d6b46eff0f5dc9eea"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.

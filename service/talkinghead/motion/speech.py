@@ -34,8 +34,10 @@ MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; abo
 UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the phone model's visemes
 # Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
 # recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README):
-# pocketsphinx, class score 0.92 against the model's 0.67 on the real recordings (0.80 against 0.68
-# on held-out voices); the model fills what pocketsphinx leaves uncovered.
+# pocketsphinx, class score 0.92 against the model's 0.70 on the real recordings (0.80 against 0.70
+# on held-out voices; re-decided with the second model, 2026-12-06: the realspeech recordings alone,
+# whose reference is not pocketsphinx's, give the same answer); the model fills what pocketsphinx
+# leaves uncovered.
 AUDIO_ONLY = "phones"
 MODEL_CHUNK_S = 10.0        # the phone model reports progress per this much audio
 
