@@ -64,6 +64,27 @@ def spoken(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def festival_line(tmp_path_factory, festival):
+    """festival_line(text, pad=0.3) -> (samples, phone segments, word segments): festival's
+    kal_diphone saying `text`, with the phone and word timings it used (ground truth), once per
+    session each."""
+    from speech import festival_say, festival_words
+    from talkinghead.audio.decode import load_audio
+
+    made: dict[tuple[str, float], tuple] = {}
+    folder = tmp_path_factory.mktemp("festival_lines")
+
+    def say(text: str, pad: float = 0.3):
+        if (text, pad) not in made:
+            wav = folder / f"line{len(made)}.wav"
+            segs = festival_say(text, "kal_diphone", wav, pad=pad)
+            made[text, pad] = (load_audio(wav), segs, festival_words(wav, segs, pad=pad))
+        return made[text, pad]
+
+    return say
+
+
+@pytest.fixture(scope="session")
 def astronaut_png() -> bytes:
     """The astronaut portrait (skimage.data.astronaut()) as PNG bytes."""
     import cv2

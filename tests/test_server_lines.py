@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from grpc_server import ServerThread
-from speech import festival_say, have_festival
 from talkinghead.audio import phoneset
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.client import ClientError, TalkingHeadClient, audio_chunk, control, line_request, line_text, stream_config
 from talkinghead.errors import OptionsError
 from talkinghead.motion.line import POLLY_VISEMES, Line, Mark, read_marks
@@ -26,12 +25,8 @@ Event = pb.StreamEvent
 
 
 @pytest.fixture(scope="module")
-def spoken(tmp_path_factory):
-    if not have_festival():
-        pytest.skip("festival is not installed (scripts/test.sh installs it)")
-    wav = tmp_path_factory.mktemp("lines") / "line.wav"
-    segs = festival_say(LINE, "kal_diphone", wav, pad=0.3)
-    return load_audio(wav), segs
+def spoken(festival_line):
+    return festival_line(LINE)[:2]
 
 
 @pytest.fixture(scope="module")

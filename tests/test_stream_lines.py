@@ -14,7 +14,7 @@ import pytest
 
 from talkinghead.audio import phoneset
 from talkinghead.audio.align import FLOOR, WORD_SLACK_S, LiveAligner, Word, align_text, split_words, viterbi
-from talkinghead.audio.decode import SAMPLE_RATE, load_audio
+from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.errors import OptionsError
 from talkinghead.motion.line import AZURE_VISEMES, POLLY_VISEMES, Line, Mark
@@ -22,8 +22,8 @@ from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.stream import MotionStream
 from talkinghead.track import MotionTrack
 
-from speech import TOLERANCE_S, aperture, festival_say, festival_words, have_festival
-from test_align import VOICES, _installed, takes  # noqa: F401  (the held-out festival takes fixture)
+from speech import TOLERANCE_S, aperture
+from test_align import VOICES, takes  # noqa: F401  (the held-out festival takes fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "phones"))
 
@@ -57,12 +57,8 @@ def _closures(track: MotionTrack, segs, scheme: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def english(tmp_path_factory):
-    if not have_festival():
-        pytest.skip("festival is not installed (scripts/test.sh installs it)")
-    wav = tmp_path_factory.mktemp("lines") / "line.wav"
-    segs = festival_say(SENTENCE, "kal_diphone", wav, pad=0.3)
-    return load_audio(wav), segs, festival_words(wav, segs, pad=0.3)
+def english(festival_line):
+    return festival_line(SENTENCE)
 
 
 def _marks_from(segs, kind: str) -> list[Mark]:

@@ -53,30 +53,43 @@ def text_states(text: str, language: str) -> list[tuple[int, bool]]:
 def viterbi(logp: np.ndarray, states: list[tuple[int, bool]]) -> np.ndarray:
     """logp: shape = (n, classes). Returns the state index per frame (n,), monotonic, every
     required state visited."""
-    n, s = len(logp), len(states)
     cls = np.array([c for c, _ in states])
     optional = np.array([o for _, o in states])
     emit = logp[:, cls]                                  # (n, s)
+    s = len(states)
     score = np.full(s, -np.inf)
-    score[0] = emit[0, 0]
-    if s > 1:
-        score[1] = emit[0, 1]
-    back = np.zeros((n, s), np.int32)
+    score[: min(2, s)] = emit[0, : min(2, s)]            # the first state is an optional silence
+    score, back = _forward(emit, optional, score)
+    end = s - 1 if score[s - 1] >= score[s - 2] or not optional[s - 1] else s - 2
+    return _trace(back, end)
+
+
+def _forward(emit: np.ndarray, optional: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The Viterbi's forward pass over a left-to-right chain of s states: emit shape = (n, s) log
+    emissions; optional (s,): the states that may be skipped; score (s,): the first frame's scores.
+    Each frame a state stays, steps on one, or skips one optional state. Returns the last frame's
+    scores and the move into each state at each frame, shape = (n, s) (0 stay, 1 step, 2 skip)."""
+    n, s = emit.shape
+    back = np.zeros((n, s), np.int8)
     idx = np.arange(s)
     for t in range(1, n):
-        stay = score
-        step = np.concatenate([[-np.inf], score[:-1]])
-        # skip one optional state: from k-2 to k when k-1 is optional
-        skip = np.concatenate([[-np.inf, -np.inf], np.where(optional[1:-1], score[:-2], -np.inf)])
-        choice = np.stack([stay, step, skip])
+        step = np.full(s, -np.inf)
+        step[1:] = score[:-1]
+        skip = np.full(s, -np.inf)
+        skip[2:] = np.where(optional[1:-1], score[:-2], -np.inf)
+        choice = np.stack([score, step, skip])
         best = choice.argmax(0)
         score = choice[best, idx] + emit[t]
-        back[t] = idx - best
-    end = s - 1 if score[s - 1] >= score[s - 2] or not optional[s - 1] else s - 2
-    path = np.zeros(n, np.int32)
+        back[t] = best
+    return score, back
+
+
+def _trace(back: np.ndarray, end: int) -> np.ndarray:
+    """The state per frame of the path that ends in state `end` (back from _forward)."""
+    path = np.zeros(len(back), np.int32)
     path[-1] = end
-    for t in range(n - 1, 0, -1):
-        path[t - 1] = back[t, path[t]]
+    for t in range(len(back) - 1, 0, -1):
+        path[t - 1] = path[t] - back[t, path[t]]
     return path
 
 
@@ -279,33 +292,13 @@ class LiveAligner:
         states = np.arange(first, last)
         emit = self._emission(states)
         opt = self.optional[states]
-        s = len(states)
-        score = np.full(s, -np.inf)
-        if len(self.committed):
-            # the frame after a committed one stays in its state or steps on (skipping an optional one)
-            score[0] = emit[0, 0]
-            if s > 1:
-                score[1] = emit[0, 1]
-            if s > 2 and opt[1]:
-                score[2] = emit[0, 2]
-        else:
-            score[0] = emit[0, 0]
-            if s > 1:
-                score[1] = emit[0, 1]
-        back = np.zeros((n, s), np.int8)
-        idx = np.arange(s)
-        for t in range(1, n):
-            step = np.concatenate([[-np.inf], score[:-1]])
-            skip = np.full(s, -np.inf)
-            skip[2:] = np.where(opt[1:-1], score[:-2], -np.inf)
-            choice = np.stack([score, step, skip])
-            best = choice.argmax(0)
-            score = choice[best, idx] + emit[t]
-            back[t] = best
-        path = np.zeros(n, np.int32)
-        path[-1] = int(np.argmax(score))
-        for t in range(n - 1, 0, -1):
-            path[t - 1] = path[t] - back[t, path[t]]
+        score = np.full(len(states), -np.inf)
+        # the first frame: from the start, the optional silence or the first phone; after a committed
+        # frame, its state, the next one, or the one after an optional next
+        k = 2 if not len(self.committed) else (3 if len(states) > 2 and opt[1] else 2)
+        score[:k] = emit[0, :k]
+        score, back = _forward(emit, opt, score)
+        path = _trace(back, int(np.argmax(score)))
         return states[path]
 
     def _commit(self, states: np.ndarray, final: bool = False) -> None:

@@ -20,7 +20,7 @@ the line's first sample) around the posterior rows `post` of frames [k0, k0 + le
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
