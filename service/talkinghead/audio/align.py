@@ -69,19 +69,24 @@ def _forward(emit: np.ndarray, optional: np.ndarray, score: np.ndarray) -> tuple
     emissions; optional (s,): the states that may be skipped; score (s,): the first frame's scores.
     Each frame a state stays, steps on one, or skips one optional state. Returns the last frame's
     scores and the move into each state at each frame, shape = (n, s) (0 stay, 1 step, 2 skip)."""
-    n, s = emit.shape
-    back = np.zeros((n, s), np.int8)
-    idx = np.arange(s)
-    for t in range(1, n):
-        step = np.full(s, -np.inf)
-        step[1:] = score[:-1]
-        skip = np.full(s, -np.inf)
-        skip[2:] = np.where(optional[1:-1], score[:-2], -np.inf)
-        choice = np.stack([score, step, skip])
-        best = choice.argmax(0)
-        score = choice[best, idx] + emit[t]
-        back[t] = best
+    back = np.zeros(emit.shape, np.int8)
+    for t in range(1, len(emit)):
+        score, back[t] = _moves(score, optional)
+        score = score + emit[t]
     return score, back
+
+
+def _moves(score: np.ndarray, optional: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One frame of the chain, before its emission: each state's best score from staying, stepping
+    on one, or skipping one optional state, and which move that was (0, 1, 2)."""
+    s = len(score)
+    step = np.full(s, -np.inf)
+    step[1:] = score[:-1]
+    skip = np.full(s, -np.inf)
+    skip[2:] = np.where(optional[1:-1], score[:-2], -np.inf)
+    choice = np.stack([score, step, skip])
+    best = choice.argmax(0)
+    return choice[best, np.arange(s)], best.astype(np.int8)
 
 
 def _trace(back: np.ndarray, end: int) -> np.ndarray:
@@ -130,11 +135,15 @@ def align_text(post: np.ndarray, text: str, language: str) -> list[PhoneSegment]
 
 WORD_SLACK_S = 0.06     # a TTS engine's word boundary may be off by this much (s)
 OFF_WORD_PENALTY = 8.0  # nats per frame for a word's phone outside its word's marked time
-# Frames the live path waits before it commits a frame's state. The lips never wait for it (they
-# read the current best guess for the frames not yet committed); a longer wait only makes the
-# committed path better: on LibriVox's real speech it agreed with the offline path on 54-93 % of
-# frames committed 5 frames behind, 78-100 % committed 20 behind.
-LAG_FRAMES = 20
+# Frames the live path waits before it commits a frame's state (1 s). The lips never wait for it
+# (they read the current best guess for the frames not yet committed); the wait only makes the
+# committed path right. The path is one Viterbi over the line, decided per frame on a beam of
+# states (cheap however long the line) and traced back from its best state now: with 20 frames
+# it agreed with the offline path on 54-93 % of LibriVox's frames and ran ahead of long vowels in
+# slow speech (espeak-ng's voices at 80-100 words a minute, a 30 s line: it reached the text's
+# end 6 s early); 100 frames followed the offline path there.
+LAG_FRAMES = 100
+BEAM = 30.0             # nats: live states this far below the best are dropped
 DECODE_EVERY = 4        # frames: the path is decoded again once this many new ones are heard (40 ms;
                         # a stream of 20 ms chunks would otherwise decode the whole lag 50 times a second)
 MIN_PHONE_FRAMES = 2    # live: frames a consonant lasts at least (20 ms)
@@ -240,6 +249,17 @@ class LiveAligner:
         self.empty = not (~self.optional).any()
         self._logp = np.zeros((0, len(CLASSES)), np.float32)   # rows of frames [committed_to, ...)
         self._base = 0                                          # frame index of _logp[0]
+        self._frames = 0                                         # frames heard
+        self._score: np.ndarray | None = None                    # Viterbi scores of states [_lo, ...) now
+        self._lo = 0
+        self._backs: list[tuple[int, np.ndarray]] = []           # per uncommitted frame: (band start, moves)
+        self._word_from = np.full(len(self.cls), -np.inf)        # the times a state's word may be heard, s
+        self._word_to = np.full(len(self.cls), np.inf)
+        for k, w in enumerate(self.owner):
+            if self.has_times and w >= 0 and self.windows[w][0] is not None:
+                self._word_from[k] = self.windows[w][0] - WORD_SLACK_S
+                if self.windows[w][1] is not None:
+                    self._word_to[k] = self.windows[w][1] + WORD_SLACK_S
         self.committed = np.zeros(0, np.int32)                   # state per committed frame
         self._state = 0                                          # state of the last committed frame
         self._guess = np.zeros(0, np.int32)                      # states of frames after the committed
@@ -256,6 +276,8 @@ class LiveAligner:
         if self.failed or self.empty:
             return
         logp = np.log(np.maximum(post, FLOOR)).astype(np.float32)
+        for row in logp:
+            self._frame(row)
         self._logp = np.concatenate([self._logp, logp])
         n = len(self._logp)
         self._undecoded += len(logp)
@@ -264,42 +286,43 @@ class LiveAligner:
         self._undecoded = 0
         if self._reference is not None:
             self._reference.hear(post, final)
-        path = self._decode()
+        path = self._path()
         keep = n if final else max(0, n - self.lag)
         self._commit(path[:keep], final)
         self._guess = path[keep:]
 
-    def _emission(self, states: np.ndarray) -> np.ndarray:
-        """(frames, len(states)) log posteriors of the frames not committed yet, word times applied."""
-        emit = self._logp[:, self.cls[states]].copy()
+    def _frame(self, row: np.ndarray) -> None:
+        """The Viterbi's next frame (row: its log posteriors), on the band of states within BEAM
+        of the best: the band moves on as the speech does."""
+        if self._score is None:            # the first frame: the optional silence or the first phone
+            lo, hi = 0, min(2, len(self.cls))
+            score, moves = np.zeros(hi), np.zeros(hi, np.int8)
+        else:
+            lo = self._lo
+            hi = min(len(self.cls), lo + len(self._score) + 2)
+            score = np.full(hi - lo, -np.inf)
+            score[: len(self._score)] = self._score
+            score, moves = _moves(score, self.optional[lo:hi])
+        states = np.arange(lo, hi)
+        score = score + row[self.cls[states]]
         if self.has_times:
-            t = (self._base + np.arange(len(self._logp)) + 0.5) / FRAME_RATE
-            for j, s in enumerate(states):
-                w = self.owner[s]
-                if w >= 0 and self.windows[w][0] is not None:
-                    a, b = self.windows[w]
-                    b = b if b is not None else np.inf
-                    outside = (t < a - WORD_SLACK_S) | (t > b + WORD_SLACK_S)
-                    emit[outside, j] -= OFF_WORD_PENALTY
-        return emit
+            t = (self._frames + 0.5) / FRAME_RATE
+            score -= OFF_WORD_PENALTY * ((t < self._word_from[states]) | (t > self._word_to[states]))
+        score[states < self._state] = -np.inf   # behind what the committed frames have said
+        self._backs.append((lo, moves))
+        kept = np.flatnonzero(score >= score.max() - BEAM)
+        self._lo, self._score = lo + int(kept[0]), score[kept[0]: kept[-1] + 1]
+        self._frames += 1
 
-    def _decode(self) -> np.ndarray:
-        """Viterbi from the last committed state over the uncommitted frames, on the band of
-        states reachable in that many frames; returns the state per uncommitted frame."""
-        n = len(self._logp)
-        first = self._state if len(self.committed) else 0
-        last = min(len(self.cls), first + 2 * n + 2)
-        states = np.arange(first, last)
-        emit = self._emission(states)
-        opt = self.optional[states]
-        score = np.full(len(states), -np.inf)
-        # the first frame: from the start, the optional silence or the first phone; after a committed
-        # frame, its state, the next one, or the one after an optional next
-        k = 2 if not len(self.committed) else (3 if len(states) > 2 and opt[1] else 2)
-        score[:k] = emit[0, :k]
-        score, back = _forward(emit, opt, score)
-        path = _trace(back, int(np.argmax(score)))
-        return states[path]
+    def _path(self) -> np.ndarray:
+        """The states of the frames not committed yet, traced back from the best state now."""
+        path = np.zeros(len(self._backs), np.int32)
+        state = self._lo + int(np.argmax(self._score))
+        for t in range(len(self._backs) - 1, -1, -1):
+            path[t] = state
+            lo, moves = self._backs[t]
+            state -= int(moves[state - lo])
+        return path
 
     def _commit(self, states: np.ndarray, final: bool = False) -> None:
         if not len(states):
@@ -319,6 +342,7 @@ class LiveAligner:
         self.committed = np.concatenate([self.committed, states.astype(np.int32)])
         self._state = int(states[-1])
         self._logp = self._logp[len(states):]
+        self._backs = self._backs[len(states):]
         self._base += len(states)
         if self._reference is None:
             return
