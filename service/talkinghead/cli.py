@@ -183,22 +183,6 @@ def _motion_options(args: argparse.Namespace) -> MotionOptions:
                          language=args.language)
 
 
-def _transcript(args: argparse.Namespace) -> str | None:
-    if args.text_file:
-        try:
-            return args.text_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TalkingHeadError(f"cannot read the transcript {args.text_file}: {exc}; pass a UTF-8 text file") from exc
-    return args.text
-
-
-def _marks(args: argparse.Namespace, transcript: str | None, options: MotionOptions):
-    """--marks as a motion.line.Line (with the transcript and language), or None."""
-    if not getattr(args, "marks", None):
-        return None
-    from talkinghead.motion.line import Line, read_marks
-
-    return Line(text=transcript or "", language=options.language, **read_marks(args.marks))
 
 
 def _analysis(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share: float):
@@ -206,15 +190,17 @@ def _analysis(args: argparse.Namespace, options: MotionOptions, bar: tqdm, share
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
     from talkinghead.motion import analyze_speech
 
-    transcript = _transcript(args)
+    from talkinghead.motion.line import read_line
+
+    line = read_line(args.text, args.text_file, options.language, args.marks)
     samples = load_audio(args.audio)
 
     def progress(stage: str, frac: float) -> None:
         bar.set_description(stage)
         bar.update(round(share * (0.1 + 0.9 * frac)) - bar.n)
 
-    analysis = analyze_speech(samples, SAMPLE_RATE, transcript, options.lipsync, options.language, progress,
-                              _marks(args, transcript, options))
+    analysis = analyze_speech(samples, SAMPLE_RATE, line.text or None, options.lipsync, options.language, progress,
+                              line if line.marks else None)
     progress("motion", 1.0)
     return samples, SAMPLE_RATE, analysis
 

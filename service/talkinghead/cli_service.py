@@ -191,16 +191,14 @@ def _cmd_generate(args, options) -> None:
     audio_bytes = args.audio.read_bytes() if args.audio.exists() else None
     if audio_bytes is None:
         raise TalkingHeadError(f"cannot read {args.audio}: no such file")
-    transcript = args.text_file.read_text(encoding="utf-8") if args.text_file else (args.text or "")
-    marks = None
-    if args.marks:
-        from talkinghead.motion.line import Line, read_marks
-        marks = Line(language=options.language, **read_marks(args.marks))
+    from talkinghead.motion.line import read_line
+
+    line = read_line(args.text, args.text_file, options.language, args.marks)
     frames, header = [], None
     with _client(args) as c, tqdm(total=100, desc="server", unit="%", disable=None, file=sys.stderr) as bar:
-        for msg in c.generate(audio_bytes, avatar=args.avatar, image=args.portrait, transcript=transcript,
+        for msg in c.generate(audio_bytes, avatar=args.avatar, image=args.portrait, transcript=line.text,
                               motion=options, params_only=args.params_only or kind == "params",
-                              size=args.size, framing=args.framing, marks=marks):
+                              size=args.size, framing=args.framing, marks=line if line.marks else None):
             which = msg.WhichOneof("payload")
             if which == "header":
                 header = msg.header
@@ -218,7 +216,7 @@ def _cmd_generate(args, options) -> None:
 def _cmd_stream(args, options) -> None:
     from talkinghead.audio.decode import SAMPLE_RATE, load_audio
     from talkinghead.client import audio_chunk, control, line_text, stream_config
-    from talkinghead.motion.line import Line, read_marks
+    from talkinghead.motion.line import read_line
     from talkinghead.v1 import talkinghead_pb2 as pb
 
     kind = _check_output(args)
@@ -229,9 +227,8 @@ def _cmd_stream(args, options) -> None:
     pieces = [samples[i:i + n] for i in range(0, len(samples), n)]
     realtime = not args.no_realtime
     sent: list[float] = []
-    text = args.text_file.read_text(encoding="utf-8") if args.text_file else (args.text or "")
-    fields = read_marks(args.marks) if args.marks else {}
-    line = line_text(Line(text=text, language=options.language, **fields)) if (text or fields) else None
+    told = read_line(args.text, args.text_file, options.language, args.marks)
+    line = line_text(told) if (told.text.strip() or told.marks) else None
 
     def requests():
         yield stream_config(sample_rate=SAMPLE_RATE, avatar=args.avatar, image=args.portrait, motion=options,

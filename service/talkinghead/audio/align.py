@@ -241,7 +241,6 @@ class LiveAligner:
         self.cls = np.array([c for c, _ in states])
         self.optional = np.array([o for _, o in states])
         self.owner = np.array(owner)
-        self.windows = [(w.start, w.end) for w in words]
         self.has_times = any(w.start is not None for w in words) and not _reversed
         # The same phones in reverse order, aligned beside the text: how well a text of this
         # length and these sounds fits the audio by chance. A right text fits far better.
@@ -256,10 +255,10 @@ class LiveAligner:
         self._word_from = np.full(len(self.cls), -np.inf)        # the times a state's word may be heard, s
         self._word_to = np.full(len(self.cls), np.inf)
         for k, w in enumerate(self.owner):
-            if self.has_times and w >= 0 and self.windows[w][0] is not None:
-                self._word_from[k] = self.windows[w][0] - WORD_SLACK_S
-                if self.windows[w][1] is not None:
-                    self._word_to[k] = self.windows[w][1] + WORD_SLACK_S
+            if self.has_times and w >= 0 and words[w].start is not None:
+                self._word_from[k] = words[w].start - WORD_SLACK_S
+                if words[w].end is not None:
+                    self._word_to[k] = words[w].end + WORD_SLACK_S
         self.committed = np.zeros(0, np.int32)                   # state per committed frame
         self._state = 0                                          # state of the last committed frame
         self._guess = np.zeros(0, np.int32)                      # states of frames after the committed
@@ -364,6 +363,7 @@ class LiveAligner:
         self.failed, self.reason = True, reason
         log.info("align.live_text_dropped", reason=reason, frame=self._base)
 
-    def classes(self) -> np.ndarray:
-        """Class index per frame heard so far: committed frames, then the current guess."""
-        return self.cls[np.concatenate([self.committed, self._guess]).astype(int)]
+    def classes(self, start: int = 0) -> np.ndarray:
+        """Class index per frame heard so far, from frame `start` on: committed frames, then the
+        current guess (a stream asks for its window's frames only, not the whole line's)."""
+        return self.cls[np.concatenate([self.committed[start:], self._guess[max(0, start - len(self.committed)):]])]

@@ -123,10 +123,9 @@ def marked_segments(line: Line) -> list[VisemeSegment] | None:
     phonemes = line.of_kind("phoneme")
     if not phonemes:
         return None
-    scheme = {"ipa": "ipa", "arpabet": "arpabet", "sampa": "sampa"}[line.phoneme_set]
     out: list[VisemeSegment] = []
     for m, end in _ends(phonemes):
-        classes = classes_of(m.value, scheme) or ("sil",)
+        classes = classes_of(m.value, line.phoneme_set) or ("sil",)
         if len(classes) == 2:   # a diphthong: its two vowels, as phoneset splits them
             mid = m.start + DIPHTHONG_SPLIT * (end - m.start)
             out += [VisemeSegment(CLASS_VISEME[classes[0]], m.start, mid),
@@ -181,17 +180,18 @@ class AlignedLips(ModelLips):
             self.notice = self._aligner.reason
 
     def segments(self, post: np.ndarray, k0: int) -> list[VisemeSegment]:
-        classes = self._aligner.classes()
-        cut = len(classes) if self._fell_back_at is None else self._fell_back_at
-        segs = _runs(classes[:cut])
+        """Runs of the aligned classes over the window's frames [k0, k0 + len(post)) only (the
+        model's visemes are cut at the window's start the same way)."""
+        classes = self._aligner.classes(k0)[: len(post)]
+        cut = len(classes) if self._fell_back_at is None else max(0, self._fell_back_at - k0)
+        segs = _runs(classes[:cut], k0)
         if self._fell_back_at is not None:
-            model = super().segments(post, k0)
-            segs = [s for s in segs if s.start < cut * HOP] + [s for s in model if s.end > cut * HOP]
-        return _window(segs, k0, len(post))
+            segs += [s for s in super().segments(post, k0) if s.end > (k0 + cut) * HOP]
+        return segs
 
 
-def _runs(classes: np.ndarray) -> list[VisemeSegment]:
-    """Per-frame class indices -> viseme segments (runs of one viseme), seconds from frame 0."""
+def _runs(classes: np.ndarray, k0: int) -> list[VisemeSegment]:
+    """Per-frame class indices of frames k0.. -> viseme segments (runs of one viseme), in seconds."""
     visemes = [CLASS_VISEME[CLASSES[c]] for c in classes.tolist()]
     out: list[VisemeSegment] = []
     k = 0
@@ -199,7 +199,7 @@ def _runs(classes: np.ndarray) -> list[VisemeSegment]:
         j = k
         while j < len(visemes) and visemes[j] == visemes[k]:
             j += 1
-        out.append(VisemeSegment(visemes[k], k * HOP, j * HOP))
+        out.append(VisemeSegment(visemes[k], (k0 + k) * HOP, (k0 + j) * HOP))
         k = j
     return out
 
@@ -229,6 +229,20 @@ def lip_source(line: Line | None) -> ModelLips:
                            "fi, de, fr, or auto") from None
     return ModelLips() if aligner.empty else AlignedLips(aligner)
 
+
+
+def read_line(text: str | None, text_file, language: str, marks_file=None) -> Line:
+    """The CLI's --text / --text-file / --language / --marks as one Line: the transcript (the
+    UTF-8 file's when given), its language, and a TTS engine's marks (read_marks). Raises
+    OptionsError for a file it cannot read."""
+    if text_file:
+        from pathlib import Path
+
+        try:
+            text = Path(text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OptionsError(f"cannot read the transcript {text_file}: {exc}; pass a UTF-8 text file") from None
+    return Line(text=text or "", language=language, **(read_marks(marks_file) if marks_file else {}))
 
 
 def read_marks(path) -> dict:

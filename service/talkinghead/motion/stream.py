@@ -112,7 +112,7 @@ class MotionStream:
         self._emitted = 0
         self._last_lips = np.zeros(len(BLENDSHAPE_NAMES), np.float32)
         self._last_viseme = "sil"
-        self._next_line: Line | None = None
+        self._next_line: ModelLips | None = None   # the lip source begin_line made for the next line
         self._notices: list[tuple[str, int]] = []
 
     @property
@@ -129,9 +129,9 @@ class MotionStream:
         if line is None:
             fields.setdefault("language", self.options.language)
             line = Line(**fields)
-        lip_source(line)          # check it now, while the caller can still hear about it
+        source = lip_source(line)   # built now: a bad line is refused while the caller can hear it
         frames = self.flush()
-        self._next_line = line
+        self._next_line = source
         return frames
 
     def take_notices(self) -> list[tuple[str, int]]:
@@ -151,7 +151,7 @@ class MotionStream:
             return []
         if self._utterance is None:
             self._utterance = _Utterance(self._emitted, self.options.fps, self._levels, self._prosody,
-                                         lip_source(self._next_line))
+                                         self._next_line or ModelLips())
             self._next_line = None
         utt = self._utterance
         utt.acoustics.extend(samples)

@@ -9,7 +9,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.errors import OptionsError
 from talkinghead.face.rig import FRAMINGS
 from talkinghead.media import FPS_CHOICES
-from talkinghead.motion.line import MAX_MARKS, Line, Mark
+from talkinghead.motion.line import Line, Mark
 from talkinghead.motion.options import MotionOptions
 from talkinghead.track import EyeGaze, FaceParams, HeadPose
 from talkinghead.v1 import talkinghead_pb2 as pb
@@ -40,8 +40,6 @@ def line_text(msg: pb.LineText, language: str, limits) -> Line:
     if len(msg.text) > limits.max_transcript_chars:
         raise OptionsError(f"the line's text is {len(msg.text)} characters long, over the limit of "
                            f"{limits.max_transcript_chars}: send one line at a time")
-    if len(msg.marks) > MAX_MARKS:
-        raise OptionsError(f"a line has {len(msg.marks)} timing marks, over the limit of {MAX_MARKS}: send one line at a time")
     check_text(msg, limits.max_text_chars, skip=("text", "marks"))
     marks = []
     for m in msg.marks:
