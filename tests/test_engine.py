@@ -74,13 +74,12 @@ def test_silence_gives_the_same_life_from_a_take_a_stream_and_idle():
     assert take.channel("jawOpen").max() < 0.05 and live.channel("jawOpen").max() < 0.05   # shut, smiling
 
 
-def test_a_take_is_the_stream_pushed_whole_and_its_life_carries_on(hello_analysis):
+def test_a_takes_life_carries_on_into_the_streams_idle(hello_analysis):
+    """A take played on a stream (what `animate` runs) leaves the stream where the take ended:
+    the idle frames after it continue its clock and its head, without a jump."""
     options = MotionOptions(seed=3)
-    take = animate(hello_analysis, options)
     stream = MotionStream(options)
-    played = stream.play(hello_analysis)
-    for a, b in ((take.blendshapes, played.blendshapes), (take.head, played.head), (take.gaze, played.gaze)):
-        np.testing.assert_array_equal(a, b)
+    take = stream.play(hello_analysis)
     after = stream.idle(30)
     assert after[0].t == take.n_frames / options.fps
     assert np.abs(np.array([after[0].head.yaw, after[0].head.pitch]) - take.head[-1, :2]).max() < 0.5

@@ -152,9 +152,14 @@ def ahead(items: Iterator, depth: int = 8) -> Iterator:
                 pass
 
 
+def shrunk_size(w: int, h: int, scale: float) -> tuple[int, int]:
+    """(width, height) of a w x h frame sent at `scale` (even sides, as video encoders want)."""
+    if scale >= 1.0:
+        return w, h
+    return max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2)
+
+
 def _shrink(frame: np.ndarray, scale: float) -> np.ndarray:
     if scale >= 1.0:
         return frame
-    h, w = frame.shape[:2]
-    size = (max(2, round(w * scale / 2) * 2), max(2, round(h * scale / 2) * 2))
-    return cv2.resize(frame, size, interpolation=cv2.INTER_AREA)
+    return cv2.resize(frame, shrunk_size(frame.shape[1], frame.shape[0], scale), interpolation=cv2.INTER_AREA)

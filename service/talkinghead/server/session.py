@@ -23,7 +23,7 @@ from talkinghead.errors import AudioError, LimitError, OptionsError
 from talkinghead.face.rig import Rig
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream   # here, not in the first Stream: seconds of imports
-from talkinghead.render.frames import ImageOptions
+from talkinghead.render.frames import ImageOptions, shrunk_size
 from talkinghead.server import convert
 from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits
@@ -346,10 +346,8 @@ class StreamSession:
             return None
         self.level_since = self.sent
         log.info("stream.images_level", level=self.level, detail=detail)
-        w, h = self.rig.size
         options = self._image_options()
-        if options.scale < 1.0:
-            w, h = max(2, round(w * options.scale / 2) * 2), max(2, round(h * options.scale / 2) * 2)
+        w, h = shrunk_size(*self.rig.size, options.scale)
         level = pb.ImageLevel(level=self.level, width=w, height=h, every=IMAGE_LEVELS[self.level][2],
                               jpeg_quality=options.quality if self.enc == "jpeg" else 0)
         return pb.StreamEvent(kind=kind, frame_index=int(round(params.t * self.fps)), detail=detail, images=level)
