@@ -121,23 +121,22 @@ def deformed_landmarks(rig: Rig, params: FaceParams) -> np.ndarray:
     return _apply_head(rig, rig.landmarks + disp, params.head)
 
 
+_DIFF = np.array([[-0.5, 0.0, 0.5]], np.float32)
+
+
 def _jacobian(fwd: np.ndarray, cell: int) -> np.ndarray:
-    """dDx/dx, dDx/dy, dDy/dx, dDy/dy of the forward map, shape = (gh, gw, 4) float32: np.gradient's
-    differences (central inside, one-sided at the edges), written straight into one array."""
-    gh, gw = fwd.shape[:2]
-    jac = np.empty((gh, gw, 4), np.float32)
-    c = float(cell)
-    for ch in (0, 1):
-        f = fwd[..., ch]
-        dx, dy = jac[..., 2 * ch], jac[..., 2 * ch + 1]
-        np.subtract(f[:, 2:], f[:, :-2], out=dx[:, 1:-1])
-        dx[:, 1:-1] *= 0.5 / c
-        dx[:, 0] = (f[:, 1] - f[:, 0]) / c
-        dx[:, -1] = (f[:, -1] - f[:, -2]) / c
-        np.subtract(f[2:], f[:-2], out=dy[1:-1])
-        dy[1:-1] *= 0.5 / c
-        dy[0] = (f[1] - f[0]) / c
-        dy[-1] = (f[-1] - f[-2]) / c
+    """The forward map's derivatives, shape = (gh, gw, 4) float32: (dDx/dx, dDy/dx, dDx/dy,
+    dDy/dy), np.gradient's differences (central inside, one-sided at the edges: OpenCV's
+    replicated border halves those, so they are doubled back). `fwd`: shape = (gh, gw, 2), or
+    (gh, gw, 4) with its last two channels 0 (the fast path's buffer)."""
+    k = _DIFF / float(cell)
+    gx = cv2.filter2D(fwd, -1, k, borderType=cv2.BORDER_REPLICATE)
+    gy = cv2.filter2D(fwd, -1, k.T, borderType=cv2.BORDER_REPLICATE)
+    jac = gx if fwd.shape[-1] == 4 else np.empty(fwd.shape[:2] + (4,), np.float32)
+    jac[..., :2] = gx[..., :2]
+    jac[..., 2:] = gy[..., :2]
+    jac[:, [0, -1], :2] *= 2
+    jac[[0, -1], :, 2:] *= 2
     return jac
 
 
@@ -161,45 +160,42 @@ def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int
         at = (src + 0.5) / c - 0.5
         d, j = _sample(fwd, at), _sample(jac, at)
         step = newton_step(src[..., 0] + d[..., 0] - grid_xy[..., 0], src[..., 1] + d[..., 1] - grid_xy[..., 1],
-                           j[..., 0], j[..., 1], j[..., 2], j[..., 3], np)
+                           j[..., 0], j[..., 2], j[..., 1], j[..., 3], np)
         src = src - np.stack(step, -1)
     return src.astype(np.float32)
 
 
-def invert_moving(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.ndarray,
-                  start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def invert_moving(fwd4: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.ndarray) -> np.ndarray:
     """`invert_grid` where it has work: Newton (`newton_step`'s arithmetic, on planar x and y
-    rows) only at the grid points `active` (flat indices), from `start` (shape = (gh, gw, 2),
-    x - D(x)), each point dropping out once its step is below CONVERGED_PX, at most
-    INVERT_ITERATIONS steps. Every other point is its own source. Returns the source per grid
-    point, shape = (gh, gw, 2), and the points that had not settled (flat indices): a fold's,
-    where Newton has no one answer."""
+    rows) only at the grid points `active` (flat indices), from x - D(x), each point dropping
+    out once its step is below CONVERGED_PX, at most INVERT_ITERATIONS steps (a fold's points,
+    where Newton has no one answer, take them all). Every other point is its own source.
+    `fwd4`: the forward map in channels 0-1 of shape = (gh, gw, 4), channels 2-3 zero:
+    OpenCV's 2-channel float remap snaps its coordinates to 1/32 of a cell (and Newton then
+    cannot settle closer than that); its 1- and 4-channel ones are exact. Returns the source
+    per grid point, shape = (gh, gw, 2)."""
     c = float(cell)
     gh, gw = grid_xy.shape[:2]
     out_x, out_y = grid_xy[..., 0].ravel().copy(), grid_xy[..., 1].ravel().copy()
     if len(active):
-        # Four channels: OpenCV's 2-channel float remap snaps its coordinates to 1/32 of a cell
-        # (and Newton then cannot settle closer than that); its 1- and 4-channel ones are exact.
-        fwd4 = np.zeros((gh, gw, 4), np.float32)
-        fwd4[..., :2] = fwd
-        jac = _jacobian(fwd, cell)
+        jac = _jacobian(fwd4, cell)
         k = active
-        sx, sy = start[..., 0].ravel()[k], start[..., 1].ravel()[k]
+        flat = fwd4.reshape(-1, 4)
         gx, gy = out_x[k], out_y[k]
+        sx, sy = gx - flat[k, 0], gy - flat[k, 1]
         scale, shift = np.float32(1 / c), np.float32(0.5 / c - 0.5)
         for _ in range(INVERT_ITERATIONS):
             mx, my = (sx * scale + shift)[None], (sy * scale + shift)[None]     # (1, n): a row of points
             d = np.ascontiguousarray(cv2.remap(fwd4, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0].T)
             j = np.ascontiguousarray(cv2.remap(jac, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)[0].T)
-            stx, sty = newton_step(sx + d[0] - gx, sy + d[1] - gy, j[0], j[1], j[2], j[3], np)
+            stx, sty = newton_step(sx + d[0] - gx, sy + d[1] - gy, j[0], j[2], j[1], j[3], np)
             sx, sy = sx - stx, sy - sty
             out_x[k], out_y[k] = sx, sy
             keep = np.flatnonzero((np.abs(stx) > CONVERGED_PX) | (np.abs(sty) > CONVERGED_PX))
             k, sx, sy, gx, gy = k[keep], sx[keep], sy[keep], gx[keep], gy[keep]
             if not len(k):
                 break
-        active = k
-    return np.stack([out_x, out_y], -1).reshape(gh, gw, 2), active
+    return np.stack([out_x, out_y], -1).reshape(gh, gw, 2)
 
 
 def newton_step(rx, ry, jxx, jxy, jyx, jyy, xp):
@@ -228,8 +224,9 @@ def _pixel_coords(w: int, h: int) -> np.ndarray:
 
 
 def _nonzero(a: np.ndarray) -> np.ndarray:
-    """shape = (..., 2) float32, contiguous, its zeros +0.0 (as the thresholds here write them)
-    -> (...) bool: either component not 0. One 64-bit compare per point."""
+    """shape = (..., 2) or (..., 4) float32, contiguous, its zeros +0.0 (as the thresholds here
+    write them) -> (...) bool: either of the first two components not 0. One 64-bit compare per
+    point."""
     return a.view(np.int64)[..., 0] != 0
 
 
@@ -270,12 +267,17 @@ def warp_moving(rig: Rig, back: np.ndarray, moving: np.ndarray) -> np.ndarray:
     if not len(rows):
         return frame
     src = _padded_grid(gw, gh, c) + cv2.copyMakeBorder(back, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    for r0 in range(rows[0], rows[-1] + 1, BAND_ROWS):
+    # The bands from the first moving row, and each band's first and last moving column.
+    r_first = rows[0]
+    n_bands = -(-(rows[-1] + 1 - r_first) // BAND_ROWS)
+    bands = np.zeros((n_bands * BAND_ROWS, gw), bool)
+    bands[:min(gh - r_first, len(bands))] = near[r_first:r_first + len(bands)]
+    bands = bands.reshape(n_bands, BAND_ROWS, gw).any(1)
+    firsts, lasts = bands.argmax(1), gw - bands[:, ::-1].argmax(1)
+    for b in np.flatnonzero(bands.any(1)):
+        r0 = r_first + b * BAND_ROWS
         r1 = min(r0 + BAND_ROWS, gh)
-        cols = np.flatnonzero(near[r0:r1].any(0))
-        if not len(cols):
-            continue
-        c0, c1 = cols[0], cols[-1] + 1
+        c0, c1 = firsts[b], lasts[b]
         y0, y1, x0, x1 = r0 * c, min(r1 * c, h), c0 * c, min(c1 * c, w)
         if y1 <= y0 or x1 <= x0:
             continue
@@ -317,7 +319,7 @@ class Renderer:
         # The grid points relative to the head's pivot, one contiguous row per axis: shape = (3, n).
         rel = np.column_stack([rig.grid_xy.reshape(n, 2), rig.grid_z]) - rig.pivot
         self._rel = np.ascontiguousarray(rel.T, np.float32)
-        self._mask = rig.head_mask.astype(np.float32)
+        self._mask = rig.head_mask.astype(np.float32).ravel()
 
     def render(self, params: FaceParams) -> np.ndarray:
         """One frame: shape = (H, W, 3) uint8 RGB."""
@@ -333,14 +335,18 @@ class Renderer:
     def forward(self, head: HeadPose, disp: np.ndarray) -> np.ndarray:
         """The forward map on the grid: each grid point's move (the expression's, then the
         head's), shape = (gh, gw, 2) float32 pixels."""
+        return np.ascontiguousarray(self._forward4(head, disp)[..., :2])
+
+    def _forward4(self, head: HeadPose, disp: np.ndarray) -> np.ndarray:
+        """`forward` in channels 0-1 of shape = (gh, gw, 4), channels 2-3 zero (`invert_moving`)."""
         rig = self.rig
         expr = np.ascontiguousarray((rig.spread @ disp).T)       # (3, n)
         q = self._rel + expr
         x, y = turn_points(q[0], q[1], q[2], head_turn(rig, head), (0.0, 0.0))
-        fwd = np.empty((len(self._mask), 2), np.float32)
+        fwd = np.zeros((len(self._mask), 4), np.float32)
         fwd[:, 0] = expr[0] + self._mask * (x - q[0])
         fwd[:, 1] = expr[1] + self._mask * (y - q[1])
-        return fwd.reshape(rig.grid_xy.shape)
+        return fwd.reshape(rig.grid_xy.shape[:2] + (4,))
 
     def backward_map(self, head: HeadPose, disp: np.ndarray) -> np.ndarray:
         """The reference's per-pixel source coordinates, shape = (H, W, 2) float32: `invert_grid`
@@ -354,14 +360,14 @@ class Renderer:
 
     def backward_grid(self, head: HeadPose, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(back, moving): each grid point's source minus itself, shape = (gh, gw, 2) float32
-        (0 where it does not move), and where that is not 0, shape = (gh, gw) bool."""
+        (0 where it does not move), and where that is not 0, shape = (gh, gw) bool. The forward
+        map in channels 0-1 of a 4-channel buffer (`invert_moving`)."""
         rig = self.rig
-        fwd = self.forward(head, disp)
-        fwd[np.abs(fwd) < STILL_PX] = 0
+        fwd4 = self._forward4(head, disp)
+        fwd4[np.abs(fwd4) < STILL_PX] = 0
         # Newton where the map or its neighbours move: elsewhere x - D(x) = x is the answer.
-        todo = np.flatnonzero(_dilate(_nonzero(fwd)))
-        src, _ = invert_moving(fwd, rig.grid_xy, rig.cell, todo, rig.grid_xy - fwd)
-        back = src - rig.grid_xy
+        todo = np.flatnonzero(_dilate(_nonzero(fwd4)))
+        back = invert_moving(fwd4, rig.grid_xy, rig.cell, todo) - rig.grid_xy
         back[np.abs(back) < STILL_PX] = 0
         return back, _nonzero(back)
 
