@@ -70,6 +70,8 @@ class RunningServer:
         await self.server.stop(grace)
         self.servicer.pool.shutdown(wait=False, cancel_futures=True)
         self.servicer.workers.close()
+        if self.servicer.images is not None:
+            self.servicer.images.close()
 
 
 async def _set_serving(servicer, serving: bool) -> None:

@@ -30,6 +30,7 @@ from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
 from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
+from talkinghead.server.images import ImageProcesses, auto_count
 from talkinghead.server.limits import Limits, Slots
 from talkinghead.server.session import StreamSession, stream_options
 from talkinghead.server.status import Cancelled, LimitError, abort
@@ -63,10 +64,19 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
+        # Stream images with the CPU renderer: in processes of their own, one per core.
+        n_images = auto_count(limits.image_processes) if self.frames.kind == "cpu" else 0
+        self.images = ImageProcesses(n_images, watermark_operator) if n_images else None
 
     def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
         return self.frames.images(rig, [params], options)[0]
+
+    async def stream_image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
+        """A Stream's frame image: from the image processes, or on the thread pool."""
+        if self.images is not None:
+            return await self.images.image(rig, params, options)
+        return await self._run(self.image, rig, params, options)
 
     async def _run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -254,5 +264,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     async def _stream_session(self, cfg: pb.StreamConfig) -> StreamSession:
         options, enc, quality = stream_options(cfg)
         rig = None if cfg.output.params_only else await self._rig(cfg.portrait)
+        if rig is not None and self.images is not None:
+            await self.images.ready()             # started with the first stream of images
         return StreamSession.open(cfg, options, rig, enc, quality, limits=self.limits, run=self._run,
-                                  image=self.image)
+                                  image=self.stream_image)
