@@ -114,6 +114,9 @@ async def serve(config: ServerConfig = ServerConfig()) -> None:
     (up to `grace_seconds`)."""
     running = await start_server(config)
     running.servicer.workers.prestart()       # warm analysis processes before the first call
+    if running.servicer.images is not None:   # and the image processes, in the background
+        warming = asyncio.ensure_future(running.servicer.images.ready())
+        warming.add_done_callback(lambda done: done.cancelled() or done.exception())   # failures: the first stream says
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
