@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -31,9 +33,9 @@ def seal_fraction(weights: np.ndarray) -> float:
 
 
 def _roi(points: np.ndarray, pad: int, w: int, h: int) -> tuple[int, int, int, int] | None:
-    x0, y0 = np.floor(points.min(0)).astype(int) - pad
-    x1, y1 = np.ceil(points.max(0)).astype(int) + pad + 1
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    (lx, ly), (hx, hy) = points.min(0).tolist(), points.max(0).tolist()
+    x0, y0 = max(math.floor(lx) - pad, 0), max(math.floor(ly) - pad, 0)
+    x1, y1 = min(math.ceil(hx) + pad + 1, w), min(math.ceil(hy) + pad + 1, h)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
@@ -45,10 +47,13 @@ def _mask(shape: tuple[int, int], pts: np.ndarray, origin: tuple[int, int]) -> n
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 matrix of the similarity (rotation, scale, shift) taking src[0], src[1] to dst[0], dst[1]."""
-    a, b = src[1] - src[0], dst[1] - dst[0]
-    k = complex(b[0], b[1]) / complex(a[0], a[1]) if np.hypot(*a) > 1e-6 else 1.0
-    m = np.array([[k.real, -k.imag], [k.imag, k.real]])
-    return np.column_stack([m, dst[0] - m @ src[0]])
+    (sx0, sy0), (sx1, sy1) = src.tolist()
+    (dx0, dy0), (dx1, dy1) = dst.tolist()
+    ax, ay, bx, by = sx1 - sx0, sy1 - sy0, dx1 - dx0, dy1 - dy0
+    n = ax * ax + ay * ay
+    # k = b / a as complex numbers: the rotation and scale.
+    kr, ki = ((bx * ax + by * ay) / n, (by * ax - bx * ay) / n) if n > 1e-12 else (1.0, 0.0)
+    return np.array([[kr, -ki, dx0 - (kr * sx0 - ki * sy0)], [ki, kr, dy0 - (ki * sx0 + kr * sy0)]])
 
 
 def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:

@@ -33,6 +33,7 @@ log = structlog.get_logger(__name__)
 
 RIGS_KEPT = 8               # rigs a worker keeps (the server mirrors which, so it sends each once)
 MAX_AUTO = 8                # processes when the count is automatic: one per core, at most this
+WARM_SIZES = (512, 256)     # frame sizes whose watermark pattern a process makes before it is ready
 
 
 def auto_count(asked: int) -> int:
@@ -187,11 +188,13 @@ def _worker_main(conn, operator: int) -> None:
     """The image process: the rigs it was sent (the last RIGS_KEPT), a frame per job."""
     import cv2
 
-    from talkinghead.provenance import DEFAULT_PAYLOAD, Payload
+    from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermarker
     from talkinghead.render.frames import FrameMaker
 
     cv2.setNumThreads(1)                    # one process per core: OpenCV's own threads would only contend
     frames = FrameMaker("cpu", watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=operator))
+    for size in WARM_SIZES:                 # the watermark's pattern for the usual sizes (tens of ms each)
+        watermarker(frames.watermark).offsets(size, size)
     rigs: collections.OrderedDict[int, Rig] = collections.OrderedDict()
     log.info("images.worker_ready", pid=os.getpid())
     conn.send(("ready", None))
