@@ -20,7 +20,7 @@ import torch
 from skimage import data
 from talkinghead.arkit import BS
 from talkinghead.face import analyze_portrait
-from talkinghead.render import render
+from talkinghead.render import Renderer
 from talkinghead.render.device import pick_backend
 from talkinghead.render.torch_backend import TorchRenderer
 from talkinghead.track import FaceParams, HeadPose
@@ -58,11 +58,11 @@ def fps(fn, frames: list[FaceParams], batch: int, repeats: int = 3) -> float:
 def measure(size: int, device: str, batches: list[int], n_frames: int) -> None:
     """One row per batch size: warp fps, warp + layers fps, the CPU renderer's fps."""
     rig = analyze_portrait(data.astronaut(), size, "face")
-    renderer = TorchRenderer(rig, device)
+    renderer, cpu = TorchRenderer(rig, device), Renderer(rig)
     frames = speech_like_frames(n_frames)
-    reference = fps(lambda ps: [render(rig, p) for p in ps], frames[:16], 1)
+    reference = fps(lambda ps: [cpu.render(p) for p in ps], frames[:16], 1)
     got = renderer.render_batch(frames).astype(int)
-    want = np.stack([render(rig, p) for p in frames]).astype(int)
+    want = np.stack([cpu.render(p) for p in frames]).astype(int)
     diff = np.abs(got - want)
     print(f"{size:>5}  difference from the CPU renderer over {len(frames)} frames: mean {diff.mean():.4f}, "
           f"p99.9 {np.percentile(diff, 99.9):.0f}, max {diff.max()}, values differing {np.mean(diff > 0):.3%}")
