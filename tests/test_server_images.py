@@ -116,3 +116,39 @@ def landmarker_rigs():
 
     with FaceLandmarker() as lm:
         return [analyze_portrait(data.astronaut(), 256 + 16 * k, "face", lm) for k in range(RIGS_KEPT + 3)]
+
+
+@pytest.mark.slow
+def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken):
+    """A server with the torch renderer (torch's CPU build here; a GPU in production): two
+    streams of different avatars at once have their frames rendered in shared batches (frames
+    of both rigs in one trip), and each stream's images are exactly those it gets alone."""
+    pytest.importorskip("torch")
+    speech = spoken(LINE)
+    srv = serve(renderer="torch")
+    batches = srv.running.servicer.images
+    assert type(batches).__name__ == "ImageBatches"
+    pngs = [_png(), cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(data.astronaut()[:, ::-1]),
+                                                      cv2.COLOR_RGB2BGR))[1].tobytes()]
+
+    with TalkingHeadClient(srv.target, timeout=300) as c:
+        avatars = [c.create_avatar(png, size=256).avatar_id for png in pngs]
+    pcm = (np.clip(speech[:SAMPLE_RATE], -1, 1) * 32767).astype("<i2").tobytes()
+
+    def run(avatar, seed):
+        with TalkingHeadClient(srv.target, timeout=300) as c:
+            reqs = [stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=False, motion=MotionOptions(seed=seed))]
+            reqs += [audio_chunk(pcm[i:i + 3200]) for i in range(0, len(pcm), 3200)] + [control("flush")]
+            return [r.frame.image for r in c.stream(iter(reqs)) if r.WhichOneof("payload") == "frame"]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = [run(avatar, seed) for seed, avatar in enumerate(avatars)]
+    mixed_before = batches.mixed
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, avatars, range(2)))
+    assert batches.mixed > mixed_before, ("no batch held frames of both streams", batches.batches, batches.mixed)
+    for a, t in zip(alone, together):
+        assert len(a) == len(t) >= 30 and all(t)
+        assert a == t
+    assert alone[0] != alone[1]

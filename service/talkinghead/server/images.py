@@ -1,4 +1,6 @@
-"""Stream images made in processes of their own, one per core: the CPU renderer holds the GIL
+"""Stream images off the event loop, several streams' at once.
+
+`ImageProcesses` (the CPU renderer): in processes of their own, one per core. The CPU renderer holds the GIL
 for most of a frame (numpy's many small steps), so threads in the server's process share one
 core however many it has (measured: 2 threads on 2 cores made 9 % more frames than 1). Each
 `ImageProcesses` worker renders, watermarks and encodes whole frames (`render.FrameMaker`);
@@ -11,21 +13,28 @@ own worker while others idle. The processes start with the first Stream that ask
 the imports), fresh (`python -m talkinghead.server.images`, never forked: see workers.py), at
 the server's own priority (images are realtime). A worker that dies is replaced; the frame it
 had goes out without its image (logged), the stream goes on.
+
+`ImageBatches` (the torch renderer, on a GPU): the frames the streams want within BATCH_WAIT_S of
+each other go to the device as one batch (`FrameMaker.images_across`, whatever their rigs), on
+the server's thread pool; while a batch renders the next one gathers. Each stream has one frame
+in flight, so without the wait streams would take turns rather than share trips.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from typing import Callable
 
 import structlog
 
 from talkinghead.errors import MediaError, TalkingHeadError
 from talkinghead.face.rig import Rig
-from talkinghead.render.frames import ImageOptions
+from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server.workers import WorkerCrashed, _Worker
 from talkinghead.track import FaceParams
 
@@ -33,6 +42,8 @@ log = structlog.get_logger(__name__)
 
 RIGS_KEPT = 8               # rigs a worker keeps (the server mirrors which, so it sends each once)
 MAX_AUTO = 8                # processes when the count is automatic: one per core, at most this
+STREAM_BATCH = 32           # torch: frames of several streams per trip to the device
+BATCH_WAIT_S = 0.008        # torch: how long a frame waits for others to join its batch
 WARM_SIZES = (512, 256)     # frame sizes whose watermark pattern a process makes before it is ready
 
 
@@ -182,6 +193,66 @@ class ImageProcesses:
             worker.kill()
         self._workers.clear()
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+class ImageBatches:
+    """`await batches.image(rig, params, options)`: one encoded, watermarked frame, rendered in
+    a batch with the frames other streams asked for meanwhile (at most STREAM_BATCH a trip).
+    `run(fn, *args)` awaits fn on the server's thread pool."""
+
+    def __init__(self, frames: FrameMaker, run: Callable) -> None:
+        self.frames, self._run = frames, run
+        self._queue: list[tuple[Rig, FaceParams, ImageOptions, asyncio.Future]] = []
+        self._full: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self.batches = self.mixed = 0          # batches made; of them, with frames of several rigs
+
+    async def ready(self) -> None:
+        """Nothing to start (the device's renderer is made with a rig's first frame)."""
+
+    async def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
+        done = asyncio.get_running_loop().create_future()
+        self._queue.append((rig, params, options, done))
+        if self._full is None:
+            self._full = asyncio.Event()
+        if len(self._queue) >= STREAM_BATCH:
+            self._full.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._drain())
+        return await done
+
+    async def _drain(self) -> None:
+        while self._queue:
+            with contextlib.suppress(asyncio.TimeoutError):     # other streams' frames join the batch
+                await asyncio.wait_for(self._full.wait(), BATCH_WAIT_S)
+            self._full.clear()
+            batch = [item for item in self._queue[:STREAM_BATCH] if not item[3].cancelled()]
+            del self._queue[:STREAM_BATCH]
+            if not batch:
+                continue
+            self.batches += 1
+            self.mixed += len({id(rig) for rig, *_ in batch}) > 1
+            try:
+                images = await self._run(self.frames.images_across, [item[:3] for item in batch], STREAM_BATCH)
+            except Exception:  # noqa: BLE001 - one frame's failure must not fail the others: one by one
+                log.warning("images.batch_failed", frames=len(batch), note="rendering its frames one by one")
+                for rig, params, options, done in batch:
+                    try:
+                        image = await self._run(self.frames.images_across, [(rig, params, options)])
+                    except Exception as exc:  # noqa: BLE001 - handed to that frame's stream
+                        if not done.done():
+                            done.set_exception(exc)
+                    else:
+                        if not done.done():
+                            done.set_result(image[0])
+                continue
+            for (_, _, _, done), image in zip(batch, images):
+                if not done.done():
+                    done.set_result(image)
+
+    def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
 
 
 def _worker_main(conn, operator: int) -> None:

@@ -30,7 +30,7 @@ from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
 from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
-from talkinghead.server.images import ImageProcesses, auto_count
+from talkinghead.server.images import ImageBatches, ImageProcesses, auto_count
 from talkinghead.server.limits import Limits, Slots
 from talkinghead.server.session import StreamSession, stream_options
 from talkinghead.server.status import Cancelled, LimitError, abort
@@ -64,9 +64,13 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
-        # Stream images with the CPU renderer: in processes of their own, one per core.
-        n_images = auto_count(limits.image_processes) if self.frames.kind == "cpu" else 0
-        self.images = ImageProcesses(n_images, watermark_operator) if n_images else None
+        # Stream images: with the CPU renderer in processes of their own, one per core; with the
+        # torch one, all streams' frames of the moment in one batch on the device.
+        self.images: ImageProcesses | ImageBatches | None = None
+        if self.frames.kind == "torch":
+            self.images = ImageBatches(self.frames, self._run)
+        elif auto_count(limits.image_processes):
+            self.images = ImageProcesses(auto_count(limits.image_processes), watermark_operator)
 
     def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
