@@ -360,7 +360,10 @@ def composite_layers(frame: np.ndarray, rig: Rig, params: FaceParams, disp: np.n
     landmarks = _apply_head(rig, rig.landmarks + disp, params.head)
     composite_mouth(frame, rig, landmarks, weights)
     composite_eyes(frame, rig, landmarks)
-    if weights[_BLINKS].max() > ACTIVE:
+    # A blink that moves no lid by half a pixel (a squint's few hundredths) draws no lid
+    # (composite_lids: under 0.5 px it leaves an eye as it is); nearer the camera the head is
+    # at most ~1.1x larger, so 0.4 px of the rig's own pixels is on the safe side.
+    if float(weights[_BLINKS].max()) * float(np.abs(rig.basis[_BLINKS]).max()) > 0.4:
         # Where the lids would be without the blink: the band between is the closing lid.
         unblinked = disp - np.tensordot(weights[_BLINKS], rig.basis[_BLINKS], 1)
         composite_lids(frame, rig, landmarks, _apply_head(rig, rig.landmarks + unblinked, params.head))
