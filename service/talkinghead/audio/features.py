@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
-from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
@@ -109,8 +109,25 @@ def bridged(raw: np.ndarray, open_start: bool = False, open_end: bool = False) -
     bridge, click = int(VAD_BRIDGE_S / HOP), int(VAD_MIN_SPEECH_S / HOP)
     before, after = (bridge if open_start and len(raw) else 0), (bridge if open_end else 0)
     x = np.concatenate([np.full(before, raw[0] if len(raw) else False), raw, np.ones(after, bool)])
-    x = binary_opening(binary_closing(x, np.ones(bridge)), np.ones(click))
+    x = _dilate(_erode(_erode(_dilate(x, bridge), bridge), click), click)   # closing, then opening
     return x[before: len(x) - after]
+
+
+def _window_counts(x: np.ndarray, size: int, left: int) -> np.ndarray:
+    """True values of bool x in each window x[i - left: i - left + size] (outside x: False)."""
+    padded = np.concatenate([np.zeros(left + 1, np.int32), x, np.zeros(size - left, np.int32)])
+    sums = np.cumsum(padded)
+    return sums[size: size + len(x)] - sums[: len(x)]
+
+
+# scipy.ndimage's binary morphology with a 1-D structure np.ones(size) and border 0 (what
+# binary_closing / binary_opening do), as window counts: some ten times faster on a stream's windows
+def _dilate(x: np.ndarray, size: int) -> np.ndarray:
+    return _window_counts(x, size, (size - 1) // 2) > 0
+
+
+def _erode(x: np.ndarray, size: int) -> np.ndarray:
+    return _window_counts(x, size, size // 2) == size
 
 
 def pitch_at(audio: np.ndarray, centres: np.ndarray, sound: parselmouth.Sound | None = None) -> np.ndarray:
