@@ -4,10 +4,16 @@ target): the same values, or within a stated tolerance where only the rounding d
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.ndimage import binary_closing, binary_opening
 from scipy.signal import lfilter
 
-from talkinghead.audio.features import HOP, VAD_BRIDGE_S, VAD_MIN_SPEECH_S, bridged
+from realspeech import SHARED
+from speech import FESTIVAL_VOICES, festival_say, have_festival
+from talkinghead.audio.decode import load_audio
+from talkinghead.audio.features import HOP, VAD_BRIDGE_S, VAD_MIN_SPEECH_S, bridged, pitch_at
+from talkinghead.audio.phones import HOP_SAMPLES
+from talkinghead.audio.pitch import PitchTracker
 from talkinghead.motion.noise import LOOP_FRAMES, OU
 
 
@@ -47,3 +53,62 @@ def test_ou_noise_is_the_same_however_it_is_asked_for():
     draws = np.random.default_rng(seed).standard_normal(int(5 * 1.5 * 30.0) + 1000)
     once = lfilter([1 - a], [1, -a], lfilter([1 - a], [1, -a], draws))[-1000:]
     np.testing.assert_allclose(once * ref._scale, whole, rtol=0, atol=1e-12)
+
+
+# --- pitch ------------------------------------------------------------------------------------------
+
+def tracked(samples: np.ndarray, frames_per_call: int) -> np.ndarray:
+    """The stream's pitch of every 10 ms frame, asked for as a stream does: frames_per_call
+    frames at a time, each once the audio runs 30 ms past its end, relative to the loudest
+    sample heard so far."""
+    tracker, n, out, peak = PitchTracker(), len(samples) // HOP_SAMPLES, [], 0.0
+    for k0 in range(0, n, frames_per_call):
+        k1 = min(n, k0 + frames_per_call)
+        heard = samples[: k1 * HOP_SAMPLES + 3 * HOP_SAMPLES]
+        peak = max(peak, float(np.abs(heard).max()))
+        out.append(tracker.track(heard, (np.arange(k0, k1) + 0.5) * HOP, peak))
+    return np.concatenate(out)
+
+
+def agreement(ref: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """Voicing decisions that agree; among frames both call voiced, the share more than
+    ~4 semitones (25 %) apart (octave errors) and the median distance in semitones."""
+    both = (ref > 0) & (got > 0)
+    semitones = 12 * np.abs(np.log2(got[both] / ref[both]))
+    return {"voicing": float(np.mean((ref > 0) == (got > 0))), "gross": float(np.mean(semitones > 3.86)),
+            "median_st": float(np.median(semitones))}
+
+
+@pytest.fixture(scope="module")
+def voices(tmp_path_factory):
+    """Real people (../shared/data/realspeech/) and festival's English voices: (name, samples)."""
+    out = [(wav.name, load_audio(wav)) for wav in sorted(SHARED.glob("*.wav")) + sorted(SHARED.glob("*.flac"))]
+    if have_festival():
+        tmp = tmp_path_factory.mktemp("pitch")
+        for voice in FESTIVAL_VOICES:
+            festival_say("Would you like a cup of tea, or shall we walk down to the harbour instead?",
+                         voice, tmp / f"{voice}.wav", pad=0.5)
+            out.append((voice, load_audio(tmp / f"{voice}.wav")))
+    if len(out) < 3:
+        pytest.skip("needs ../shared/data/realspeech/ or festival")
+    return out
+
+
+@pytest.mark.parametrize("frames_per_call", [2, 10, 50])
+def test_stream_pitch_agrees_with_praat(voices, frames_per_call):
+    """The stream's pitch (audio.pitch, chunk by chunk) against Praat's over the whole recording
+    (what a take's features use), on 4 real recordings and 3 festival voices. Measured 2026-12-06
+    at 10 frames a call (a 100 ms chunk): voicing agreeing on 0.969 of the frames, 0.4 % octave
+    errors, median 0.011 semitones; Praat itself on the same chunks (the stream's pitch before)
+    0.954, 0.3 %, 0.010; at 2 frames a call 0.954, 0.7 %, 0.012 (Praat on chunks 0.947, 0.6 %)."""
+    refs, gots = [], []
+    for name, samples in voices:
+        n = len(samples) // HOP_SAMPLES
+        ref = pitch_at(samples, (np.arange(n) + 0.5) * HOP)
+        got = tracked(samples, frames_per_call)
+        assert agreement(ref, got)["voicing"] > 0.9, (name, agreement(ref, got))
+        refs.append(ref)
+        gots.append(got)
+    total = agreement(np.concatenate(refs), np.concatenate(gots))
+    print(frames_per_call, total)
+    assert total["voicing"] > 0.95 and total["gross"] < 0.02 and total["median_st"] < 0.1, total

@@ -12,7 +12,7 @@ the start, relaxed at the end), the syllable nuclei and accents (`audio.prosody.
 into nods, sweeps and brow raises, and the life (`life.Life`: eyes, head, brows, emotion), which
 carries its state from frame to frame whatever the frames were asked for by.
 
-Live, the features are computed as the audio arrives (`features.frame_rms_db`, `pitch_at`, the VAD
+Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`, the VAD
 fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
 a TTS engine's marks, the line's text aligned live, or the project's phone model alone), which
 hears the phone model's posteriors 10 ms frame by 10 ms frame as the audio arrives;
@@ -46,11 +46,12 @@ from pocketsphinx import Vad
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud, pitch_at,
+from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud,
                                         relative_loudness)
 from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
 from talkinghead.audio.phoneset import CLASSES
+from talkinghead.audio.pitch import PitchTracker
 from talkinghead.audio.prosody import Nucleus, Prosody
 from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
@@ -71,7 +72,7 @@ from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 LOOKAHEAD_S = 0.1
 
 FEATURE_REACH_S = 0.03      # a feature frame is settled once the audio runs this far past its end
-PRAAT_CONTEXT_S = 0.03      # audio before the first unsettled frame that Praat's windows need
+PITCH_CONTEXT_S = 0.03      # audio before the first unsettled frame that the pitch windows need
 LABEL_CONTEXT_S = 0.4       # feature context before the first lip frame: the VAD's bridging, the viseme runs
 GATE_CONTEXT_S = SILENCE_RELAX_S + 0.05  # lip frames before the new ones: how long the pause has been
 ONSET_S = 0.1               # an utterance's first frames ease in from the shut idle mouth...
@@ -382,7 +383,7 @@ class _Levels:
 class _Acoustics:
     """One utterance's features, one row per HOP frame (frame k covers [k*HOP, (k+1)*HOP)), computed
     once as the audio arrives. A frame is settled once the audio runs FEATURE_REACH_S past its end:
-    Praat's pitch windows then lie inside the audio. Rows no window needs any more are forgotten
+    the pitch windows then lie inside the audio. Rows no window needs any more are forgotten
     (forget_before), so a long utterance costs no more memory than a short one."""
 
     COLUMNS = ("rms_db", "f0", "vad")
@@ -393,6 +394,8 @@ class _Acoustics:
         self.n_samples = 0
         self._audio = np.zeros(0, np.float32)
         self._audio0 = 0                 # utterance sample index of _audio[0]
+        self._pitch = PitchTracker()
+        self._peak = 0.0                 # the utterance's loudest |sample| so far (the pitch's silence)
         self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
         self._vad_step = self._vad.frame_bytes // 2
         self._vad_raw: list[bool] = []   # one per 30 ms VAD frame, from the start of the utterance
@@ -414,6 +417,7 @@ class _Acoustics:
         shorter than a video frame cost only their VAD."""
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
+        self._peak = max(self._peak, float(np.max(np.abs(samples))))
         self._unheard.append(samples)
         while len(self._vad_raw) * self._vad_step + self._vad_step <= self.n_samples:
             a = len(self._vad_raw) * self._vad_step - self._audio0
@@ -442,13 +446,13 @@ class _Acoustics:
         start = self.settled
         if end <= start:
             return
-        s0 = max(0, start * HOP_SAMPLES - int(PRAAT_CONTEXT_S * SAMPLE_RATE))
+        s0 = max(0, start * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE))
         audio = self._audio[s0 - self._audio0:]
         frames = np.zeros((end - start, HOP_SAMPLES), np.float32)
         flat = audio[start * HOP_SAMPLES - s0: end * HOP_SAMPLES - s0]
         frames.reshape(-1)[: len(flat)] = flat
         rms_db = frame_rms_db(frames)
-        f0 = pitch_at(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE)
+        f0 = self._pitch.track(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE, self._peak)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
         vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
         new = {"rms_db": rms_db, "f0": f0, "vad": vad}
@@ -457,8 +461,8 @@ class _Acoustics:
         self.settled = end
         self._levels.level.add(rms_db)
         self._levels.f0.add(f0[f0 > 0])
-        # audio before the next frame's Praat context is not needed again
-        drop = max(0, end * HOP_SAMPLES - int(PRAAT_CONTEXT_S * SAMPLE_RATE) - self._audio0)
+        # audio before the next frame's pitch context is not needed again
+        drop = max(0, end * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE) - self._audio0)
         drop = min(drop, len(self._vad_raw) * self._vad_step - self._audio0)
         if drop > 0:
             self._audio = self._audio[drop:]
