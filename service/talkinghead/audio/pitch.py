@@ -46,6 +46,9 @@ _FRAME = np.arange(WINDOW)
 _LOG2_CEILING = math.log2(CEILING_HZ)
 
 
+Candidates = tuple[np.ndarray, np.ndarray]   # a frame's candidate frequencies (Hz, 0 unvoiced) and path scores
+
+
 class PitchTracker:
     """One stream's pitch, call by call: one Viterbi over all the frames given so far, its
     forward scores carried from call to call; each call answers for its own frames with the best
@@ -53,7 +56,7 @@ class PitchTracker:
     stream."""
 
     def __init__(self) -> None:
-        self._state: tuple[np.ndarray, np.ndarray] | None = None   # last frame's candidates: (Hz, score)
+        self._state: Candidates | None = None   # the last frame's
 
     def track(self, audio: np.ndarray, centres: np.ndarray, peak: float) -> np.ndarray:
         """f0 (Hz, 0 unvoiced) of frames centred `centres` s into `audio` (float mono at
@@ -67,7 +70,7 @@ class PitchTracker:
 
 
 def pitch_frames(audio: np.ndarray, centres: np.ndarray, peak: float,
-                 before: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+                 before: Candidates | None = None) -> tuple[np.ndarray, Candidates]:
     """PitchTracker.track without state: (f0, shape = (n,); the last frame's candidates and
     their path scores, to continue from). before: the same of the frame before the first."""
     n = len(centres)
@@ -144,8 +147,7 @@ def _candidates(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return lags, strengths
 
 
-def _viterbi(freq: np.ndarray, delta: np.ndarray,
-             before: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def _viterbi(freq: np.ndarray, delta: np.ndarray, before: Candidates | None) -> tuple[np.ndarray, Candidates]:
     """Praat's path through the candidates (freq, delta: shape = (n, k); freq 0 = unvoiced,
     delta -inf = no candidate): the most strength less the octave-jump and voicing-change costs.
     before: the candidates (Hz) and path scores of the frame before, shape = (j,) each, or None.

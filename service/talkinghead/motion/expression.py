@@ -66,8 +66,12 @@ class Emotion:
     def __init__(self, options: MotionOptions, fps: float, seed: np.random.SeedSequence) -> None:
         self._pose = pose_vector(EMOTION_POSES[options.emotion]) * options.emotion_intensity
         self._wobble = OU(fps, EMOTION_WOBBLE_TAU_S, 1.0, seed)
+        self._posed = bool(self._pose.any())
 
     def frames(self, n: int) -> np.ndarray:
         """The next n frames, shape = (n, 52), float32 (all zero for neutral)."""
-        wobble = 1 + 0.15 * np.clip(self._wobble(n), -1.5, 1.5)
+        noise = self._wobble(n)   # drawn whatever the pose: the same frames however they are asked for
+        if not self._posed:
+            return np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
+        wobble = 1 + 0.15 * np.clip(noise, -1.5, 1.5)
         return (wobble[:, None] * self._pose[None, :]).astype(np.float32)

@@ -329,7 +329,9 @@ class Eyes:
         blink, left, right = self._render_blinks(t)
         base = self._render_gaze(t)
         pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
-        gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
+        gaze = np.empty((n, 4))
+        gaze[:, 0], gaze[:, 2] = base[:, 0] - VERGENCE_DEG, base[:, 0] + VERGENCE_DEG
+        gaze[:, 1] = gaze[:, 3] = pitch
         return eye_blendshapes(gaze, left, right, base[:, 1]), gaze, blink
 
     def _step(self, i: int, speaking: bool, coin: float) -> None:
@@ -468,13 +470,18 @@ def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarra
     h, v = LOOK_HORIZONTAL_FULL_DEG, LOOK_VERTICAL_FULL_DEG
     # The upper lid follows a downward look (not the blink's own small dip).
     follow = LID_FOLLOW_GAIN * np.clip(-base_pitch / v, 0.0, 1.0)
-    # Yaw toward the subject's left turns the left eye outward and the right eye inward.
-    eyes = (("Left", gaze[:, 0], gaze[:, 1], lid_left, "eyeLookOutLeft", "eyeLookInLeft"),
-            ("Right", gaze[:, 2], gaze[:, 3], lid_right, "eyeLookInRight", "eyeLookOutRight"))
-    for side, yaw, pitch, lid, toward_left, toward_right in eyes:
-        out[:, BS[toward_left]] = np.clip(yaw / h, 0.0, 1.0)
-        out[:, BS[toward_right]] = np.clip(-yaw / h, 0.0, 1.0)
-        out[:, BS[f"eyeLookUp{side}"]] = np.clip(pitch / v, 0.0, 1.0)
-        out[:, BS[f"eyeLookDown{side}"]] = np.clip(-pitch / v, 0.0, 1.0)
-        out[:, BS[f"eyeBlink{side}"]] = np.clip(lid + follow, 0.0, 1.0)
+    # Yaw toward the subject's left turns the left eye outward and the right eye inward; the
+    # channels in _EYE_COLUMNS' order, clipped at once.
+    values = np.empty((len(gaze), len(_EYE_COLUMNS)))
+    for side, (yaw, pitch, lid) in enumerate(((gaze[:, 0], gaze[:, 1], lid_left),
+                                              (gaze[:, 2], gaze[:, 3], lid_right))):
+        values[:, 5 * side: 5 * side + 5] = np.stack([yaw / h, -yaw / h, pitch / v, -pitch / v, lid + follow], axis=1)
+    out[:, _EYE_COLUMNS] = np.clip(values, 0.0, 1.0)
     return out
+
+
+# eye_blendshapes' channels: per eye (left, right) the one toward the subject's left, toward the
+# right, up, down, blink
+_EYE_COLUMNS = [BS[name] for name in ("eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpLeft", "eyeLookDownLeft",
+                                      "eyeBlinkLeft", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+                                      "eyeLookDownRight", "eyeBlinkRight")]
