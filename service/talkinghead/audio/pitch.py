@@ -41,7 +41,8 @@ _HANN = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(1, WINDOW + 1) / (WINDOW + 1))
 _HANN_AC = scipy.fft.irfft(np.abs(scipy.fft.rfft(_HANN.astype(np.float64), _NFFT)) ** 2, _NFFT)[: _MAX_LAG + 2]
 _HANN_AC = _HANN_AC / _HANN_AC[0]
 MAX_CANDIDATES = 4                   # voiced candidates a frame keeps, the strongest (Praat keeps 15)
-_PEAK_SPAN = slice(_HALF - _PERIOD // 2, _HALF + _PERIOD // 2)        # where a frame's local peak is looked for
+_PEAK_SPAN = slice(_HALF - _PERIOD // 2, _HALF + _PERIOD // 2)        # where a frame's local peak is looked for...
+_MEAN_SPAN = slice(_HALF - _PERIOD, _HALF + _PERIOD)                  # ...and its local mean (a longest period each side)
 _FRAME = np.arange(WINDOW)
 _LOG2_CEILING = math.log2(CEILING_HZ)
 
@@ -74,45 +75,46 @@ def pitch_frames(audio: np.ndarray, centres: np.ndarray, peak: float,
     """PitchTracker.track without state: (f0, shape = (n,); the last frame's candidates and
     their path scores, to continue from). before: the same of the frame before the first."""
     n = len(centres)
-    if n == 0 or peak <= 0:   # nothing heard yet: unvoiced
-        state = np.zeros(MAX_CANDIDATES + 1), np.r_[0.0, np.full(MAX_CANDIDATES, -np.inf)]
-        return np.zeros(n), (before if before is not None and n == 0 else state)
-    frames, local_peak = _frames(np.asarray(audio, np.float64), np.asarray(centres, np.float64))
-    r = _autocorrelation(frames)
-    lag, strength = _candidates(r)
+    width = MAX_CANDIDATES + 1   # candidate 0 is "unvoiced"
+    silent = (np.zeros(width), np.r_[0.0, np.full(MAX_CANDIDATES, -np.inf)])   # a state after unvoiced frames
+    if n == 0:
+        return np.zeros(0), before if before is not None else silent
+    if peak <= 0:   # nothing heard yet
+        return np.zeros(n), silent
+    frames, local_peak = _frames(audio, np.asarray(centres, np.float64))
     intensity = np.minimum(local_peak / peak, 1.0)
-    unvoiced = VOICING_THRESHOLD + np.maximum(0.0, 2.0 - intensity / (SILENCE_THRESHOLD / (1.0 + VOICING_THRESHOLD)))
-    freq = np.where(lag > 0, SAMPLE_RATE / np.where(lag > 0, lag, 1.0), 0.0)
-    voiced = (freq > 0) & (freq < CEILING_HZ) & (local_peak > 0)[:, None]
-    delta = np.where(voiced, strength - OCTAVE_COST * (_LOG2_CEILING - np.log2(np.where(voiced, freq, 1.0))), -np.inf)
-    if delta.shape[1] > MAX_CANDIDATES:
-        keep = np.argsort(-delta, axis=1)[:, :MAX_CANDIDATES]
-        freq, delta = np.take_along_axis(freq, keep, 1), np.take_along_axis(delta, keep, 1)
-    elif delta.shape[1] < MAX_CANDIDATES:   # every frame MAX_CANDIDATES wide, calls alike
-        fill = MAX_CANDIDATES - delta.shape[1]
-        freq, delta = np.pad(freq, ((0, 0), (0, fill))), np.pad(delta, ((0, 0), (0, fill)), constant_values=-np.inf)
-    # candidate 0 is "unvoiced"
-    freq = np.concatenate([np.zeros((n, 1)), np.where(np.isfinite(delta), freq, 0.0)], axis=1)
-    delta = np.concatenate([unvoiced[:, None], delta], axis=1)
+    freq, delta = np.zeros((n, width)), np.full((n, width), -np.inf)
+    delta[:, 0] = VOICING_THRESHOLD + np.maximum(0.0, 2.0 - intensity / (SILENCE_THRESHOLD / (1.0 + VOICING_THRESHOLD)))
+    # Quieter frames are unvoiced on any path (their unvoiced strength beats any voiced one by more
+    # than two voicing changes cost): no autocorrelation for them, and none at all in a pause.
+    audible = intensity >= 0.5 * SILENCE_THRESHOLD / (1.0 + VOICING_THRESHOLD)
+    if not audible.any():
+        return np.zeros(n), silent
+    lag, strength = _candidates(_autocorrelation(frames[audible]))
+    f = np.where(lag > 0, SAMPLE_RATE / np.where(lag > 0, lag, 1.0), 0.0)
+    voiced = (f > 0) & (f < CEILING_HZ)
+    d = np.where(voiced, strength - OCTAVE_COST * (_LOG2_CEILING - np.log2(np.where(voiced, f, 1.0))), -np.inf)
+    if d.shape[1] > MAX_CANDIDATES:
+        keep = np.argsort(-d, axis=1)[:, :MAX_CANDIDATES]
+        f, d = np.take_along_axis(f, keep, 1), np.take_along_axis(d, keep, 1)
+    k = d.shape[1]
+    freq[audible, 1: 1 + k] = np.where(np.isfinite(d), f, 0.0)
+    delta[audible, 1: 1 + k] = d
     return _viterbi(freq, delta, before)
 
 
 def _frames(audio: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each frame's WINDOW samples around its centre, local mean (over a longest period to each
-    side) removed, shape = (n, WINDOW), and the local peak |sample| within half a longest period
-    of the centre, shape = (n,). As Praat: the window's samples are left + 1 - _HALF .. left + _HALF,
-    left the last sample before the centre."""
+    """Each frame's WINDOW samples around its centre (float64), local mean (over a longest period
+    to each side) removed, shape = (n, WINDOW), and the local peak |sample| within half a longest
+    period of the centre, shape = (n,). As Praat: the window's samples are left + 1 - _HALF ..
+    left + _HALF, left the last sample before the centre."""
     left = np.floor(centres * SAMPLE_RATE - 0.5).astype(int)
-    lo = int(left.min()) + 1 - max(_HALF, _PERIOD)
-    hi = int(left.max()) + max(_HALF, _PERIOD) + 1
-    pad_lo, pad_hi = max(0, -lo), max(0, hi - len(audio))
-    x = np.concatenate([np.zeros(pad_lo), audio[max(lo, 0): min(hi, len(audio))], np.zeros(pad_hi)])
-    start = left + 1 - _HALF - lo
-    frames = x[start[:, None] + _FRAME]
-    # the local mean over left + 1 - _PERIOD .. left + _PERIOD, from cumulative sums
-    sums = np.concatenate([[0.0], np.cumsum(x)])
-    a, b = left + 1 - _PERIOD - lo, left + _PERIOD + 1 - lo
-    frames -= ((sums[b] - sums[a]) / (b - a))[:, None]
+    lo, hi = int(left.min()) + 1 - _HALF, int(left.max()) + _HALF + 1
+    x = np.asarray(audio[max(lo, 0): min(hi, len(audio))], np.float64)
+    if lo < 0 or hi > len(audio):
+        x = np.concatenate([np.zeros(max(0, -lo)), x, np.zeros(max(0, hi - len(audio)))])
+    frames = x[(left + 1 - _HALF - lo)[:, None] + _FRAME]
+    frames -= frames[:, _MEAN_SPAN].mean(axis=1, keepdims=True)
     return frames, np.abs(frames[:, _PEAK_SPAN]).max(axis=1)
 
 

@@ -111,8 +111,11 @@ def _blend(segments: list[VisemeSegment], times: np.ndarray) -> tuple[np.ndarray
     weights = np.array([s.weight for s in segments], np.float32)
     poses = POSES[[VISEME_INDEX[s.viseme] for s in segments]] * weights[:, None]                         # (k, 52)
     dom = _dominances(segments, times, np.zeros(len(segments)))                                          # (k, n)
-    dom_round = _dominances(segments, times, np.array([ROUNDING_LEAD_S if s.viseme in ROUNDED_VISEMES else 0.0
-                                                       for s in segments]))
+    rounded = [j for j, s in enumerate(segments) if s.viseme in ROUNDED_VISEMES]
+    dom_round = dom
+    if rounded:   # rounding reaches further ahead of the rounded visemes: their rows again, with the lead
+        dom_round = dom.copy()
+        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, np.full(len(rounded), ROUNDING_LEAD_S))
     blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
     blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
     return blend, [segments[j].viseme for j in dom.argmax(0).tolist()]

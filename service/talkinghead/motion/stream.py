@@ -357,17 +357,22 @@ class _Quantiles:
     def __init__(self, lo: float, hi: float, step: float) -> None:
         self._lo, self._step = lo, step
         self._counts = np.zeros(round((hi - lo) / step) + 1, np.int64)
+        self._total = 0
+        self._cumulative: np.ndarray | None = None   # cumsum of _counts, until the next add
 
     def add(self, values: np.ndarray) -> None:
         if len(values):
             idx = np.clip(((np.asarray(values) - self._lo) / self._step).astype(int), 0, len(self._counts) - 1)
-            self._counts += np.bincount(idx, minlength=len(self._counts))
+            np.add.at(self._counts, idx, 1)
+            self._total += len(idx)
+            self._cumulative = None
 
     def quantile(self, q: float) -> float | None:
-        total = int(self._counts.sum())
-        if total == 0:
+        if self._total == 0:
             return None
-        k = int(np.searchsorted(np.cumsum(self._counts), q * total))
+        if self._cumulative is None:
+            self._cumulative = np.cumsum(self._counts)
+        k = int(np.searchsorted(self._cumulative, q * self._total))
         return self._lo + (min(k, len(self._counts) - 1) + 0.5) * self._step
 
 
@@ -399,6 +404,7 @@ class _Acoustics:
         self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
         self._vad_step = self._vad.frame_bytes // 2
         self._vad_raw: list[bool] = []   # one per 30 ms VAD frame, from the start of the utterance
+        self._pcm = bytearray()
         self.cols = {name: np.zeros(0, bool if name == "vad" else float) for name in self.COLUMNS}
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
@@ -419,9 +425,11 @@ class _Acoustics:
         self.n_samples += len(samples)
         self._peak = max(self._peak, float(np.max(np.abs(samples))))
         self._unheard.append(samples)
-        while len(self._vad_raw) * self._vad_step + self._vad_step <= self.n_samples:
-            a = len(self._vad_raw) * self._vad_step - self._audio0
-            self._vad_raw.append(self._vad.is_speech(pcm16(self._audio[a: a + self._vad_step]).tobytes()))
+        self._pcm += pcm16(samples).tobytes()   # the audio the VAD has not heard, 16-bit
+        step = 2 * self._vad_step
+        while len(self._pcm) >= step:
+            self._vad_raw.append(self._vad.is_speech(self._pcm[:step]))
+            del self._pcm[:step]
 
     def _run_model(self) -> list[np.ndarray]:
         """The phone model on the audio taken since it last ran: once per settle, not per chunk
