@@ -53,7 +53,7 @@ class SpeechFeatures:
     def at(self, name: str, times: np.ndarray) -> np.ndarray:
         """Sample a per-frame feature at arbitrary times (s) by nearest frame."""
         arr = getattr(self, name)
-        idx = np.clip((np.asarray(times) / HOP).astype(int), 0, len(arr) - 1)
+        idx = np.minimum(np.maximum((np.asarray(times) / HOP).astype(int), 0), len(arr) - 1)   # np.clip, cheaper
         return arr[idx]
 
 
@@ -169,7 +169,7 @@ def hf_ratio(frames: np.ndarray) -> np.ndarray:
 def relative_loudness(rms_db: np.ndarray, ref: float) -> np.ndarray:
     """0..1: 0.5 at the speaker's typical speech level `ref` (dBFS), 1 at +8 dB, 0 at -16 dB."""
     smooth = gaussian_filter1d(rms_db, 3)
-    return np.clip(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0, 1)
+    return np.minimum(np.maximum(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0), 1)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:

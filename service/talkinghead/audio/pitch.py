@@ -45,6 +45,10 @@ _PEAK_SPAN = slice(_HALF - _PERIOD // 2, _HALF + _PERIOD // 2)        # where a 
 _MEAN_SPAN = slice(_HALF - _PERIOD, _HALF + _PERIOD)                  # ...and its local mean (a longest period each side)
 _FRAME = np.arange(WINDOW)
 _LOG2_CEILING = math.log2(CEILING_HZ)
+# the path's state after unvoiced frames: only the unvoiced candidate reached (read-only, shared)
+_SILENT = (np.zeros(MAX_CANDIDATES + 1), np.concatenate([[0.0], np.full(MAX_CANDIDATES, -np.inf)]))
+for _a in _SILENT:
+    _a.flags.writeable = False
 
 
 Candidates = tuple[np.ndarray, np.ndarray]   # a frame's candidate frequencies (Hz, 0 unvoiced) and path scores
@@ -76,11 +80,10 @@ def pitch_frames(audio: np.ndarray, centres: np.ndarray, peak: float,
     their path scores, to continue from). before: the same of the frame before the first."""
     n = len(centres)
     width = MAX_CANDIDATES + 1   # candidate 0 is "unvoiced"
-    silent = (np.zeros(width), np.r_[0.0, np.full(MAX_CANDIDATES, -np.inf)])   # a state after unvoiced frames
     if n == 0:
-        return np.zeros(0), before if before is not None else silent
+        return np.zeros(0), before if before is not None else _SILENT
     if peak <= 0:   # nothing heard yet
-        return np.zeros(n), silent
+        return np.zeros(n), _SILENT
     frames, local_peak = _frames(audio, np.asarray(centres, np.float64))
     intensity = np.minimum(local_peak / peak, 1.0)
     freq, delta = np.zeros((n, width)), np.full((n, width), -np.inf)
@@ -89,7 +92,7 @@ def pitch_frames(audio: np.ndarray, centres: np.ndarray, peak: float,
     # than two voicing changes cost): no autocorrelation for them, and none at all in a pause.
     audible = intensity >= 0.5 * SILENCE_THRESHOLD / (1.0 + VOICING_THRESHOLD)
     if not audible.any():
-        return np.zeros(n), silent
+        return np.zeros(n), _SILENT
     lag, strength = _candidates(_autocorrelation(frames[audible]))
     f = np.where(lag > 0, SAMPLE_RATE / np.where(lag > 0, lag, 1.0), 0.0)
     voiced = (f > 0) & (f < CEILING_HZ)

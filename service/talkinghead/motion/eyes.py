@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS
-from talkinghead.motion.noise import smoothstep
+from talkinghead.motion.noise import clip, smoothstep
 from talkinghead.motion.options import MotionOptions
 
 # --- Blink timing (spontaneous blinks; VanderWerf et al. 2003, Kwon et al. 2013) -------------------
@@ -255,7 +255,7 @@ def lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np
     third of the way in, leaving the long slow tail of a real lid reopening.
     """
     closing = smoothstep((dt + close) / close)
-    u_open = np.clip((dt - hold) / opening, 0.0, 1.0)
+    u_open = clip((dt - hold) / opening, 0.0, 1.0)
     reopening = (1.0 - u_open) ** 3 * (1.0 + 3.0 * u_open)
     return np.where(dt < 0, closing, reopening)
 
@@ -469,14 +469,14 @@ def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarra
     out = np.zeros((len(gaze), len(BLENDSHAPE_NAMES)))
     h, v = LOOK_HORIZONTAL_FULL_DEG, LOOK_VERTICAL_FULL_DEG
     # The upper lid follows a downward look (not the blink's own small dip).
-    follow = LID_FOLLOW_GAIN * np.clip(-base_pitch / v, 0.0, 1.0)
+    follow = LID_FOLLOW_GAIN * clip(-base_pitch / v, 0.0, 1.0)
     # Yaw toward the subject's left turns the left eye outward and the right eye inward; the
     # channels in _EYE_COLUMNS' order, clipped at once.
     values = np.empty((len(gaze), len(_EYE_COLUMNS)))
     for side, (yaw, pitch, lid) in enumerate(((gaze[:, 0], gaze[:, 1], lid_left),
                                               (gaze[:, 2], gaze[:, 3], lid_right))):
         values[:, 5 * side: 5 * side + 5] = np.stack([yaw / h, -yaw / h, pitch / v, -pitch / v, lid + follow], axis=1)
-    out[:, _EYE_COLUMNS] = np.clip(values, 0.0, 1.0)
+    out[:, _EYE_COLUMNS] = clip(values, 0.0, 1.0)
     return out
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkinghead.motion.noise import OU, Pulses
+from talkinghead.motion.noise import OU, Pulses, clip
 from talkinghead.motion.options import MotionOptions
 
 # Drift: standard deviation (deg) and correlation time (s) per axis while speaking.
@@ -73,7 +73,7 @@ class Head:
         phase = self._phase + 2 * np.pi * np.cumsum((lo + hi) / 2 + self._breath_rate(n)) / fps
         if n:
             self._phase = float(phase[-1]) % (2 * np.pi)
-        breath = np.sin(phase) * (0.8 + 0.2 * self._breath_depth(n).clip(-1, 1))
+        breath = np.sin(phase) * (0.8 + 0.2 * clip(self._breath_depth(n), -1, 1))
         return _pose(rot, breath, self._sway(n), self._options)
 
     def _speaking_envelope(self, speaking: np.ndarray) -> np.ndarray:

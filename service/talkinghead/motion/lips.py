@@ -20,6 +20,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEME_INDEX
 from talkinghead.audio.features import true_runs
 from talkinghead.audio.phones import PhoneSegment
 from talkinghead.audio.phoneset import DIPHTHONG_SPLIT
+from talkinghead.motion.noise import clip
 from talkinghead.motion.visemes import DIPHTHONG_SECOND_HALF, PHONE_TO_VISEME, POSES, VOWELS
 
 # Dominance magnitude per viseme (how strongly it holds the mouth against its neighbours).
@@ -77,8 +78,8 @@ def _dominances(segments: list[VisemeSegment], times: np.ndarray, lead: np.ndarr
     end = np.array([s.end for s in segments])[:, None]
     falloff = np.array([CONTACT_FALLOFF_S if s.viseme in CONTACT_VISEMES else FALLOFF_S for s in segments])[:, None]
     magnitude = np.array([DOMINANCE[s.viseme] for s in segments])[:, None]
-    before = np.clip(start - times, 0, None)
-    after = np.clip(times - end, 0, None)
+    before = np.maximum(start - times, 0)
+    after = np.maximum(times - end, 0)
     return magnitude * np.exp(-0.5 * ((before / (falloff + lead[:, None])) ** 2 + (after / falloff) ** 2))
 
 
@@ -100,7 +101,7 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
         near = np.flatnonzero((ends > t[0] - REACH_S) & (starts < t[-1] + REACH_S))
         if len(near):
             out[i0:i0 + len(t)], labels[i0:i0 + len(t)] = _blend([segments[k] for k in near], t)
-    out[:] = np.clip(out * gain[:, None], 0, 1)
+    out[:] = clip(out * gain[:, None], 0, 1)
     out *= _silence_gate(speech, segments, times)[:, None]
     _enforce_contacts(out, labels, segments, times)
     return out, labels
@@ -141,7 +142,7 @@ def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.n
                 quiet[a:b] = False
     if not quiet.any():  # speech throughout (a stream's usual window): nothing to relax
         return np.ones(len(times))
-    return 1.0 - np.clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
+    return 1.0 - clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
 
 
 def _frame_span(seg: VisemeSegment, times: np.ndarray) -> tuple[int, int]:

@@ -58,7 +58,7 @@ from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
 from talkinghead.motion.line import Line, ModelLips, lip_source
 from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, VisemeSegment, lip_motion
-from talkinghead.motion.noise import smoothstep
+from talkinghead.motion.noise import clip, smoothstep
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.speech import SpeechAnalysis
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
@@ -256,7 +256,7 @@ class MotionStream:
         step = ROUNDING_RATE / self.options.fps
         prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64)
         for k in range(len(lips)):
-            prev = np.clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
+            prev = clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
             lips[k, ROUNDING_CHANNELS] = prev
 
     def _emit(self, lips: np.ndarray, visemes: list[str], speaking: np.ndarray, f0: np.ndarray | None = None,
@@ -267,7 +267,7 @@ class MotionStream:
         if n:
             self._last_lips = lips[-1].astype(np.float32)
             self._last_viseme = visemes[-1]
-        return _Frames(np.clip(lips + face, 0, 1).astype(np.float32), head.astype(np.float32),
+        return _Frames(clip(lips + face, 0, 1).astype(np.float32), head.astype(np.float32),
                        gaze.astype(np.float32), list(visemes))
 
     def _params(self, f: _Frames) -> list[FaceParams]:
@@ -362,7 +362,7 @@ class _Quantiles:
 
     def add(self, values: np.ndarray) -> None:
         if len(values):
-            idx = np.clip(((np.asarray(values) - self._lo) / self._step).astype(int), 0, len(self._counts) - 1)
+            idx = clip(((np.asarray(values) - self._lo) / self._step).astype(int), 0, len(self._counts) - 1)
             np.add.at(self._counts, idx, 1)
             self._total += len(idx)
             self._cumulative = None
