@@ -447,10 +447,8 @@ class Eyes:
     def _render_gaze(self, t: np.ndarray) -> np.ndarray:
         """Shared (yaw, pitch) per frame, shape = (n, 2): holds joined by bell-shaped saccades
         (the "main sequence": longer for larger steps)."""
-        start = np.array([s[0] for s in self._saccades])
-        duration = np.array([s[1] for s in self._saccades])
-        frm = np.array([s[2] for s in self._saccades])
-        to = np.array([s[3] for s in self._saccades])
+        rows = np.array([(s[0], s[1], *s[2], *s[3]) for s in self._saccades])   # one array: start, duration, from, to
+        start, duration, frm, to = rows[:, 0], rows[:, 1], rows[:, 2:4], rows[:, 4:6]
         j = np.searchsorted(start, t, side="right") - 1
         out = frm[j] + (to[j] - frm[j]) * smoothstep((t - start[j]) / duration[j])[:, None]
         current = int(np.searchsorted(start, t[-1], side="right")) - 1
@@ -475,7 +473,9 @@ def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarra
     values = np.empty((len(gaze), len(_EYE_COLUMNS)))
     for side, (yaw, pitch, lid) in enumerate(((gaze[:, 0], gaze[:, 1], lid_left),
                                               (gaze[:, 2], gaze[:, 3], lid_right))):
-        values[:, 5 * side: 5 * side + 5] = np.stack([yaw / h, -yaw / h, pitch / v, -pitch / v, lid + follow], axis=1)
+        c = 5 * side
+        values[:, c], values[:, c + 1], values[:, c + 2] = yaw / h, -yaw / h, pitch / v
+        values[:, c + 3], values[:, c + 4] = -pitch / v, lid + follow
     out[:, _EYE_COLUMNS] = clip(values, 0.0, 1.0)
     return out
 

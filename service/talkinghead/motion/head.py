@@ -64,7 +64,9 @@ class Head:
         speaking: shape = (n,) bool voice activity."""
         n, fps = len(t), self._fps
         envelope = PAUSE_DRIFT_SCALE + (1 - PAUSE_DRIFT_SCALE) * self._speaking_envelope(speaking)
-        rot = np.stack([drift(n) * envelope for drift in self._drift], axis=1)
+        rot = np.empty((n, len(self._drift)))
+        for axis, drift in enumerate(self._drift):
+            rot[:, axis] = drift(n) * envelope
         rot[:, 1] += self._pitch.at(t)
         rot[:, 0] += self._yaw.at(t)
         # breathing: -1..1 chest rise at a rate that wanders within BREATH_HZ (a fixed sine looks

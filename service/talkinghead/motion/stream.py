@@ -254,10 +254,11 @@ class MotionStream:
         ROUNDING_LEAD_S ahead of the rounded vowel, live the vowel is heard ~50 ms ahead of the
         frame, and without a limit the lips would snap round in one frame."""
         step = ROUNDING_RATE / self.options.fps
-        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64)
-        for k in range(len(lips)):
-            prev = clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
-            lips[k, ROUNDING_CHANNELS] = prev
+        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64).tolist()
+        rows = lips[:, ROUNDING_CHANNELS].tolist()
+        for row in rows:   # Python floats: a stream's few frames, the same arithmetic as np.clip's
+            row[:] = prev = [min(max(x, p - step), p + step) for x, p in zip(row, prev)]
+        lips[:, ROUNDING_CHANNELS] = rows
 
     def _emit(self, lips: np.ndarray, visemes: list[str], speaking: np.ndarray, f0: np.ndarray | None = None,
               median_f0: float | None = None) -> _Frames:
