@@ -112,3 +112,19 @@ def test_stream_pitch_agrees_with_praat(voices, frames_per_call):
     total = agreement(np.concatenate(refs), np.concatenate(gots))
     print(frames_per_call, total)
     assert total["voicing"] > 0.95 and total["gross"] < 0.02 and total["median_st"] < 0.1, total
+
+
+def test_a_pause_is_the_silent_pose_without_blending():
+    """lips.lip_motion answers a window of silence without blending: the silent pose must be
+    all zeros (it is what blending silence would give), and the frames then match a blend."""
+    from talkinghead.arkit import VISEME_INDEX
+    from talkinghead.motion.lips import VisemeSegment, _blend, lip_motion
+    from talkinghead.motion.visemes import POSES
+
+    assert not POSES[VISEME_INDEX["sil"]].any()
+    times = np.arange(20) / 30.0
+    segments = [VisemeSegment("sil", 0.0, 0.3, 0.8), VisemeSegment("sil", 0.3, 0.7, 1.0)]
+    mouth, labels = lip_motion(segments, times, np.ones(20), np.zeros(20, bool))
+    blend, blend_labels = _blend(segments, times)
+    np.testing.assert_array_equal(mouth, blend)
+    assert labels == blend_labels == ["sil"] * 20

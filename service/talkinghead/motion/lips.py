@@ -94,6 +94,8 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
     n = len(times)
     out = np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
     labels = ["sil"] * n
+    if all(s.viseme == "sil" for s in segments):   # a pause: the silent pose is all zeros, nothing to blend
+        return out, labels
     starts = np.array([s.start for s in segments])
     ends = np.array([s.end for s in segments])
     for i0 in range(0, n, BLOCK_FRAMES):  # blocks keep memory flat on long takes
