@@ -93,16 +93,13 @@ def pitch_frames(audio: np.ndarray, centres: np.ndarray, peak: float,
     audible = intensity >= 0.5 * SILENCE_THRESHOLD / (1.0 + VOICING_THRESHOLD)
     if not audible.any():
         return np.zeros(n), _SILENT
-    lag, strength = _candidates(_autocorrelation(frames[audible]))
-    f = np.where(lag > 0, SAMPLE_RATE / np.where(lag > 0, lag, 1.0), 0.0)
-    voiced = (f > 0) & (f < CEILING_HZ)
-    d = np.where(voiced, strength - OCTAVE_COST * (_LOG2_CEILING - np.log2(np.where(voiced, f, 1.0))), -np.inf)
-    if d.shape[1] > MAX_CANDIDATES:
-        keep = np.argsort(-d, axis=1)[:, :MAX_CANDIDATES]
-        f, d = np.take_along_axis(f, keep, 1), np.take_along_axis(d, keep, 1)
-    k = d.shape[1]
-    freq[audible, 1: 1 + k] = np.where(np.isfinite(d), f, 0.0)
-    delta[audible, 1: 1 + k] = d
+    rows, f, d = _candidates(_autocorrelation(frames[audible]))
+    order = np.lexsort((-d, rows))                                  # each frame's strongest first
+    rows, f, d = rows[order], f[order], d[order]
+    slot = np.arange(len(rows)) - np.searchsorted(rows, rows)       # k-th strongest of its frame
+    keep = slot < MAX_CANDIDATES
+    at = (np.flatnonzero(audible)[rows[keep]], 1 + slot[keep])
+    freq[at], delta[at] = f[keep], d[keep]
     return _viterbi(freq, delta, before)
 
 
@@ -130,26 +127,22 @@ def _autocorrelation(frames: np.ndarray) -> np.ndarray:
     return np.divide(ac, energy * _HANN_AC, out=np.zeros_like(ac), where=energy > 0)
 
 
-def _candidates(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Maxima of r over lags _MIN_LAG.._MAX_LAG above half the voicing threshold: (lag (samples,
-    parabolic), strength), each shape = (n, k), lag 0 where a frame has fewer than k."""
+def _candidates(r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The voiced candidates: maxima of r over lags _MIN_LAG.._MAX_LAG above half the voicing
+    threshold, below CEILING_HZ, as (frame (row of r), frequency Hz, strength less Praat's octave
+    cost), each shape = (m,), in frame order."""
     mid = r[:, _MIN_LAG: _MAX_LAG + 1]
     before, after = r[:, _MIN_LAG - 1: _MAX_LAG], r[:, _MIN_LAG + 1: _MAX_LAG + 2]
     rows, cols = np.nonzero((mid > 0.5 * VOICING_THRESHOLD) & (mid > before) & (mid >= after))
-    n = len(r)
-    if not len(rows):
-        return np.zeros((n, 1)), np.zeros((n, 1))
     r0, rm, rp = mid[rows, cols], before[rows, cols], after[rows, cols]
     dr, d2r = 0.5 * (rp - rm), 2.0 * r0 - rm - rp
     d2r = np.where(d2r > 0, d2r, 1.0)
     strength = r0 + 0.5 * dr * dr / d2r
     strength = np.where(strength > 1.0, 1.0 / strength, strength)   # short windows overshoot: reflect around 1
-    lag = _MIN_LAG + cols + dr / d2r
-    slot = np.arange(len(rows)) - np.searchsorted(rows, rows)       # k-th maximum of its frame
-    k = int(slot.max()) + 1
-    lags, strengths = np.zeros((n, k)), np.zeros((n, k))
-    lags[rows, slot], strengths[rows, slot] = lag, strength
-    return lags, strengths
+    freq = SAMPLE_RATE / (_MIN_LAG + cols + dr / d2r)               # parabolic peak
+    ok = freq < CEILING_HZ
+    freq = freq[ok]
+    return rows[ok], freq, strength[ok] - OCTAVE_COST * (_LOG2_CEILING - np.log2(freq))
 
 
 def _viterbi(freq: np.ndarray, delta: np.ndarray, before: Candidates | None) -> tuple[np.ndarray, Candidates]:
