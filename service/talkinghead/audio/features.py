@@ -5,7 +5,7 @@ Praat (through parselmouth) is the reference tool for pitch and formant tracking
 WebRTC-style VAD finds speech. `analyze` takes a whole recording; the pieces it is made of
 (`frame_rms_db`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a stream runs
 on its windows (motion.stream), with running statistics in place of the whole take's; a stream's
-pitch is Praat's method in numpy (`audio.pitch`: a fifth of Praat's cost on a chunk's frames, its
+pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a chunk's frames, its
 agreement with `pitch_at` measured in tests/test_fast_paths.py).
 """
 
