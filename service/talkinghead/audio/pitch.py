@@ -42,7 +42,7 @@ _HANN_AC = scipy.fft.irfft(np.abs(scipy.fft.rfft(_HANN.astype(np.float64), _NFFT
 _HANN_AC = _HANN_AC / _HANN_AC[0]
 MAX_CANDIDATES = 4                   # voiced candidates a frame keeps, the strongest (Praat keeps 15)
 _PEAK_SPAN = slice(_HALF - _PERIOD // 2, _HALF + _PERIOD // 2)        # where a frame's local peak is looked for...
-_MEAN_SPAN = slice(_HALF - _PERIOD, _HALF + _PERIOD)                  # ...and its local mean (a longest period each side)
+_MEAN_SPAN = slice(_HALF - _PERIOD, _HALF + _PERIOD)                  # ...and its local mean (a period each side)
 _FRAME = np.arange(WINDOW)
 _LOG2_CEILING = math.log2(CEILING_HZ)
 # the path's state after unvoiced frames: only the unvoiced candidate reached (read-only, shared)
