@@ -372,8 +372,8 @@ class _Quantiles:
         if self._total == 0:
             return None
         if self._cumulative is None:
-            self._cumulative = np.cumsum(self._counts)
-        k = int(np.searchsorted(self._cumulative, q * self._total))
+            self._cumulative = self._counts.cumsum()
+        k = int(self._cumulative.searchsorted(q * self._total))
         return self._lo + (min(k, len(self._counts) - 1) + 0.5) * self._step
 
 
