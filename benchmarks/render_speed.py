@@ -2,7 +2,8 @@
 512 and 1024 on ONE core, in ms and in remaps: one full-frame `cv2.remap` of the same size
 (bilinear, float maps, 3-channel uint8: the cheapest thing a warp renderer could do) timed in the
 same run, interleaved with the frames, so the ratio holds across machines and loads where the
-milliseconds do not. Then the wall time of a 60 s take from speech to a 512 px / 30 fps MP4.
+milliseconds do not. Both are CPU time of this process (one thread: OpenCV's pool off; run with
+OMP_NUM_THREADS=1), so work of other processes on the same core does not count. Then the wall time of a 60 s take from speech to a 512 px / 30 fps MP4.
 
     OMP_NUM_THREADS=1 taskset -c 0 python benchmarks/render_speed.py --render-only   # one core
     python benchmarks/render_speed.py --end-to-end                                    # the whole machine
@@ -35,21 +36,23 @@ ROUNDS = 5
 
 
 def remap_seconds(image: np.ndarray, n: int = 50) -> float:
-    """One full-frame bilinear cv2.remap of `image` (a small sub-pixel shift), seconds."""
+    """One full-frame bilinear cv2.remap of `image` (a small sub-pixel shift), CPU seconds."""
     h, w = image.shape[:2]
     ys, xs = np.mgrid[:h, :w].astype(np.float32)
     mx, my = xs + 0.3, ys + 0.2
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(n):
         cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return (time.perf_counter() - t) / n
+    return (time.process_time() - t) / n
 
 
 def frame_seconds(renderer: Renderer, params: list) -> float:
-    t = time.perf_counter()
+    """CPU seconds a frame: on one thread (OpenCV's and numpy's pools off), the CPU time this
+    process spent, not the wall time, which on a shared machine also counts others' turns."""
+    t = time.process_time()
     for p in params:
         renderer.render(p)
-    return (time.perf_counter() - t) / len(params)
+    return (time.process_time() - t) / len(params)
 
 
 def render_only(n_frames: int, reference: bool, sizes=(256, 512, 1024)) -> None:

@@ -1,9 +1,11 @@
 """Torch renderer speed: frames per second of `TorchRenderer.render_batch` at 256, 512 and 1024
 for batches of 1, 8 and 32 frames, the warp alone and with the eye and mouth layers (drawn on
 the CPU), on the device `pick_backend("torch")` chooses (a CUDA GPU, else torch's CPU), beside
-the CPU renderer (numpy + OpenCV) on the same frames.
+the CPU renderer (numpy + OpenCV) on the same frames; and the same batches with their frames
+from `--rigs` different avatars (what the server's concurrent streams send to the device as one
+batch: `torch_backend.render_across`).
 
-    python benchmarks/render_torch_speed.py [--device cuda] [--frames 32]
+    python benchmarks/render_torch_speed.py [--device cuda] [--frames 32] [--rigs 4]
 
 It also prints how far the torch frames are from the CPU renderer's on the same frames: mean
 absolute difference, 99.9th percentile and max (levels of 0..255), and the share of values that
@@ -20,9 +22,9 @@ import torch
 from skimage import data
 from talkinghead.arkit import BS
 from talkinghead.face import analyze_portrait
-from talkinghead.render import render
+from talkinghead.render import Renderer
 from talkinghead.render.device import pick_backend
-from talkinghead.render.torch_backend import TorchRenderer
+from talkinghead.render.torch_backend import TorchRenderer, render_across
 from talkinghead.track import FaceParams, HeadPose
 
 
@@ -55,21 +57,28 @@ def fps(fn, frames: list[FaceParams], batch: int, repeats: int = 3) -> float:
     return best
 
 
-def measure(size: int, device: str, batches: list[int], n_frames: int) -> None:
-    """One row per batch size: warp fps, warp + layers fps, the CPU renderer's fps."""
+def measure(size: int, device: str, batches: list[int], n_frames: int, n_rigs: int) -> None:
+    """One row per batch size: warp fps, warp + layers fps, the same with each batch's frames
+    from `n_rigs` avatars in turn (concurrent streams of different faces, as the server batches
+    them: `render_across`), the CPU renderer's fps."""
     rig = analyze_portrait(data.astronaut(), size, "face")
-    renderer = TorchRenderer(rig, device)
+    renderer, cpu = TorchRenderer(rig, device), Renderer(rig)
+    photo = data.astronaut()
+    others = [TorchRenderer(analyze_portrait(np.ascontiguousarray(np.roll(photo[:, ::(-1) ** k], 8 * k, 1)), size, "face"),
+                            device) for k in range(1, n_rigs)]
+    avatars = [renderer] + others
     frames = speech_like_frames(n_frames)
-    reference = fps(lambda ps: [render(rig, p) for p in ps], frames[:16], 1)
+    reference = fps(lambda ps: [cpu.render(p) for p in ps], frames[:16], 1)
     got = renderer.render_batch(frames).astype(int)
-    want = np.stack([render(rig, p) for p in frames]).astype(int)
+    want = np.stack([cpu.render(p) for p in frames]).astype(int)
     diff = np.abs(got - want)
     print(f"{size:>5}  difference from the CPU renderer over {len(frames)} frames: mean {diff.mean():.4f}, "
           f"p99.9 {np.percentile(diff, 99.9):.0f}, max {diff.max()}, values differing {np.mean(diff > 0):.3%}")
     for batch in batches:
         warp = fps(lambda ps: renderer.render_batch(ps, composite=False), frames, batch)
         full = fps(renderer.render_batch, frames, batch)
-        print(f"{size:>5} {batch:>5} {warp:>8.1f} {full:>8.1f} {reference:>8.1f}")
+        mixed = fps(lambda ps: render_across([(avatars[i % len(avatars)], p) for i, p in enumerate(ps)]), frames, batch)
+        print(f"{size:>5} {batch:>5} {warp:>8.1f} {full:>8.1f} {mixed:>8.1f} {reference:>8.1f}")
 
 
 def main() -> None:
@@ -78,13 +87,15 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024])
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--frames", type=int, default=32, help="frames per timed pass, best of 3 (default 32)")
+    ap.add_argument("--rigs", type=int, default=4, help="avatars the mixed batches take their frames from (default 4)")
     args = ap.parse_args()
     device = args.device or pick_backend("torch")[1]
     name = torch.cuda.get_device_name(0) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
     print(f"torch {torch.__version__} on {device} ({name}); frames per second, best of 3 passes of {args.frames} frames")
-    print(f"{'size':>5} {'batch':>5} {'warp':>8} {'+layers':>8} {'cv2 cpu':>8}")
+    print(f"{'size':>5} {'batch':>5} {'warp':>8} {'+layers':>8} {'mixed':>8} {'cv2 cpu':>8}   "
+          f"(mixed: each batch's frames from {args.rigs} avatars, as a server's concurrent streams)")
     for size in args.sizes:
-        measure(size, device, args.batches, args.frames)
+        measure(size, device, args.batches, args.frames, args.rigs)
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
 

@@ -68,9 +68,11 @@ class ServerProcess:
         return self
 
     def wait_for_workers(self, timeout: float = 120) -> None:
-        """Until the warm worker processes have imported the pipeline (each logs worker.ready)."""
+        """Until the warm worker processes have imported the pipeline (each logs worker.ready,
+        or images.worker_ready for the image processes)."""
         deadline = time.monotonic() + timeout
-        while len(self.events("worker.ready")) < len(self.workers()) or not self.workers():
+        while (len(self.events("worker.ready")) + len(self.events("images.worker_ready")) < len(self.workers())
+               or not self.workers()):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the worker processes did not start:\n{self.log_text()[-3000:]}")
             time.sleep(0.2)

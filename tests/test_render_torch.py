@@ -107,6 +107,27 @@ def test_a_batch_equals_frame_by_frame(renderer, frames):
     assert renderer.render_batch([]).shape == (0, SIZE, SIZE, 3)
 
 
+def test_frames_of_several_rigs_in_one_batch_are_each_their_own(rig, renderer, frames):
+    """Several streams' frames in one batch (`render_across`): each frame is exactly what its
+    own rig's renderer makes alone, whatever the other frames' rigs; rigs of another size are
+    refused."""
+    from talkinghead.render.torch_backend import render_across
+
+    other_rig = analyze_portrait(np.ascontiguousarray(data.astronaut()[:, ::-1]), SIZE, "face")   # mirrored
+    other = TorchRenderer(other_rig, "cpu")
+    names = list(CASES)
+    mixed = [(renderer if i % 2 == 0 else other, CASES[name]) for i, name in enumerate(names)]
+    got = render_across(mixed)
+    alone = other.render_batch([CASES[name] for name in names[1::2]])
+    for i, name in enumerate(names):
+        want = frames[name][0] if i % 2 == 0 else alone[i // 2]
+        assert np.array_equal(got[i], want), name
+    assert not np.array_equal(got[0], other.render_batch([CASES[names[0]]])[0])     # the rigs differ
+    big = TorchRenderer(analyze_portrait(data.astronaut(), 2 * SIZE, "face"), "cpu")
+    with pytest.raises(ValueError, match="one size"):
+        render_across([(renderer, CASES["rest"]), (big, CASES["rest"])])
+
+
 def test_render_frames_with_torch_yields_every_frame(rig):
     n = 5
     rng = np.random.default_rng(0)

@@ -62,6 +62,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     p.add_argument("--client-ca", type=Path, help="with TLS: require client certificates signed by this CA (mTLS)")
     p.add_argument("--workers", type=int, default=4, help="threads for analysis, rendering and encoding (default 4)")
+    p.add_argument("--image-processes", type=int, default=d.image_processes, metavar="N",
+                   help="processes making Stream images with the CPU renderer (default -1: one per core the "
+                        "server may use, at most 8; 0: on the server's threads, which share one core)")
     p.add_argument("--renderer", choices=("auto", "cpu", "torch"), default="auto",
                    help="Generate's renderer: auto = batched torch on a CUDA GPU when there is one, else cpu")
     p.add_argument("--max-concurrent", type=int, default=d.max_concurrent, help=f"calls at once (default {d.max_concurrent})")
@@ -90,12 +93,16 @@ def _cmd_serve(args) -> None:
 
     if args.workers < 1 or args.max_concurrent < 1 or args.max_per_client < 1:
         raise OptionsError("--workers, --max-concurrent and --max-per-client must be at least 1")
+    if args.image_processes < -1:
+        raise OptionsError(f"--image-processes must be -1 (one per core), 0 (threads) or a count, "
+                           f"not {args.image_processes}")
     bad = [flag for field, flag, _, _ in _LIMIT_FLAGS if getattr(args, field) <= 0 and field != "min_audio_seconds"]
     if bad or args.min_audio_seconds < 0:
         raise OptionsError(f"{', '.join(bad) or '--min-audio-seconds'} must be positive")
     limits = replace(Limits(), max_concurrent=args.max_concurrent, max_per_client=args.max_per_client,
                      max_message_bytes=int(args.max_message_mb * 2**20),
                      livelink_allow=tuple(args.livelink_allow or Limits().livelink_allow),
+                     image_processes=args.image_processes,
                      **{field: getattr(args, field) for field, *_ in _LIMIT_FLAGS})
     config = ServerConfig(host=args.host, port=args.port, token=args.token or None, tls_cert=args.tls_cert,
                           tls_key=args.tls_key, client_ca=args.client_ca, workers=args.workers,

@@ -100,6 +100,31 @@ class FrameMaker:
             out = [self._marker.mark(f) for f in out]
         return out
 
+    def images_across(self, items: Sequence[tuple[Rig, FaceParams, ImageOptions]],
+                      batch: int | None = None) -> list[bytes]:
+        """Encoded frames of any rigs (several streams' frames), each (rig, params, options),
+        in order: with the torch backend the frames of one size go to the device in batches of
+        `batch` (default: the maker's) whatever their rigs (`torch_backend.render_across`);
+        with the CPU one they are rendered one by one."""
+        if self.kind != "torch":
+            return [self.images(rig, [params], options)[0] for rig, params, options in items]
+        from talkinghead.render.torch_backend import render_across
+
+        frames: list[np.ndarray | None] = [None] * len(items)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for i, (rig, _, _) in enumerate(items):
+            by_size.setdefault(rig.size, []).append(i)
+        for size, which in by_size.items():
+            step = batch or self.batch
+            for start in range(0, len(which), step):
+                part = which[start:start + step]
+                made = render_across([(self._renderer(items[i][0]), items[i][1]) for i in part], size=size)
+                for i, frame in zip(part, made):
+                    frames[i] = frame
+        if self._marker is not None:
+            frames = [self._marker.mark(f) for f in frames]
+        return [encode_frame(_shrink(f, o.scale), o.encoding, o.quality) for f, (_, _, o) in zip(frames, items)]
+
     def frames(self, rig: Rig, track: MotionTrack) -> Iterator[np.ndarray]:
         """One marked frame per track frame, made lazily, `batch` at a time."""
         step = self.batch

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
@@ -31,9 +33,9 @@ def seal_fraction(weights: np.ndarray) -> float:
 
 
 def _roi(points: np.ndarray, pad: int, w: int, h: int) -> tuple[int, int, int, int] | None:
-    x0, y0 = np.floor(points.min(0)).astype(int) - pad
-    x1, y1 = np.ceil(points.max(0)).astype(int) + pad + 1
-    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
+    (lx, ly), (hx, hy) = points.min(0).tolist(), points.max(0).tolist()
+    x0, y0 = max(math.floor(lx) - pad, 0), max(math.floor(ly) - pad, 0)
+    x1, y1 = min(math.ceil(hx) + pad + 1, w), min(math.ceil(hy) + pad + 1, h)
     return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
@@ -45,10 +47,13 @@ def _mask(shape: tuple[int, int], pts: np.ndarray, origin: tuple[int, int]) -> n
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """2x3 matrix of the similarity (rotation, scale, shift) taking src[0], src[1] to dst[0], dst[1]."""
-    a, b = src[1] - src[0], dst[1] - dst[0]
-    k = complex(b[0], b[1]) / complex(a[0], a[1]) if np.hypot(*a) > 1e-6 else 1.0
-    m = np.array([[k.real, -k.imag], [k.imag, k.real]])
-    return np.column_stack([m, dst[0] - m @ src[0]])
+    (sx0, sy0), (sx1, sy1) = src.tolist()
+    (dx0, dy0), (dx1, dy1) = dst.tolist()
+    ax, ay, bx, by = sx1 - sx0, sy1 - sy0, dx1 - dx0, dy1 - dy0
+    n = ax * ax + ay * ay
+    # k = b / a as complex numbers: the rotation and scale.
+    kr, ki = ((bx * ax + by * ay) / n, (by * ax - bx * ay) / n) if n > 1e-12 else (1.0, 0.0)
+    return np.array([[kr, -ki, dx0 - (kr * sx0 - ki * sy0)], [ki, kr, dy0 - (ki * sx0 + kr * sy0)]])
 
 
 def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
@@ -83,10 +88,10 @@ def composite_eyes(frame: np.ndarray, rig: Rig, landmarks: np.ndarray) -> None:
         place = np.array([[k, 0, cx - k * ox], [0, k, cy - k * oy]], np.float64)
         iris = cv2.warpAffine(eye.iris_patch, place, size, flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0, 0))
-        ball += (iris[..., :3] - ball) * (iris[..., 3] * np.clip(opening * 2, 0, 1))[..., None]
+        ball += (iris[..., :3] - ball) * (iris[..., 3] * np.minimum(opening * 2, 1))[..., None]
         # The opening grown by a pixel (the rig painted that rim the lash colour), fading out
         # as the lids meet so a closed eye shows the lash line, not a sliver of eyeball.
-        closing = np.clip(opening.sum() / max(0.15 * eye.open_area * k * k, 1e-6), 0, 1)
+        closing = min(max(float(opening.sum()) / max(0.15 * eye.open_area * k * k, 1e-6), 0.0), 1.0)
         rim = cv2.dilate((opening > 0.02).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(np.float32)
         alpha = (rim * closing)[..., None]
         roi = frame[y0:y1, x0:x1].astype(np.float32)
@@ -102,7 +107,7 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
     lashes along its edge. Nothing of the photo's brows, lashes or glasses is copied onto it."""
     h, w = frame.shape[:2]
     n_up = len(R.EYE_LEFT_UPPER)
-    common = np.mean([e.lid_color for e in rig.eyes], 0)
+    common = None
     for eye in rig.eyes:
         upper = list(eye.polygon[:n_up])
         now, before = landmarks[upper], unblinked[upper]
@@ -139,6 +144,8 @@ def composite_lids(frame: np.ndarray, rig: Rig, landmarks: np.ndarray, unblinked
         map_x = np.broadcast_to(xs[None, :], map_y.shape).astype(np.float32)
         src = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         grain = np.clip(src - cv2.GaussianBlur(src, (0, 0), max(0.06 * eye_w, 1.0)), -5, 5)
+        if common is None:
+            common = np.mean([e.lid_color for e in rig.eyes], 0)
         lid = _LID_GAIN * (np.asarray(eye.lid_color, np.float32) + common)
         # Shading across the lid: 0 at the crease (where the lid was), 1 at its edge.
         across = np.clip((ys - top[None, :]) / np.maximum(edge - top, 1.0)[None, :], 0, 1)
@@ -304,7 +311,7 @@ def _cavity(lip_color, t, side, below_upper, above_lower, gap, px):
     warm = np.asarray(lip_color, np.float32) * np.array([1.0, 0.72, 0.7], np.float32)
     mid = np.clip(np.minimum(below_upper, above_lower) / np.maximum(0.5 * gap, px), 0, 1)
     shadow = (0.6 + 0.4 * np.clip(below_upper / 0.03, 0, 1)) * (0.75 + 0.25 * np.clip(above_lower / 0.02, 0, 1))
-    cavity = shadow[..., None] * warm * ((0.42 - 0.2 * mid) * (0.5 + 0.5 * side))[..., None]
+    cavity = (shadow * (0.42 - 0.2 * mid) * (0.5 + 0.5 * side))[..., None] * warm
     # Tongue: its top an arch from corner to corner, rising to a third of the gap mid-mouth.
     show = np.clip((gap - 0.05) / 0.06, 0, 1)
     top = 0.34 * gap * np.sqrt(np.clip(1 - ((t - 0.5) / 0.42) ** 2, 0, 1)) * show

@@ -114,73 +114,120 @@ class TorchRenderer:
     def render_batch(self, params: Sequence[FaceParams], composite: bool = True) -> np.ndarray:
         """Frames for `params`, shape = (B, H, W, 3) uint8 RGB; `composite=False` leaves out the
         eye and mouth layers (the warp alone)."""
-        w, h = self.rig.size
-        if not params:
-            return np.empty((0, h, w, 3), np.uint8)
-        disps = [landmark_displacement(self.rig, np.asarray(p.blendshapes, np.float32)) for p in params]
-        maps = self.backward_maps(params, disps)
-        # One sampling of the portrait for the whole batch: its frames stacked as one tall
-        # grid (so the photo is not copied B times).
-        b = len(params)
-        # Snapped to 1/32 pixel as the CPU renderer's fixed-point maps are (cv2.convertMaps).
-        at = torch.round(maps.reshape(1, b * h, w, 2) * 32) / 32
-        warped = _sample(self.image, at[..., 0], at[..., 1])
-        frames = warped.round_().clamp_(0, 255).to(torch.uint8).reshape(3, b, h, w).permute(1, 2, 3, 0)
-        out = frames.contiguous().cpu().numpy()
-        if composite:
-            for frame, p, disp in zip(out, params, disps):
-                composite_layers(frame, self.rig, p, disp)
-        return out
+        return render_across([(self, p) for p in params], composite, size=self.rig.size)
 
     @torch.inference_mode()
     def backward_maps(self, params: Sequence[FaceParams], disps: Sequence[np.ndarray]) -> torch.Tensor:
         """Per-pixel source coordinates, shape = (B, H, W, 2) float32 pixels (x, y): what
         `cpu.backward_map` gives per frame. `disps`: each frame's `landmark_displacement`."""
-        gh, gw = self.shape
-        w, h = self.rig.size
-        b = len(params)
-        disp = torch.from_numpy(np.stack(disps)).to(self.device)               # (B, 478, 3)
-        expr = self.spread_vals[:, 0, None] * disp[:, self.spread_cols[:, 0]]
-        for k in range(1, self.spread_cols.shape[1]):
-            expr = expr + self.spread_vals[:, k, None] * disp[:, self.spread_cols[:, k]]
-        moved = self.points + expr                                             # (B, n, 3)
-        q = moved - self.pivot
-        x, y = turn_points(q[..., 0], q[..., 1], q[..., 2], self._turns(params), self.rig.pivot.tolist())
-        turned = torch.stack([x, y], -1)
-        fwd = expr[..., :2] + self.head_mask * (turned - moved[..., :2])
-        src = self._invert(fwd.reshape(b, gh, gw, 2))
-        back = (src - self.grid).permute(0, 3, 1, 2)
-        # cv2.resize INTER_LINEAR: half-pixel centres, the edge rows and columns replicated.
-        full = F.interpolate(back, scale_factor=self.cell, mode="bilinear", align_corners=False)
-        return self.pixels + full[:, :, :h, :w].permute(0, 2, 3, 1)
+        return _backward_maps([self] * len(params), params, disps)
 
-    def _turns(self, params: Sequence[FaceParams]) -> HeadTurn:
-        """The frames' HeadTurns as one, each field shape = (B, 1) float32."""
-        turns = np.array([astuple(head_turn(self.rig, p.head)) for p in params], np.float32)
-        cols = torch.from_numpy(turns).to(self.device)[:, :, None]
-        return HeadTurn(*cols.unbind(1))
 
-    def _invert(self, fwd: torch.Tensor) -> torch.Tensor:
-        """`cpu.invert_grid` for a batch: fwd shape = (B, gh, gw, 2) -> src, the same shape."""
-        c = float(self.cell)
-        # np.gradient's: central differences inside, one-sided at the edges.
-        def diff(f: torch.Tensor, dim: int) -> torch.Tensor:
-            n = f.shape[dim]
-            inner = (f.narrow(dim, 2, n - 2) - f.narrow(dim, 0, n - 2)) / (2.0 * c)
-            first = (f.narrow(dim, 1, 1) - f.narrow(dim, 0, 1)) / c
-            last = (f.narrow(dim, n - 1, 1) - f.narrow(dim, n - 2, 1)) / c
-            return torch.cat([first, inner, last], dim)
+def _invert(r: TorchRenderer, fwd: torch.Tensor) -> torch.Tensor:
+    """`cpu.invert_grid` for a batch: fwd shape = (B, gh, gw, 2) -> src, the same shape."""
+    c = float(r.cell)
+    # np.gradient's: central differences inside, one-sided at the edges.
+    def diff(f: torch.Tensor, dim: int) -> torch.Tensor:
+        n = f.shape[dim]
+        inner = (f.narrow(dim, 2, n - 2) - f.narrow(dim, 0, n - 2)) / (2.0 * c)
+        first = (f.narrow(dim, 1, 1) - f.narrow(dim, 0, 1)) / c
+        last = (f.narrow(dim, n - 1, 1) - f.narrow(dim, n - 2, 1)) / c
+        return torch.cat([first, inner, last], dim)
 
-        gy, gx = diff(fwd, 1), diff(fwd, 2)
-        jac = torch.stack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]], -1)
-        fwd_c = fwd.permute(0, 3, 1, 2).contiguous()                              # (B, 2, gh, gw)
-        jac_c = jac.permute(0, 3, 1, 2).contiguous()                              # (B, 4, gh, gw)
-        src = self.grid - fwd
-        for _ in range(INVERT_ITERATIONS):
-            at = (src + 0.5) / c - 0.5
-            d = _sample(fwd_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)    # the CPU's 4 channels
-            j = _sample(jac_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)
-            step = newton_step(src[..., 0] + d[..., 0] - self.grid[..., 0], src[..., 1] + d[..., 1] - self.grid[..., 1],
-                               j[..., 0], j[..., 1], j[..., 2], j[..., 3], torch)
-            src = src - torch.stack(step, -1)
-        return src
+    gy, gx = diff(fwd, 1), diff(fwd, 2)
+    jac = torch.stack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]], -1)
+    fwd_c = fwd.permute(0, 3, 1, 2).contiguous()                              # (B, 2, gh, gw)
+    jac_c = jac.permute(0, 3, 1, 2).contiguous()                              # (B, 4, gh, gw)
+    src = r.grid - fwd
+    for _ in range(INVERT_ITERATIONS):
+        at = (src + 0.5) / c - 0.5
+        d = _sample(fwd_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)    # the CPU's 4 channels
+        j = _sample(jac_c, *_like_cv2(at, np.float32, 4)).permute(0, 2, 3, 1)
+        step = newton_step(src[..., 0] + d[..., 0] - r.grid[..., 0], src[..., 1] + d[..., 1] - r.grid[..., 1],
+                           j[..., 0], j[..., 1], j[..., 2], j[..., 3], torch)
+        src = src - torch.stack(step, -1)
+    return src
+
+
+def _stacked(renderers: Sequence[TorchRenderer], name: str) -> torch.Tensor:
+    """Each frame's rig tensor `name`, stacked: shape = (B, ...); (1, ...) when every frame has
+    the same rig (broadcast, not copied)."""
+    first = renderers[0]
+    if all(r is first for r in renderers):
+        return getattr(first, name)[None]
+    unique = list({id(r): r for r in renderers}.values())
+    tensors = [getattr(r, name) for r in unique]
+    if name.startswith("spread_"):                 # ELL widths may differ: pad with weight-0 slots
+        k = max(t.shape[1] for t in tensors)
+        tensors = [F.pad(t, (0, k - t.shape[1])) for t in tensors]
+    index = {id(r): i for i, r in enumerate(unique)}
+    which = torch.tensor([index[id(r)] for r in renderers], device=first.device)
+    return torch.stack(tensors)[which]
+
+
+def _backward_maps(renderers: Sequence[TorchRenderer], params: Sequence[FaceParams],
+                   disps: Sequence[np.ndarray]) -> torch.Tensor:
+    """Per-pixel source coordinates of each frame (its own rig's), shape = (B, H, W, 2)."""
+    r0 = renderers[0]
+    gh, gw = r0.shape
+    w, h = r0.rig.size
+    b = len(params)
+    disp = torch.from_numpy(np.stack(disps)).to(r0.device)                  # (B, 478, 3)
+    cols, vals = _stacked(renderers, "spread_cols"), _stacked(renderers, "spread_vals")   # (B or 1, n, k)
+    lookup = torch.arange(b, device=r0.device)[:, None]
+    expr = vals[..., 0, None] * disp[lookup, cols[..., 0]]
+    for k in range(1, cols.shape[-1]):
+        expr = expr + vals[..., k, None] * disp[lookup, cols[..., k]]
+    moved = _stacked(renderers, "points") + expr                           # (B, n, 3)
+    pivot = _stacked(renderers, "pivot")[:, None]                          # (B or 1, 1, 3)
+    q = moved - pivot
+    x, y = turn_points(q[..., 0], q[..., 1], q[..., 2], _turns(renderers, params), (pivot[..., 0], pivot[..., 1]))
+    turned = torch.stack([x, y], -1)
+    fwd = expr[..., :2] + _stacked(renderers, "head_mask") * (turned - moved[..., :2])
+    src = _invert(r0, fwd.reshape(b, gh, gw, 2))
+    back = (src - r0.grid).permute(0, 3, 1, 2)
+    # cv2.resize INTER_LINEAR: half-pixel centres, the edge rows and columns replicated.
+    full = F.interpolate(back, scale_factor=r0.cell, mode="bilinear", align_corners=False)
+    return r0.pixels + full[:, :, :h, :w].permute(0, 2, 3, 1)
+
+
+def _turns(renderers: Sequence[TorchRenderer], params: Sequence[FaceParams]) -> HeadTurn:
+    """The frames' HeadTurns (each in its own rig's pixels) as one, each field shape = (B, 1)."""
+    turns = np.array([astuple(head_turn(r.rig, p.head)) for r, p in zip(renderers, params)], np.float32)
+    cols = torch.from_numpy(turns).to(renderers[0].device)[:, :, None]
+    return HeadTurn(*cols.unbind(1))
+
+
+@torch.inference_mode()
+def render_across(frames: Sequence[tuple[TorchRenderer, FaceParams]], composite: bool = True,
+                  size: tuple[int, int] | None = None) -> np.ndarray:
+    """Frames of any rigs of one size on one device — several streams' frames in one batch —
+    each (renderer, params), shape = (B, H, W, 3) uint8 RGB: each the frame its renderer's
+    `render_batch` makes. `size` (w, h): the frame size when `frames` may be empty."""
+    if not frames:
+        w, h = size
+        return np.empty((0, h, w, 3), np.uint8)
+    renderers = [r for r, _ in frames]
+    params = [p for _, p in frames]
+    r0 = renderers[0]
+    w, h = r0.rig.size
+    bad = {r.rig.size for r in renderers} - {(w, h)} or {str(r.device) for r in renderers} - {str(r0.device)}
+    if bad:
+        raise ValueError(f"one batch holds frames of one size on one device, not also {sorted(map(str, bad))}")
+    disps = [landmark_displacement(r.rig, np.asarray(p.blendshapes, np.float32)) for r, p in frames]
+    maps = _backward_maps(renderers, params, disps)
+    b = len(params)
+    if all(r is r0 for r in renderers):
+        # One sampling of the portrait for the whole batch: its frames stacked as one tall
+        # grid (so the photo is not copied B times).
+        # Snapped to 1/32 pixel as the CPU renderer's fixed-point maps are (cv2.convertMaps).
+        at = torch.round(maps.reshape(1, b * h, w, 2) * 32) / 32
+        warped = _sample(r0.image, at[..., 0], at[..., 1]).reshape(3, b, h, w).permute(1, 0, 2, 3)
+    else:
+        at = torch.round(maps * 32) / 32
+        warped = _sample(_stacked(renderers, "image")[:, 0], at[..., 0], at[..., 1])    # (B, 3, h, w)
+    out = warped.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+    if composite:
+        for frame, r, p, disp in zip(out, renderers, params, disps):
+            composite_layers(frame, r.rig, p, disp)
+    return out

@@ -70,6 +70,8 @@ class RunningServer:
         await self.server.stop(grace)
         self.servicer.pool.shutdown(wait=False, cancel_futures=True)
         self.servicer.workers.close()
+        if self.servicer.images is not None:
+            self.servicer.images.close()
 
 
 async def _set_serving(servicer, serving: bool) -> None:
@@ -112,6 +114,9 @@ async def serve(config: ServerConfig = ServerConfig()) -> None:
     (up to `grace_seconds`)."""
     running = await start_server(config)
     running.servicer.workers.prestart()       # warm analysis processes before the first call
+    if running.servicer.images is not None:   # and the image processes, in the background
+        warming = asyncio.ensure_future(running.servicer.images.ready())
+        warming.add_done_callback(lambda done: done.cancelled() or done.exception())   # failures: the first stream says
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

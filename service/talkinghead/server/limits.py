@@ -38,6 +38,9 @@ class Limits:
     # IMAGE_LEVELS); 0 = one frame interval (33 ms at 30 fps), the most a stream can keep up with.
     stream_image_seconds: float = 0.0
     analysis_processes: int = 2         # worker processes for face and speech analysis
+    # Processes making Stream images with the CPU renderer (server/images.py): -1 = one per core
+    # the server may use (at most 8); 0 = on the server's threads (they share one core: the GIL).
+    image_processes: int = -1
     avatar_cache_bytes: int = 2 << 30
     avatar_ttl: float = 3600.0
     # Hosts a Stream may ask the server to send Live Link UDP to ("*" = any). Loopback by

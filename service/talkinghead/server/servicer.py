@@ -30,6 +30,7 @@ from talkinghead.render.frames import FrameMaker, ImageOptions
 from talkinghead.server import convert, jobs
 from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
+from talkinghead.server.images import ImageBatches, ImageProcesses, auto_count
 from talkinghead.server.limits import Limits, Slots
 from talkinghead.server.session import StreamSession, stream_options
 from talkinghead.server.status import Cancelled, LimitError, abort
@@ -63,10 +64,23 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
+        # Stream images: with the CPU renderer in processes of their own, one per core; with the
+        # torch one, all streams' frames of the moment in one batch on the device.
+        self.images: ImageProcesses | ImageBatches | None = None
+        if self.frames.kind == "torch":
+            self.images = ImageBatches(self.frames, self._run)
+        elif auto_count(limits.image_processes):
+            self.images = ImageProcesses(auto_count(limits.image_processes), watermark_operator)
 
     def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
         return self.frames.images(rig, [params], options)[0]
+
+    async def stream_image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
+        """A Stream's frame image: from the image processes, or on the thread pool."""
+        if self.images is not None:
+            return await self.images.image(rig, params, options)
+        return await self._run(self.image, rig, params, options)
 
     async def _run(self, fn: Callable, *args):
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
@@ -254,5 +268,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
     async def _stream_session(self, cfg: pb.StreamConfig) -> StreamSession:
         options, enc, quality = stream_options(cfg)
         rig = None if cfg.output.params_only else await self._rig(cfg.portrait)
+        if rig is not None and self.images is not None:
+            await self.images.ready()             # started with the first stream of images
         return StreamSession.open(cfg, options, rig, enc, quality, limits=self.limits, run=self._run,
-                                  image=self.image)
+                                  image=self.stream_image)

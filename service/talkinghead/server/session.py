@@ -88,9 +88,9 @@ class StreamSession:
     def __init__(self, motion: MotionStream, fps: float, rate: int, rig: Rig | None, enc: str, quality: int,
                  realtime: bool, header: pb.Header, *, limits: Limits, run: Callable, image: Callable,
                  livelink=None) -> None:
-        """`run(fn, *args)` awaits fn on the server's thread pool; `image(rig, params, options)`
-        renders, watermarks and encodes one frame (render.ImageOptions), on that pool: the
-        event loop never encodes."""
+        """`run(fn, *args)` awaits fn on the server's thread pool; `await image(rig, params,
+        options)` renders, watermarks and encodes one frame (render.ImageOptions) off the event
+        loop (the server's image processes, or that pool)."""
         self.livelink = livelink               # a LiveLinkSender, or None
         self.motion, self.fps, self.rate, self.rig = motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
@@ -359,7 +359,7 @@ class StreamSession:
             cost = 0.0
             if wanted and index % IMAGE_LEVELS[self.level][2] == 0:
                 began = time.perf_counter()
-                image = await self._run(self._image, self.rig, params, self._image_options())
+                image = await self._image(self.rig, params, self._image_options())
                 cost = time.perf_counter() - began
             self.image_cost += COST_SMOOTHING * (cost - self.image_cost)
         self.sent += 1

@@ -59,13 +59,16 @@ def _worker_main(conn) -> None:
 
 
 class _Worker:
-    def __init__(self) -> None:
+    """A fresh `python -m <module> FD LEVEL JSON [ARGS]` process, its end of a Pipe on FD (the
+    logging settings passed on), and this end: `conn`."""
+
+    def __init__(self, module: str = "talkinghead.server.workers", args: tuple[str, ...] = ()) -> None:
         from talkinghead import logs
 
         self.conn, child = multiprocessing.Pipe()
         level, json = logs.settings
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "talkinghead.server.workers", str(child.fileno()), level, str(int(json))],
+            [sys.executable, "-m", module, str(child.fileno()), level, str(int(json)), *args],
             pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         child.close()
 

@@ -1,0 +1,154 @@
+"""Stream images made in the server's image processes (server/images.py), with a real server
+on a loopback port and real worker processes: the same images as the server's threads make,
+a worker killed mid-stream is replaced (the stream goes on), and more avatars than a worker
+keeps are each drawn from their own portrait."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from talkinghead.audio.decode import SAMPLE_RATE
+from talkinghead.client import TalkingHeadClient, audio_chunk, control, stream_config
+from talkinghead.face import analyze_portrait
+from talkinghead.media import decode_frame
+from talkinghead.motion.options import MotionOptions
+from talkinghead.render.frames import ImageOptions
+from talkinghead.server.images import RIGS_KEPT, ImageProcesses
+from talkinghead.server.limits import Limits
+from talkinghead.track import FaceParams
+
+LINE = "Bob bought a map of the big palm park."
+
+
+def _png() -> bytes:
+    return cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+
+
+def _stream(target: str, speech: np.ndarray, seconds: float = 1.0, seed: int = 3, on_frame=None):
+    pcm = (np.clip(speech[:int(seconds * SAMPLE_RATE)], -1, 1) * 32767).astype("<i2").tobytes()
+    step = int(0.1 * SAMPLE_RATE) * 2
+    with TalkingHeadClient(target, timeout=120) as c:
+        avatar = c.create_avatar(_png(), size=256).avatar_id
+        reqs = [stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=False, motion=MotionOptions(seed=seed))]
+        reqs += [audio_chunk(pcm[i:i + step]) for i in range(0, len(pcm), step)] + [control("flush")]
+        frames = []
+        for r in c.stream(iter(reqs)):
+            if r.WhichOneof("payload") == "frame":
+                frames.append(r.frame)
+                if on_frame is not None:
+                    on_frame(len(frames))
+    return frames
+
+
+def test_image_processes_make_the_threads_images(serve, spoken):
+    """The same stream through a server rendering on its threads and one with two image
+    processes: every frame's image is the same, byte for byte (same renderer, watermark and
+    JPEG encoder, only another process)."""
+    speech = spoken(LINE)
+    threads = serve(limits=Limits(image_processes=0))
+    procs = serve(limits=Limits(image_processes=2))
+    assert threads.running.servicer.images is None and procs.running.servicer.images.n == 2
+    a, b = _stream(threads.target, speech), _stream(procs.target, speech)
+    assert len(a) == len(b) >= 30
+    assert all(f.image for f in b)
+    assert [f.image for f in a] == [f.image for f in b]
+
+
+def test_a_killed_image_process_is_replaced_and_the_stream_goes_on(serve, spoken):
+    speech = spoken(LINE)
+    srv = serve(limits=Limits(image_processes=1))
+    killed = []
+
+    def kill_once(n):
+        if n == 10 and not killed:
+            images = srv.running.servicer.images
+            (worker,) = images._workers
+            killed.append(worker.pid)
+            os.kill(worker.pid, signal.SIGKILL)
+
+    frames = _stream(srv.target, speech, seconds=2.0, on_frame=kill_once)
+    assert killed and len(frames) >= 60
+    assert [f.index for f in frames] == list(range(len(frames)))
+    missing = [f.index for f in frames if not f.image]
+    assert len(missing) <= 2, missing                     # the frame (or two) the dead process had
+    assert all(f.image for f in frames[-30:])             # a fresh process makes the rest
+    (fresh,) = srv.running.servicer.images._workers
+    assert fresh.pid != killed[0]
+
+
+def test_more_avatars_than_a_process_keeps_each_get_their_own_face(landmarker_rigs):
+    """RIGS_KEPT + 3 rigs of different sizes in turn through one process, twice round (each
+    rig sent again once the process has let it go), and once with the server's record of what
+    the process holds out of step (the process asks for the rig): every image has its rig's size."""
+    rigs = landmarker_rigs
+    params = FaceParams(0.0, np.zeros(52, np.float32))
+
+    async def run():
+        images = ImageProcesses(1)
+        try:
+            sizes = []
+            for rig in rigs + rigs:
+                sizes.append(decode_frame(await images.image(rig, params, ImageOptions()), "jpeg").shape[:2])
+            (worker,) = images._workers
+            stale = images._key(rigs[0])
+            worker.known[stale] = None                    # the server thinks it is there; it is not
+            worker.known.move_to_end(stale)
+            sizes.append(decode_frame(await images.image(rigs[0], params, ImageOptions()), "jpeg").shape[:2])
+            return sizes
+        finally:
+            images.close()
+
+    sizes = asyncio.run(run())
+    want = [(r.size[1], r.size[0]) for r in rigs + rigs] + [(rigs[0].size[1], rigs[0].size[0])]
+    assert sizes == want
+
+
+@pytest.fixture(scope="module")
+def landmarker_rigs():
+    from talkinghead.face import FaceLandmarker
+
+    with FaceLandmarker() as lm:
+        return [analyze_portrait(data.astronaut(), 256 + 16 * k, "face", lm) for k in range(RIGS_KEPT + 3)]
+
+
+@pytest.mark.slow
+def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken):
+    """A server with the torch renderer (torch's CPU build here; a GPU in production): two
+    streams of different avatars at once have their frames rendered in shared batches (frames
+    of both rigs in one trip), and each stream's images are exactly those it gets alone."""
+    pytest.importorskip("torch")
+    speech = spoken(LINE)
+    srv = serve(renderer="torch")
+    batches = srv.running.servicer.images
+    assert type(batches).__name__ == "ImageBatches"
+    pngs = [_png(), cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(data.astronaut()[:, ::-1]),
+                                                      cv2.COLOR_RGB2BGR))[1].tobytes()]
+
+    with TalkingHeadClient(srv.target, timeout=300) as c:
+        avatars = [c.create_avatar(png, size=256).avatar_id for png in pngs]
+    pcm = (np.clip(speech[:SAMPLE_RATE], -1, 1) * 32767).astype("<i2").tobytes()
+
+    def run(avatar, seed):
+        with TalkingHeadClient(srv.target, timeout=300) as c:
+            reqs = [stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=False, motion=MotionOptions(seed=seed))]
+            reqs += [audio_chunk(pcm[i:i + 3200]) for i in range(0, len(pcm), 3200)] + [control("flush")]
+            return [r.frame.image for r in c.stream(iter(reqs)) if r.WhichOneof("payload") == "frame"]
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    alone = [run(avatar, seed) for seed, avatar in enumerate(avatars)]
+    mixed_before = batches.mixed
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(run, avatars, range(2)))
+    assert batches.mixed > mixed_before, ("no batch held frames of both streams", batches.batches, batches.mixed)
+    for a, t in zip(alone, together):
+        assert len(a) == len(t) >= 30 and all(t)
+        assert a == t
+    assert alone[0] != alone[1]
