@@ -67,8 +67,9 @@ class Head:
         rot = np.empty((n, len(self._drift)))
         for axis, drift in enumerate(self._drift):
             rot[:, axis] = drift(n) * envelope
-        rot[:, 1] += self._pitch.at(t)
-        rot[:, 0] += self._yaw.at(t)
+        nods, sweeps = Pulses.at_each([self._pitch, self._yaw], t)
+        rot[:, 1] += nods
+        rot[:, 0] += sweeps
         # breathing: -1..1 chest rise at a rate that wanders within BREATH_HZ (a fixed sine looks
         # mechanical), deep and shallow breaths
         lo, hi = BREATH_HZ

@@ -92,24 +92,37 @@ class Pulses:
 
     def at(self, t: np.ndarray) -> np.ndarray:
         """The bumps summed at frame times t (ascending, after every earlier call's), shape = (n,)."""
-        out = np.zeros(len(t))
-        if not len(t) or not self._pending:
+        return Pulses.at_each([self], t)[0]
+
+    @staticmethod
+    def at_each(channels: list["Pulses"], t: np.ndarray) -> list[np.ndarray]:
+        """`at` of several channels at the same frame times: a stream's few frames of all of them
+        in one array (each channel's sum the same as alone)."""
+        out = [np.zeros(len(t)) for _ in channels]
+        pending = [p for c in channels for p in c._pending]
+        if not len(t) or not pending:
             return out
-        if len(self._pending) * len(t) <= VECTOR_PULSES:
-            out = _pulses(t, np.array(self._pending))
+        if len(pending) * len(t) <= VECTOR_PULSES:
+            bumps, a = _pulses(t, np.array(pending)), 0
+            for k, c in enumerate(channels):
+                if c._pending:
+                    out[k] = bumps[a: a + len(c._pending)].sum(axis=0)
+                    a += len(c._pending)
         else:
-            for amplitude, onset, rise, decay in self._pending:
-                add_pulse(out, t, amplitude, onset, rise, decay)
-        self._pending = [p for p in self._pending if p[1] + p[2] + 4 * p[3] > t[-1]]
+            for k, c in enumerate(channels):
+                for amplitude, onset, rise, decay in c._pending:
+                    add_pulse(out[k], t, amplitude, onset, rise, decay)
+        for c in channels:
+            c._pending = [p for p in c._pending if p[1] + p[2] + 4 * p[3] > t[-1]]
         return out
 
 
 def _pulses(times: np.ndarray, pulses: np.ndarray) -> np.ndarray:
-    """add_pulse of every pulse (rows of amplitude, onset, rise, decay) at once, summed in the same
-    order: the same values, without a call per pulse (a stream's few frames)."""
+    """add_pulse of every pulse (rows of amplitude, onset, rise, decay) at once, shape = (m, n), a
+    row per pulse (zero where it does not reach): summed over rows in order, add_pulse's sum."""
     amplitude, onset, rise, decay = (pulses[:, i: i + 1] for i in range(4))
     inside = (times >= onset) & (times < onset + rise + 4 * decay)   # add_pulse's [i0, i1)
     x = times - onset
     up = np.where(x < rise, 0.5 - 0.5 * np.cos(np.pi * x / rise), 0.0)
     down = np.where(x >= rise, np.exp(-((x - rise) / decay) ** 2), 0.0)
-    return np.where(inside, amplitude * (up + down), 0.0).sum(axis=0)
+    return np.where(inside, amplitude * (up + down), 0.0)
