@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 
 from talkinghead.arkit import BS
+from talkinghead.face import regions as R
 from talkinghead.face.rig import CAMERA_DISTANCE_MM, Rig
 from talkinghead.render.layers import composite_eyes, composite_lids, composite_mouth, seal_fraction
 from talkinghead.track import FaceParams, HeadPose
@@ -51,6 +52,9 @@ CONVERGED_PX = 0.02    # Newton stops at a point once its step is shorter (pixel
 # (measured on a spoken take: the second step is ~0.4 % of the first, 99 % of them under
 # 0.012 px after a first step under 0.3 px), so the step after would be under CONVERGED_PX.
 FIRST_STEP_PX = 0.25
+SPECKLE_PX = 1.0       # a grid point's source this far from its neighbours' median is a speck (`despeckle`)
+SPECKLE_REACH = 4      # ... if within this many grid points of where the map folds
+LIPS_MARGIN = 0.25     # ... and not round the lips (their box grown by this share of its width)
 BAND_ROWS = 12         # grid rows per band of the moving region (48 px at 512; 8 and 16 measured slower)
 _BLINKS = [BS["eyeBlinkRight"], BS["eyeBlinkLeft"]]   # in the order of Rig.eyes
 
@@ -169,20 +173,19 @@ def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int
     return src.astype(np.float32)
 
 
-def invert_moving(fwd4: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.ndarray) -> np.ndarray:
+def invert_moving(fwd4: np.ndarray, jac: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.ndarray) -> np.ndarray:
     """`invert_grid` where it has work: Newton (`newton_step`'s arithmetic, on planar x and y
     rows) only at the grid points `active` (flat indices), from x - D(x), each point dropping
     out once its step is below CONVERGED_PX, at most INVERT_ITERATIONS steps (a fold's points,
     where Newton has no one answer, take them all). Every other point is its own source.
     `fwd4`: the forward map in channels 0-1 of shape = (gh, gw, 4), channels 2-3 zero:
     OpenCV's 2-channel float remap snaps its coordinates to 1/32 of a cell (and Newton then
-    cannot settle closer than that); its 1- and 4-channel ones are exact. Returns the source
-    per grid point, shape = (gh, gw, 2)."""
+    cannot settle closer than that); its 1- and 4-channel ones are exact. `jac`: its
+    `_jacobian`. Returns the source per grid point, shape = (gh, gw, 2)."""
     c = float(cell)
     gh, gw = grid_xy.shape[:2]
     out_x, out_y = grid_xy[..., 0].ravel().copy(), grid_xy[..., 1].ravel().copy()
     if len(active):
-        jac = _jacobian(fwd4, cell)
         k = active
         flat = fwd4.reshape(-1, 4)
         gx, gy = out_x[k], out_y[k]
@@ -201,6 +204,61 @@ def invert_moving(fwd4: np.ndarray, grid_xy: np.ndarray, cell: int, active: np.n
             if not len(k):
                 break
     return np.stack([out_x, out_y], -1).reshape(gh, gw, 2)
+
+
+def folds(jac: np.ndarray) -> np.ndarray:
+    """Where the forward map folds (its Jacobian's determinant at most DET_MIN), shape =
+    (gh, gw) bool; `jac` as `_jacobian` gives it."""
+    return (1 + jac[..., 0]) * (1 + jac[..., 3]) - jac[..., 1] * jac[..., 2] <= DET_MIN
+
+
+def _speckles(back: np.ndarray, med: np.ndarray) -> np.ndarray:
+    d = cv2.absdiff(back, med)
+    return np.maximum(d[..., 0], d[..., 1]) > SPECKLE_PX
+
+
+def lips_grid(rig: Rig) -> np.ndarray:
+    """The grid points round the lips, shape = (gh, gw) bool: the box of the lips at rest
+    grown by LIPS_MARGIN of its width and SPECKLE_REACH points. `despeckle` leaves the map
+    alone there: a sealed mouth folds its lips over each other on purpose (the seal), and the
+    median would part them again."""
+    lips = rig.landmarks[list(R.LIP_UPPER_OUTER + R.LIP_LOWER_OUTER), :2]
+    (x0, y0), (x1, y1) = lips.min(0), lips.max(0)
+    pad = LIPS_MARGIN * (x1 - x0) + SPECKLE_REACH * rig.cell
+    gx, gy = rig.grid_xy[..., 0], rig.grid_xy[..., 1]
+    return (gx >= x0 - pad) & (gx <= x1 + pad) & (gy >= y0 - pad) & (gy <= y1 + pad)
+
+
+def despeckle(back: np.ndarray, folded: np.ndarray, lips: np.ndarray) -> np.ndarray:
+    """The backward map (source - grid point, shape = (gh, gw, 2) float32) with its speckles
+    mended. Where a turned head folds the face over itself (the nose over the far cheek, the
+    jaw over the collar, from about 10 degrees of yaw), Newton finds one layer at a point and the other at its neighbour: a point
+    whose source jumps by pixels from all round it, in the frame a speck of the other layer.
+    Within SPECKLE_REACH grid points of where the map folds (`folded`, from `folds`), away
+    from the lips (`lips`, from `lips_grid`), such a point (SPECKLE_PX) takes the median of its 3 x 3 neighbours' sources, and if there were
+    any, once more (specks of two or three points; a 5 x 5 median did no better and costs
+    five times as much): the layer its neighbourhood shows. The medians only over the box round the candidates (with a
+    point of margin, so they are exactly the whole grid's there). Shared by every backend
+    (torch: `torch_backend._despeckle`)."""
+    if not folded.any():
+        return back
+    k = 2 * SPECKLE_REACH + 1
+    near = cv2.dilate(folded.view(np.uint8), np.ones((k, k), np.uint8)).view(bool) & ~lips
+    if not near.any():
+        return back
+    rows, cols = np.flatnonzero(near.any(1)), np.flatnonzero(near.any(0))
+    gh, gw = near.shape
+    r0, r1, c0, c1 = max(rows[0] - 1, 0), min(rows[-1] + 2, gh), max(cols[0] - 1, 0), min(cols[-1] + 2, gw)
+    roi, near = back[r0:r1, c0:c1].copy(), near[r0:r1, c0:c1]
+    for _ in range(2):
+        med = cv2.medianBlur(roi, 3)
+        bad = _speckles(roi, med) & near
+        if not bad.any():
+            break
+        roi[bad] = med[bad]
+    out = back.copy()
+    out[r0:r1, c0:c1] = roi
+    return out
 
 
 def newton_step(rx, ry, jxx, jxy, jyx, jyy, xp):
@@ -302,7 +360,10 @@ def composite_layers(frame: np.ndarray, rig: Rig, params: FaceParams, disp: np.n
     landmarks = _apply_head(rig, rig.landmarks + disp, params.head)
     composite_mouth(frame, rig, landmarks, weights)
     composite_eyes(frame, rig, landmarks)
-    if weights[_BLINKS].max() > ACTIVE:
+    # A blink that moves no lid by half a pixel (a squint's few hundredths) draws no lid
+    # (composite_lids: under 0.5 px it leaves an eye as it is); nearer the camera the head is
+    # at most ~1.1x larger, so 0.4 px of the rig's own pixels is on the safe side.
+    if float(weights[_BLINKS].max()) * float(np.abs(rig.basis[_BLINKS]).max()) > 0.4:
         # Where the lids would be without the blink: the band between is the closing lid.
         unblinked = disp - np.tensordot(weights[_BLINKS], rig.basis[_BLINKS], 1)
         composite_lids(frame, rig, landmarks, _apply_head(rig, rig.landmarks + unblinked, params.head))
@@ -325,6 +386,7 @@ class Renderer:
         rel = np.column_stack([rig.grid_xy.reshape(n, 2), rig.grid_z]) - rig.pivot
         self._rel = np.ascontiguousarray(rel.T, np.float32)
         self._mask = rig.head_mask.astype(np.float32).ravel()
+        self._lips = lips_grid(rig)
 
     def render(self, params: FaceParams) -> np.ndarray:
         """One frame: shape = (H, W, 3) uint8 RGB."""
@@ -357,7 +419,9 @@ class Renderer:
         """The reference's per-pixel source coordinates, shape = (H, W, 2) float32: `invert_grid`
         on the whole grid, upsampled to every pixel."""
         rig = self.rig
-        back = invert_grid(self.forward(head, disp), rig.grid_xy, rig.cell) - rig.grid_xy
+        fwd = self.forward(head, disp)
+        back = despeckle(invert_grid(fwd, rig.grid_xy, rig.cell) - rig.grid_xy, folds(_jacobian(fwd, rig.cell)),
+                         self._lips)
         gh, gw = back.shape[:2]
         full = cv2.resize(back, (gw * rig.cell, gh * rig.cell), interpolation=cv2.INTER_LINEAR)
         w, h = rig.size
@@ -372,7 +436,8 @@ class Renderer:
         fwd4[np.abs(fwd4) < STILL_PX] = 0
         # Newton where the map or its neighbours move: elsewhere x - D(x) = x is the answer.
         todo = np.flatnonzero(_dilate(_nonzero(fwd4)))
-        back = invert_moving(fwd4, rig.grid_xy, rig.cell, todo) - rig.grid_xy
+        jac = _jacobian(fwd4, rig.cell)
+        back = despeckle(invert_moving(fwd4, jac, rig.grid_xy, rig.cell, todo) - rig.grid_xy, folds(jac), self._lips)
         back[np.abs(back) < STILL_PX] = 0
         return back, _nonzero(back)
 

@@ -42,7 +42,7 @@ def _roi(points: np.ndarray, pad: int, w: int, h: int) -> tuple[int, int, int, i
 def _mask(shape: tuple[int, int], pts: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
     m = np.zeros(shape, np.uint8)
     cv2.fillPoly(m, [np.round((pts - origin) * 16).astype(np.int32)], 255, cv2.LINE_AA, shift=4)
-    return m.astype(np.float32) * (1 / 255)
+    return np.multiply(m, np.float32(1 / 255), dtype=np.float32)
 
 
 def _similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:

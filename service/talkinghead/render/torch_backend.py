@@ -29,10 +29,14 @@ import torch.nn.functional as F
 from talkinghead.face.rig import Rig
 from talkinghead.render.cpu import (
     INVERT_ITERATIONS,
+    DET_MIN,
+    SPECKLE_PX,
+    SPECKLE_REACH,
     HeadTurn,
     composite_layers,
     head_turn,
     landmark_displacement,
+    lips_grid,
     newton_step,
     turn_points,
 )
@@ -109,6 +113,7 @@ class TorchRenderer:
         self.pixels = torch.stack([xs, ys], -1)                                  # (H, W, 2)
         self.cell = rig.cell
         self.shape = (gh, gw)
+        self.lips = torch.from_numpy(lips_grid(rig)).to(dev)                   # (gh, gw) bool
 
     @torch.inference_mode()
     def render_batch(self, params: Sequence[FaceParams], composite: bool = True) -> np.ndarray:
@@ -123,8 +128,9 @@ class TorchRenderer:
         return _backward_maps([self] * len(params), params, disps)
 
 
-def _invert(r: TorchRenderer, fwd: torch.Tensor) -> torch.Tensor:
-    """`cpu.invert_grid` for a batch: fwd shape = (B, gh, gw, 2) -> src, the same shape."""
+def _invert(r: TorchRenderer, fwd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`cpu.invert_grid` for a batch: fwd shape = (B, gh, gw, 2) -> (src, the same shape;
+    where the map folds, shape = (B, gh, gw) bool)."""
     c = float(r.cell)
     # np.gradient's: central differences inside, one-sided at the edges.
     def diff(f: torch.Tensor, dim: int) -> torch.Tensor:
@@ -138,6 +144,8 @@ def _invert(r: TorchRenderer, fwd: torch.Tensor) -> torch.Tensor:
     jac = torch.stack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]], -1)
     fwd_c = fwd.permute(0, 3, 1, 2).contiguous()                              # (B, 2, gh, gw)
     jac_c = jac.permute(0, 3, 1, 2).contiguous()                              # (B, 4, gh, gw)
+    # Where the map folds (`cpu.folds`: the Jacobian's determinant at most DET_MIN).
+    folded = (1 + jac[..., 0]) * (1 + jac[..., 3]) - jac[..., 1] * jac[..., 2] <= DET_MIN
     src = r.grid - fwd
     for _ in range(INVERT_ITERATIONS):
         at = (src + 0.5) / c - 0.5
@@ -146,7 +154,33 @@ def _invert(r: TorchRenderer, fwd: torch.Tensor) -> torch.Tensor:
         step = newton_step(src[..., 0] + d[..., 0] - r.grid[..., 0], src[..., 1] + d[..., 1] - r.grid[..., 1],
                            j[..., 0], j[..., 1], j[..., 2], j[..., 3], torch)
         src = src - torch.stack(step, -1)
-    return src
+    return src, folded
+
+
+def _median(back: torch.Tensor, k: int) -> torch.Tensor:
+    """cv2.medianBlur(k) of each channel, borders replicated: shape = (B, C, h, w)."""
+    b, c, h, w = back.shape
+    padded = F.pad(back, (k // 2,) * 4, mode="replicate")
+    patches = F.unfold(padded.reshape(b * c, 1, h + k - 1, w + k - 1), k)         # (B*C, k*k, h*w)
+    return patches.median(1).values.reshape(b, c, h, w)
+
+
+def _despeckle(back: torch.Tensor, folded: torch.Tensor, lips: torch.Tensor) -> torch.Tensor:
+    """`cpu.despeckle` for a batch: back shape = (B, 2, gh, gw), folded (B, gh, gw) bool, lips
+    (B or 1, gh, gw) bool; the same out. The second pass only for frames whose first mended
+    something, as on the CPU."""
+    k = 2 * SPECKLE_REACH + 1
+    near = (F.max_pool2d(folded[:, None].float(), k, stride=1, padding=SPECKLE_REACH) > 0) & ~lips[:, None]
+
+    def speckles(med):
+        return ((back - med).abs().amax(1, keepdim=True) > SPECKLE_PX) & near
+
+    med = _median(back, 3)
+    bad = speckles(med)
+    back = torch.where(bad, med, back)
+    mended = bad.flatten(1).any(1)[:, None, None, None]
+    med = _median(back, 3)
+    return torch.where(speckles(med) & mended, med, back)
 
 
 def _stacked(renderers: Sequence[TorchRenderer], name: str) -> torch.Tensor:
@@ -184,8 +218,8 @@ def _backward_maps(renderers: Sequence[TorchRenderer], params: Sequence[FacePara
     x, y = turn_points(q[..., 0], q[..., 1], q[..., 2], _turns(renderers, params), (pivot[..., 0], pivot[..., 1]))
     turned = torch.stack([x, y], -1)
     fwd = expr[..., :2] + _stacked(renderers, "head_mask") * (turned - moved[..., :2])
-    src = _invert(r0, fwd.reshape(b, gh, gw, 2))
-    back = (src - r0.grid).permute(0, 3, 1, 2)
+    src, folded = _invert(r0, fwd.reshape(b, gh, gw, 2))
+    back = _despeckle((src - r0.grid).permute(0, 3, 1, 2), folded, _stacked(renderers, "lips"))
     # cv2.resize INTER_LINEAR: half-pixel centres, the edge rows and columns replicated.
     full = F.interpolate(back, scale_factor=r0.cell, mode="bilinear", align_corners=False)
     return r0.pixels + full[:, :, :h, :w].permute(0, 2, 3, 1)
