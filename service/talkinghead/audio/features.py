@@ -3,8 +3,10 @@ prosodic events (syllable nuclei, pitch accents) that drive brows and head.
 
 Praat (through parselmouth) is the reference tool for pitch and formant tracking; pocketsphinx's
 WebRTC-style VAD finds speech. `analyze` takes a whole recording; the pieces it is made of
-(`frame_rms_db`, `pitch_at`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a
-stream runs on its windows (motion.stream), with running statistics in place of the whole take's.
+(`frame_rms_db`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a stream runs
+on its windows (motion.stream), with running statistics in place of the whole take's; a stream's
+pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a chunk's frames, its
+agreement with `pitch_at` measured in tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 from pocketsphinx import Vad
-from scipy.ndimage import binary_closing, binary_opening, gaussian_filter1d
+from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
@@ -51,7 +53,7 @@ class SpeechFeatures:
     def at(self, name: str, times: np.ndarray) -> np.ndarray:
         """Sample a per-frame feature at arbitrary times (s) by nearest frame."""
         arr = getattr(self, name)
-        idx = np.clip((np.asarray(times) / HOP).astype(int), 0, len(arr) - 1)
+        idx = np.minimum(np.maximum((np.asarray(times) / HOP).astype(int), 0), len(arr) - 1)   # np.clip, cheaper
         return arr[idx]
 
 
@@ -75,7 +77,8 @@ def analyze(samples: np.ndarray) -> SpeechFeatures:
 
 def frame_rms_db(frames: np.ndarray) -> np.ndarray:
     """Loudness (dBFS) of each frame, frames: shape = (n, samples) -> shape = (n,)."""
-    return 20 * np.log10(np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1)) + 1e-6)
+    x = frames.astype(np.float64)
+    return 20 * np.log10(np.sqrt(np.add.reduce(x * x, axis=1) / x.shape[1]) + 1e-6)   # np.mean's sum / n
 
 
 def _vad(samples: np.ndarray, n: int) -> np.ndarray:
@@ -109,8 +112,25 @@ def bridged(raw: np.ndarray, open_start: bool = False, open_end: bool = False) -
     bridge, click = int(VAD_BRIDGE_S / HOP), int(VAD_MIN_SPEECH_S / HOP)
     before, after = (bridge if open_start and len(raw) else 0), (bridge if open_end else 0)
     x = np.concatenate([np.full(before, raw[0] if len(raw) else False), raw, np.ones(after, bool)])
-    x = binary_opening(binary_closing(x, np.ones(bridge)), np.ones(click))
+    x = _dilate(_erode(_erode(_dilate(x, bridge), bridge), click), click)   # closing, then opening
     return x[before: len(x) - after]
+
+
+def _window_counts(x: np.ndarray, size: int, left: int) -> np.ndarray:
+    """True values of bool x in each window x[i - left: i - left + size] (outside x: False)."""
+    padded = np.concatenate([np.zeros(left + 1, np.int32), x, np.zeros(size - left, np.int32)])
+    sums = np.cumsum(padded)
+    return sums[size: size + len(x)] - sums[: len(x)]
+
+
+# scipy.ndimage's binary morphology with a 1-D structure np.ones(size) and border 0 (what
+# binary_closing / binary_opening do), as window counts: some ten times faster on a stream's windows
+def _dilate(x: np.ndarray, size: int) -> np.ndarray:
+    return _window_counts(x, size, (size - 1) // 2) > 0
+
+
+def _erode(x: np.ndarray, size: int) -> np.ndarray:
+    return _window_counts(x, size, size // 2) == size
 
 
 def pitch_at(audio: np.ndarray, centres: np.ndarray, sound: parselmouth.Sound | None = None) -> np.ndarray:
@@ -150,7 +170,7 @@ def hf_ratio(frames: np.ndarray) -> np.ndarray:
 def relative_loudness(rms_db: np.ndarray, ref: float) -> np.ndarray:
     """0..1: 0.5 at the speaker's typical speech level `ref` (dBFS), 1 at +8 dB, 0 at -16 dB."""
     smooth = gaussian_filter1d(rms_db, 3)
-    return np.clip(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0, 1)
+    return np.minimum(np.maximum(0.5 + np.where(smooth > ref, (smooth - ref) / 16, (smooth - ref) / 32), 0), 1)
 
 
 def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:

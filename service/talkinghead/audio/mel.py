@@ -45,8 +45,7 @@ _HANN = np.hanning(WINDOW + 1)[:-1].astype(np.float32)
 def power_frames(samples: np.ndarray, n_frames: int) -> np.ndarray:
     """|STFT|^2 of frames [0, n_frames) of `samples` already padded with LEAD_SAMPLES zeros in front
     (and enough at the end), shape = (n_frames, N_FFT//2+1)."""
-    idx = np.arange(n_frames)[:, None] * HOP_SAMPLES + np.arange(WINDOW)[None, :]
-    frames = samples[idx] * _HANN
+    frames = np.lib.stride_tricks.sliding_window_view(samples, WINDOW)[: n_frames * HOP_SAMPLES: HOP_SAMPLES] * _HANN
     return (np.abs(np.fft.rfft(frames, n=N_FFT, axis=1)) ** 2).astype(np.float32)
 
 

@@ -106,6 +106,10 @@ class Prosody:
             return []
         live = self._stats is None
         horizon = t0 + len(rms_db) * HOP - (0.0 if final else NUCLEUS_CONFIRM_S)
+        if live:   # a nucleus is a voiced speech frame no older than NUCLEUS_MAX_AGE_S: none, nothing to find
+            first = max(0, int((horizon - NUCLEUS_MAX_AGE_S - t0) / HOP) - 1)
+            if not (speech[first:] & (f0[first:] > 0)).any():
+                return []
         out = []
         peaks, levels, prominences = _peaks(rms_db)
         for k, level, prominence in zip(peaks.tolist(), levels.tolist(), prominences.tolist()):

@@ -94,18 +94,26 @@ def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]
 def label_segments(labels: list[str], k0: int, k1: int, open_end: bool = False) -> list[VisemeSegment]:
     """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous
     (except, with open_end, the last run, which is still growing)."""
-    segs: list[VisemeSegment] = []
+    runs = []
     k = k0
     while k < k1:
         j = k
         while j < k1 and labels[j] == labels[k]:
             j += 1
-        seg = VisemeSegment(labels[k], k * HOP, j * HOP, 0.8)
-        shortest = MIN_CLOSURE_S if seg.viseme == "PP" else MIN_SEGMENT_S
-        if segs and seg.end - seg.start < shortest and not (open_end and j == k1):  # too short to see: no flicker
-            prev = segs[-1]
-            segs[-1] = VisemeSegment(prev.viseme, prev.start, seg.end, prev.weight)
-        else:
-            segs.append(seg)
+        runs.append((labels[k], k, j))
         k = j
+    return [VisemeSegment(label, start, end, 0.8) for label, start, end in merged_runs(runs, k1, open_end)]
+
+
+def merged_runs(runs: list[tuple[str, int, int]], k1: int, open_end: bool = False) -> list[tuple[str, float, float]]:
+    """label_segments' rule on runs already found, (label, first frame, one past the last) in
+    order, the last ending at frame k1: (label, start s, end s) of the segments they make."""
+    segs: list[tuple[str, float, float]] = []
+    for label, k, j in runs:
+        start, end = k * HOP, j * HOP
+        shortest = MIN_CLOSURE_S if label == "PP" else MIN_SEGMENT_S
+        if segs and end - start < shortest and not (open_end and j == k1):  # too short to see: no flicker
+            segs[-1] = (segs[-1][0], segs[-1][1], end)
+        else:
+            segs.append((label, start, end))
     return segs

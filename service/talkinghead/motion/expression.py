@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, pose_vector
-from talkinghead.motion.noise import OU, Pulses
+from talkinghead.motion.noise import OU, Pulses, clip
 from talkinghead.motion.options import MotionOptions
 
 BROW_ACCENT = 0.35          # browInnerUp/OuterUp for a pitch accent at expressiveness 1
@@ -51,9 +51,9 @@ class Brows:
         lift = self._lift.at(t)
         if f0 is not None and median_f0:
             semitones = 12 * np.log2(np.maximum(f0, 1) / median_f0) * (f0 > 0)
-            lift += 0.25 * np.clip(semitones / 4, 0, 1)      # 0..0.25 above the speaker's median
+            lift += 0.25 * clip(semitones / 4, 0, 1)      # 0..0.25 above the speaker's median
         out = np.zeros((len(t), len(BLENDSHAPE_NAMES)), np.float32)
-        lift = np.clip(lift, 0, 1.4) * BROW_ACCENT * self._options.expressiveness
+        lift = clip(lift, 0, 1.4) * BROW_ACCENT * self._options.expressiveness
         out[:, BS["browInnerUp"]] = lift
         out[:, BS["browOuterUpLeft"]] = lift * 0.8
         out[:, BS["browOuterUpRight"]] = lift * 0.75  # faces are not symmetric
@@ -66,8 +66,12 @@ class Emotion:
     def __init__(self, options: MotionOptions, fps: float, seed: np.random.SeedSequence) -> None:
         self._pose = pose_vector(EMOTION_POSES[options.emotion]) * options.emotion_intensity
         self._wobble = OU(fps, EMOTION_WOBBLE_TAU_S, 1.0, seed)
+        self._posed = bool(self._pose.any())
 
     def frames(self, n: int) -> np.ndarray:
         """The next n frames, shape = (n, 52), float32 (all zero for neutral)."""
-        wobble = 1 + 0.15 * np.clip(self._wobble(n), -1.5, 1.5)
+        noise = self._wobble(n)   # drawn whatever the pose: the same frames however they are asked for
+        if not self._posed:
+            return np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
+        wobble = 1 + 0.15 * clip(noise, -1.5, 1.5)
         return (wobble[:, None] * self._pose[None, :]).astype(np.float32)

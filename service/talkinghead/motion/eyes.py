@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS
-from talkinghead.motion.noise import smoothstep
+from talkinghead.motion.noise import clip, smoothstep
 from talkinghead.motion.options import MotionOptions
 
 # --- Blink timing (spontaneous blinks; VanderWerf et al. 2003, Kwon et al. 2013) -------------------
@@ -255,7 +255,7 @@ def lid_closure(dt: np.ndarray, close: float, hold: float, opening: float) -> np
     third of the way in, leaving the long slow tail of a real lid reopening.
     """
     closing = smoothstep((dt + close) / close)
-    u_open = np.clip((dt - hold) / opening, 0.0, 1.0)
+    u_open = clip((dt - hold) / opening, 0.0, 1.0)
     reopening = (1.0 - u_open) ** 3 * (1.0 + 3.0 * u_open)
     return np.where(dt < 0, closing, reopening)
 
@@ -329,7 +329,9 @@ class Eyes:
         blink, left, right = self._render_blinks(t)
         base = self._render_gaze(t)
         pitch = base[:, 1] - BLINK_PITCH_DROP_DEG * blink
-        gaze = np.stack([base[:, 0] - VERGENCE_DEG, pitch, base[:, 0] + VERGENCE_DEG, pitch], axis=1)
+        gaze = np.empty((n, 4))
+        gaze[:, 0], gaze[:, 2] = base[:, 0] - VERGENCE_DEG, base[:, 0] + VERGENCE_DEG
+        gaze[:, 1] = gaze[:, 3] = pitch
         return eye_blendshapes(gaze, left, right, base[:, 1]), gaze, blink
 
     def _step(self, i: int, speaking: bool, coin: float) -> None:
@@ -445,10 +447,8 @@ class Eyes:
     def _render_gaze(self, t: np.ndarray) -> np.ndarray:
         """Shared (yaw, pitch) per frame, shape = (n, 2): holds joined by bell-shaped saccades
         (the "main sequence": longer for larger steps)."""
-        start = np.array([s[0] for s in self._saccades])
-        duration = np.array([s[1] for s in self._saccades])
-        frm = np.array([s[2] for s in self._saccades])
-        to = np.array([s[3] for s in self._saccades])
+        rows = np.array([(s[0], s[1], *s[2], *s[3]) for s in self._saccades])   # one array: start, duration, from, to
+        start, duration, frm, to = rows[:, 0], rows[:, 1], rows[:, 2:4], rows[:, 4:6]
         j = np.searchsorted(start, t, side="right") - 1
         out = frm[j] + (to[j] - frm[j]) * smoothstep((t - start[j]) / duration[j])[:, None]
         current = int(np.searchsorted(start, t[-1], side="right")) - 1
@@ -467,14 +467,21 @@ def eye_blendshapes(gaze: np.ndarray, lid_left: np.ndarray, lid_right: np.ndarra
     out = np.zeros((len(gaze), len(BLENDSHAPE_NAMES)))
     h, v = LOOK_HORIZONTAL_FULL_DEG, LOOK_VERTICAL_FULL_DEG
     # The upper lid follows a downward look (not the blink's own small dip).
-    follow = LID_FOLLOW_GAIN * np.clip(-base_pitch / v, 0.0, 1.0)
-    # Yaw toward the subject's left turns the left eye outward and the right eye inward.
-    eyes = (("Left", gaze[:, 0], gaze[:, 1], lid_left, "eyeLookOutLeft", "eyeLookInLeft"),
-            ("Right", gaze[:, 2], gaze[:, 3], lid_right, "eyeLookInRight", "eyeLookOutRight"))
-    for side, yaw, pitch, lid, toward_left, toward_right in eyes:
-        out[:, BS[toward_left]] = np.clip(yaw / h, 0.0, 1.0)
-        out[:, BS[toward_right]] = np.clip(-yaw / h, 0.0, 1.0)
-        out[:, BS[f"eyeLookUp{side}"]] = np.clip(pitch / v, 0.0, 1.0)
-        out[:, BS[f"eyeLookDown{side}"]] = np.clip(-pitch / v, 0.0, 1.0)
-        out[:, BS[f"eyeBlink{side}"]] = np.clip(lid + follow, 0.0, 1.0)
+    follow = LID_FOLLOW_GAIN * clip(-base_pitch / v, 0.0, 1.0)
+    # Yaw toward the subject's left turns the left eye outward and the right eye inward; the
+    # channels in _EYE_COLUMNS' order, clipped at once.
+    values = np.empty((len(gaze), len(_EYE_COLUMNS)))
+    for side, (yaw, pitch, lid) in enumerate(((gaze[:, 0], gaze[:, 1], lid_left),
+                                              (gaze[:, 2], gaze[:, 3], lid_right))):
+        c = 5 * side
+        values[:, c], values[:, c + 1], values[:, c + 2] = yaw / h, -yaw / h, pitch / v
+        values[:, c + 3], values[:, c + 4] = -pitch / v, lid + follow
+    out[:, _EYE_COLUMNS] = clip(values, 0.0, 1.0)
     return out
+
+
+# eye_blendshapes' channels: per eye (left, right) the one toward the subject's left, toward the
+# right, up, down, blink
+_EYE_COLUMNS = [BS[name] for name in ("eyeLookOutLeft", "eyeLookInLeft", "eyeLookUpLeft", "eyeLookDownLeft",
+                                      "eyeBlinkLeft", "eyeLookInRight", "eyeLookOutRight", "eyeLookUpRight",
+                                      "eyeLookDownRight", "eyeBlinkRight")]

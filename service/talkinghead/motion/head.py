@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from talkinghead.motion.noise import OU, Pulses
+from talkinghead.motion.noise import OU, Pulses, clip
 from talkinghead.motion.options import MotionOptions
 
 # Drift: standard deviation (deg) and correlation time (s) per axis while speaking.
@@ -64,16 +64,19 @@ class Head:
         speaking: shape = (n,) bool voice activity."""
         n, fps = len(t), self._fps
         envelope = PAUSE_DRIFT_SCALE + (1 - PAUSE_DRIFT_SCALE) * self._speaking_envelope(speaking)
-        rot = np.stack([drift(n) * envelope for drift in self._drift], axis=1)
-        rot[:, 1] += self._pitch.at(t)
-        rot[:, 0] += self._yaw.at(t)
+        rot = np.empty((n, len(self._drift)))
+        for axis, drift in enumerate(self._drift):
+            rot[:, axis] = drift(n) * envelope
+        nods, sweeps = Pulses.at_each([self._pitch, self._yaw], t)
+        rot[:, 1] += nods
+        rot[:, 0] += sweeps
         # breathing: -1..1 chest rise at a rate that wanders within BREATH_HZ (a fixed sine looks
         # mechanical), deep and shallow breaths
         lo, hi = BREATH_HZ
         phase = self._phase + 2 * np.pi * np.cumsum((lo + hi) / 2 + self._breath_rate(n)) / fps
         if n:
             self._phase = float(phase[-1]) % (2 * np.pi)
-        breath = np.sin(phase) * (0.8 + 0.2 * self._breath_depth(n).clip(-1, 1))
+        breath = np.sin(phase) * (0.8 + 0.2 * clip(self._breath_depth(n), -1, 1))
         return _pose(rot, breath, self._sway(n), self._options)
 
     def _speaking_envelope(self, speaking: np.ndarray) -> np.ndarray:

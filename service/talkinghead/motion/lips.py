@@ -20,6 +20,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES, BS, VISEME_INDEX
 from talkinghead.audio.features import true_runs
 from talkinghead.audio.phones import PhoneSegment
 from talkinghead.audio.phoneset import DIPHTHONG_SPLIT
+from talkinghead.motion.noise import clip
 from talkinghead.motion.visemes import DIPHTHONG_SECOND_HALF, PHONE_TO_VISEME, POSES, VOWELS
 
 # Dominance magnitude per viseme (how strongly it holds the mouth against its neighbours).
@@ -70,13 +71,16 @@ def visemes_from_phones(phones: list[PhoneSegment]) -> list[VisemeSegment]:
     return out
 
 
-def _dominance(seg: VisemeSegment, times: np.ndarray, lead: float) -> np.ndarray:
-    """Flat inside the segment, Gaussian fall-off outside; `lead` widens the fall-off before it."""
-    before = np.clip(seg.start - times, 0, None)
-    after = np.clip(times - seg.end, 0, None)
-    falloff = CONTACT_FALLOFF_S if seg.viseme in CONTACT_VISEMES else FALLOFF_S
-    sigma_before = falloff + lead
-    return DOMINANCE[seg.viseme] * np.exp(-0.5 * ((before / sigma_before) ** 2 + (after / falloff) ** 2))
+def _dominances(segments: list[VisemeSegment], times: np.ndarray, lead: np.ndarray) -> np.ndarray:
+    """Each segment's pull at `times`, shape = (k, n): flat inside the segment, Gaussian fall-off
+    outside; lead: shape = (k,) s, widens the fall-off before it."""
+    start = np.array([s.start for s in segments])[:, None]
+    end = np.array([s.end for s in segments])[:, None]
+    falloff = np.array([CONTACT_FALLOFF_S if s.viseme in CONTACT_VISEMES else FALLOFF_S for s in segments])[:, None]
+    magnitude = np.array([DOMINANCE[s.viseme] for s in segments])[:, None]
+    before = np.maximum(start - times, 0)
+    after = np.maximum(times - end, 0)
+    return magnitude * np.exp(-0.5 * ((before / (falloff + lead[:, None])) ** 2 + (after / falloff) ** 2))
 
 
 def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarray,
@@ -90,6 +94,8 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
     n = len(times)
     out = np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32)
     labels = ["sil"] * n
+    if all(s.viseme == "sil" for s in segments):   # a pause: the silent pose is all zeros, nothing to blend
+        return out, labels
     starts = np.array([s.start for s in segments])
     ends = np.array([s.end for s in segments])
     for i0 in range(0, n, BLOCK_FRAMES):  # blocks keep memory flat on long takes
@@ -97,7 +103,7 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
         near = np.flatnonzero((ends > t[0] - REACH_S) & (starts < t[-1] + REACH_S))
         if len(near):
             out[i0:i0 + len(t)], labels[i0:i0 + len(t)] = _blend([segments[k] for k in near], t)
-    out[:] = np.clip(out * gain[:, None], 0, 1)
+    out[:] = clip(out * gain[:, None], 0, 1)
     out *= _silence_gate(speech, segments, times)[:, None]
     _enforce_contacts(out, labels, segments, times)
     return out, labels
@@ -105,10 +111,14 @@ def lip_motion(segments: list[VisemeSegment], times: np.ndarray, gain: np.ndarra
 
 def _blend(segments: list[VisemeSegment], times: np.ndarray) -> tuple[np.ndarray, list[str]]:
     """Dominance-weighted mean pose per frame, and the most dominant viseme per frame."""
-    poses = np.stack([POSES[VISEME_INDEX[s.viseme]] * s.weight for s in segments])       # (k, 52)
-    dom = np.stack([_dominance(s, times, 0.0) for s in segments])                          # (k, n)
-    dom_round = np.stack([_dominance(s, times, ROUNDING_LEAD_S if s.viseme in ROUNDED_VISEMES else 0.0)
-                          for s in segments])
+    weights = np.array([s.weight for s in segments], np.float32)
+    poses = POSES[[VISEME_INDEX[s.viseme] for s in segments]] * weights[:, None]                         # (k, 52)
+    dom = _dominances(segments, times, np.zeros(len(segments)))                                          # (k, n)
+    rounded = [j for j, s in enumerate(segments) if s.viseme in ROUNDED_VISEMES]
+    dom_round = dom
+    if rounded:   # rounding reaches further ahead of the rounded visemes: their rows again, with the lead
+        dom_round = dom.copy()
+        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, np.full(len(rounded), ROUNDING_LEAD_S))
     blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
     blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
     return blend, [segments[j].viseme for j in dom.argmax(0).tolist()]
@@ -119,17 +129,22 @@ def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.n
     if len(times) < 2:
         return np.ones(len(times))
     fps = 1.0 / (times[1] - times[0])
-    active = speech.copy()
-    for s in segments:  # a recognised phone keeps the mouth active even where the VAD hesitates
-        if s.viseme != "sil":
-            active[slice(*_frame_span(s, times))] = True
+    spoken = [s for s in segments if s.viseme != "sil"]
+    if spoken:  # a recognised phone keeps the mouth active even where the VAD hesitates
+        edges = np.zeros(len(times) + 1, int)
+        np.add.at(edges, np.searchsorted(times, [s.start for s in spoken]), 1)
+        np.add.at(edges, np.searchsorted(times, [s.end for s in spoken]), -1)
+        quiet = ~speech & (np.cumsum(edges[:-1]) <= 0)
+    else:
+        quiet = ~speech
     gap = int(SILENCE_RELAX_S * fps)
-    quiet = ~active
-    if gap > 1:  # only long pauses close the mouth; short gaps are stop closures or breaths
+    if gap > 1 and quiet.any():  # only long pauses close the mouth; short gaps are stop closures or breaths
         for a, b in true_runs(quiet):
             if b - a < gap:
                 quiet[a:b] = False
-    return 1.0 - np.clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
+    if not quiet.any():  # speech throughout (a stream's usual window): nothing to relax
+        return np.ones(len(times))
+    return 1.0 - clip(gaussian_filter1d(quiet.astype(float), sigma=max(1.0, 0.04 * fps)) * 1.6, 0, 1) * quiet
 
 
 def _frame_span(seg: VisemeSegment, times: np.ndarray) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from scipy.ndimage import uniform_filter1d
 from talkinghead.arkit import VISEMES
 from talkinghead.audio.features import HOP
 from talkinghead.audio.phone_model import viseme_posteriors
-from talkinghead.motion.acoustic import label_segments
+from talkinghead.motion.acoustic import merged_runs
 from talkinghead.motion.lips import VisemeSegment
 
 SMOOTH_FRAMES = 3
@@ -33,12 +33,14 @@ def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[Vi
         return []
     vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
-    labels = [VISEMES[i] for i in best]
     conf = vp[np.arange(len(best)), best]
-    segs = label_segments(labels, 0, len(labels), open_end)
+    bounds = [0, *(np.flatnonzero(best[1:] != best[:-1]) + 1).tolist(), len(best)]
+    index = best.tolist()
+    runs = [(VISEMES[index[k]], k, j) for k, j in zip(bounds[:-1], bounds[1:])]
     out = []
-    for s in segs:
-        a, b = int(round(s.start / HOP)), max(int(round(s.start / HOP)) + 1, int(round(s.end / HOP)))
-        weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * float(np.clip(conf[a:b].mean() / _GAIN[best[a]], 0, 1))
-        out.append(VisemeSegment(s.viseme, s.start, s.end, weight))
+    for viseme, start, end in merged_runs(runs, len(best), open_end):
+        a, b = int(round(start / HOP)), max(int(round(start / HOP)) + 1, int(round(end / HOP)))
+        mean = np.add.reduce(conf[a:b]) / (b - a)   # conf[a:b].mean(), without its overhead
+        weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * min(max(float(mean / _GAIN[index[a]]), 0.0), 1.0)
+        out.append(VisemeSegment(viseme, start, end, weight))
     return out

@@ -12,7 +12,7 @@ the start, relaxed at the end), the syllable nuclei and accents (`audio.prosody.
 into nods, sweeps and brow raises, and the life (`life.Life`: eyes, head, brows, emotion), which
 carries its state from frame to frame whatever the frames were asked for by.
 
-Live, the features are computed as the audio arrives (`features.frame_rms_db`, `pitch_at`, the VAD
+Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`, the VAD
 fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
 a TTS engine's marks, the line's text aligned live, or the project's phone model alone), which
 hears the phone model's posteriors 10 ms frame by 10 ms frame as the audio arrives;
@@ -46,18 +46,19 @@ from pocketsphinx import Vad
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud, pitch_at,
+from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud,
                                         relative_loudness)
 from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
 from talkinghead.audio.phoneset import CLASSES
+from talkinghead.audio.pitch import PitchTracker
 from talkinghead.audio.prosody import Nucleus, Prosody
 from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
 from talkinghead.motion.line import Line, ModelLips, lip_source
 from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, VisemeSegment, lip_motion
-from talkinghead.motion.noise import smoothstep
+from talkinghead.motion.noise import clip, smoothstep
 from talkinghead.motion.options import MotionOptions
 from talkinghead.motion.speech import SpeechAnalysis
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
@@ -71,7 +72,7 @@ from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 LOOKAHEAD_S = 0.1
 
 FEATURE_REACH_S = 0.03      # a feature frame is settled once the audio runs this far past its end
-PRAAT_CONTEXT_S = 0.03      # audio before the first unsettled frame that Praat's windows need
+PITCH_CONTEXT_S = 0.03      # audio before the first unsettled frame that the pitch windows need
 LABEL_CONTEXT_S = 0.4       # feature context before the first lip frame: the VAD's bridging, the viseme runs
 GATE_CONTEXT_S = SILENCE_RELAX_S + 0.05  # lip frames before the new ones: how long the pause has been
 ONSET_S = 0.1               # an utterance's first frames ease in from the shut idle mouth...
@@ -253,10 +254,11 @@ class MotionStream:
         ROUNDING_LEAD_S ahead of the rounded vowel, live the vowel is heard ~50 ms ahead of the
         frame, and without a limit the lips would snap round in one frame."""
         step = ROUNDING_RATE / self.options.fps
-        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64)
-        for k in range(len(lips)):
-            prev = np.clip(lips[k, ROUNDING_CHANNELS], prev - step, prev + step)
-            lips[k, ROUNDING_CHANNELS] = prev
+        prev = self._last_lips[ROUNDING_CHANNELS].astype(np.float64).tolist()
+        rows = lips[:, ROUNDING_CHANNELS].tolist()
+        for row in rows:   # Python floats: a stream's few frames, the same arithmetic as np.clip's
+            row[:] = prev = [min(max(x, p - step), p + step) for x, p in zip(row, prev)]
+        lips[:, ROUNDING_CHANNELS] = rows
 
     def _emit(self, lips: np.ndarray, visemes: list[str], speaking: np.ndarray, f0: np.ndarray | None = None,
               median_f0: float | None = None) -> _Frames:
@@ -266,7 +268,7 @@ class MotionStream:
         if n:
             self._last_lips = lips[-1].astype(np.float32)
             self._last_viseme = visemes[-1]
-        return _Frames(np.clip(lips + face, 0, 1).astype(np.float32), head.astype(np.float32),
+        return _Frames(clip(lips + face, 0, 1).astype(np.float32), head.astype(np.float32),
                        gaze.astype(np.float32), list(visemes))
 
     def _params(self, f: _Frames) -> list[FaceParams]:
@@ -356,17 +358,22 @@ class _Quantiles:
     def __init__(self, lo: float, hi: float, step: float) -> None:
         self._lo, self._step = lo, step
         self._counts = np.zeros(round((hi - lo) / step) + 1, np.int64)
+        self._total = 0
+        self._cumulative: np.ndarray | None = None   # cumsum of _counts, until the next add
 
     def add(self, values: np.ndarray) -> None:
         if len(values):
-            idx = np.clip(((np.asarray(values) - self._lo) / self._step).astype(int), 0, len(self._counts) - 1)
-            self._counts += np.bincount(idx, minlength=len(self._counts))
+            idx = clip(((np.asarray(values) - self._lo) / self._step).astype(int), 0, len(self._counts) - 1)
+            np.add.at(self._counts, idx, 1)
+            self._total += len(idx)
+            self._cumulative = None
 
     def quantile(self, q: float) -> float | None:
-        total = int(self._counts.sum())
-        if total == 0:
+        if self._total == 0:
             return None
-        k = int(np.searchsorted(np.cumsum(self._counts), q * total))
+        if self._cumulative is None:
+            self._cumulative = self._counts.cumsum()
+        k = int(self._cumulative.searchsorted(q * self._total))
         return self._lo + (min(k, len(self._counts) - 1) + 0.5) * self._step
 
 
@@ -382,7 +389,7 @@ class _Levels:
 class _Acoustics:
     """One utterance's features, one row per HOP frame (frame k covers [k*HOP, (k+1)*HOP)), computed
     once as the audio arrives. A frame is settled once the audio runs FEATURE_REACH_S past its end:
-    Praat's pitch windows then lie inside the audio. Rows no window needs any more are forgotten
+    the pitch windows then lie inside the audio. Rows no window needs any more are forgotten
     (forget_before), so a long utterance costs no more memory than a short one."""
 
     COLUMNS = ("rms_db", "f0", "vad")
@@ -393,9 +400,12 @@ class _Acoustics:
         self.n_samples = 0
         self._audio = np.zeros(0, np.float32)
         self._audio0 = 0                 # utterance sample index of _audio[0]
+        self._pitch = PitchTracker()
+        self._peak = 0.0                 # the utterance's loudest |sample| so far (the pitch's silence)
         self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
         self._vad_step = self._vad.frame_bytes // 2
         self._vad_raw: list[bool] = []   # one per 30 ms VAD frame, from the start of the utterance
+        self._pcm = bytearray()
         self.cols = {name: np.zeros(0, bool if name == "vad" else float) for name in self.COLUMNS}
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
@@ -414,10 +424,13 @@ class _Acoustics:
         shorter than a video frame cost only their VAD."""
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
+        self._peak = max(self._peak, float(np.max(np.abs(samples))))
         self._unheard.append(samples)
-        while len(self._vad_raw) * self._vad_step + self._vad_step <= self.n_samples:
-            a = len(self._vad_raw) * self._vad_step - self._audio0
-            self._vad_raw.append(self._vad.is_speech(pcm16(self._audio[a: a + self._vad_step]).tobytes()))
+        self._pcm += pcm16(samples).tobytes()   # the audio the VAD has not heard, 16-bit
+        step = 2 * self._vad_step
+        while len(self._pcm) >= step:
+            self._vad_raw.append(self._vad.is_speech(self._pcm[:step]))
+            del self._pcm[:step]
 
     def _run_model(self) -> list[np.ndarray]:
         """The phone model on the audio taken since it last ran: once per settle, not per chunk
@@ -442,13 +455,13 @@ class _Acoustics:
         start = self.settled
         if end <= start:
             return
-        s0 = max(0, start * HOP_SAMPLES - int(PRAAT_CONTEXT_S * SAMPLE_RATE))
+        s0 = max(0, start * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE))
         audio = self._audio[s0 - self._audio0:]
         frames = np.zeros((end - start, HOP_SAMPLES), np.float32)
         flat = audio[start * HOP_SAMPLES - s0: end * HOP_SAMPLES - s0]
         frames.reshape(-1)[: len(flat)] = flat
         rms_db = frame_rms_db(frames)
-        f0 = pitch_at(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE)
+        f0 = self._pitch.track(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE, self._peak)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
         vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
         new = {"rms_db": rms_db, "f0": f0, "vad": vad}
@@ -457,8 +470,8 @@ class _Acoustics:
         self.settled = end
         self._levels.level.add(rms_db)
         self._levels.f0.add(f0[f0 > 0])
-        # audio before the next frame's Praat context is not needed again
-        drop = max(0, end * HOP_SAMPLES - int(PRAAT_CONTEXT_S * SAMPLE_RATE) - self._audio0)
+        # audio before the next frame's pitch context is not needed again
+        drop = max(0, end * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE) - self._audio0)
         drop = min(drop, len(self._vad_raw) * self._vad_step - self._audio0)
         if drop > 0:
             self._audio = self._audio[drop:]
