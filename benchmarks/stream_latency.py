@@ -84,8 +84,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="speech per stream")
     ap.add_argument("--quality", type=int, default=90, help="JPEG quality the streams ask for")
     ap.add_argument("--server-cores", type=int, default=1, help="cores the server is pinned to (0..N-1)")
-    ap.add_argument("--image-processes", type=int, default=-1, help="serve --image-processes (-1: one per core)")
+    ap.add_argument("--image-processes", type=int, default=None,
+                    help="serve --image-processes (default: -1, one per core, with --images; else 0, none started)")
     args = ap.parse_args()
+    if args.image_processes is None:
+        args.image_processes = -1 if args.images else 0
     last = os.cpu_count() - 1
     os.sched_setaffinity(0, {last})               # the clients: the last core
     speech = load_audio(EXAMPLES / "hello.flac")[: int(args.seconds * SAMPLE_RATE)]
