@@ -129,3 +129,10 @@ def test_offline_commands_never_import_grpc(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "grpc imported: False" in out.stdout, out.stdout + out.stderr
     assert (tmp_path / "take.json").stat().st_size > 0
+
+
+def test_serve_refuses_a_bad_image_process_count_before_listening():
+    out = talkinghead("serve", "--port", str(free_port()), "--image-processes", "-2", timeout=120)
+    assert out.returncode == 2
+    assert "--image-processes must be -1 (one per core), 0 (threads) or a count, not -2" in out.stderr
+    assert "Traceback" not in out.stderr
