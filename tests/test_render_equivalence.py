@@ -3,8 +3,11 @@
 The reference is `Renderer(rig, exact=True)`: every grid point through all Newton steps from a
 cold start, the whole frame remapped with exact float coordinates, nothing skipped. It is the
 renderer as it was before the one-remap rewrite (commit 72cc1a3): rendered side by side on the
-six test portraits (`tests/render_reference.py compare`), it differs from that commit's frames
-by a mean of at most 0.001 levels (float32 head turn instead of float64).
+six test portraits (`tests/render_reference.py compare`), it differed from that commit's frames
+by a mean of at most 0.001 levels (float32 head turn instead of float64). Since then both paths
+mend the specks of a folded face (`cpu.despeckle`): against commit 6a3f2aa (before it) the
+turned poses differ by a mean of up to ~1 level (the specks), the others by at most 0.07, the
+spoken take's worst frame by 0.02 (`render_reference.py make` there, `compare` here).
 
 Why these bounds. The fast path snaps the final remap's coordinates to 1/32 pixel (OpenCV's
 fixed-point maps), stops Newton at a point once its step is under 0.02 pixel, treats moves

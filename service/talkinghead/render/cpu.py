@@ -19,7 +19,8 @@ Pixels the head never reaches map to themselves exactly, so the background stays
 one. `Renderer(rig, exact=True)` is the reference the fast path is tested against
 (tests/test_render_equivalence.py, which states the tolerance and why): every grid point through
 all INVERT_ITERATIONS Newton steps, the whole frame remapped with float coordinates, nothing
-skipped — the renderer as it was before this rewrite. What the fast path gives up: moves below
+skipped — the renderer as it was before this rewrite, with its specks mended (`despeckle`, in
+both paths: it changes only pixels where the face folds). What the fast path gives up: moves below
 STILL_PX count as none; Newton stops at a point once its step is below CONVERGED_PX; the final
 remap snaps coordinates to 1/32 pixel (OpenCV's fixed-point maps, a third cheaper than its
 exact float path).
@@ -152,17 +153,18 @@ def _sample(grid: np.ndarray, at: np.ndarray) -> np.ndarray:
     return cv2.remap(grid, at[..., 0], at[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def invert_grid(fwd: np.ndarray, grid_xy: np.ndarray, cell: int, iterations: int = INVERT_ITERATIONS) -> np.ndarray:
+def invert_grid(fwd: np.ndarray, jac: np.ndarray, grid_xy: np.ndarray, cell: int,
+                iterations: int = INVERT_ITERATIONS) -> np.ndarray:
     """Invert the forward map x = s + D(s) on the grid: for each output grid point x, the
     source s. Newton's method (the Jacobian I + dD/ds from the grid's finite differences):
     plain fixed-point iteration diverges wherever the skin stretches by more than 2x (a lid
     unfolding in a blink, the skin under a dropping jaw). Where the map folds (det J small),
     a fixed-point step instead. Every point, every iteration, from x - D(x): the reference.
 
-    fwd, grid_xy: shape = (gh, gw, 2) float32 pixels. Returns shape = (gh, gw, 2) float32.
+    fwd, grid_xy: shape = (gh, gw, 2) float32 pixels; jac: `_jacobian(fwd)`. Returns shape =
+    (gh, gw, 2) float32.
     """
     c = float(cell)
-    jac = _jacobian(fwd, cell)
     src = grid_xy - fwd
     for _ in range(iterations):
         at = (src + 0.5) / c - 0.5
@@ -230,16 +232,17 @@ def lips_grid(rig: Rig) -> np.ndarray:
 
 
 def despeckle(back: np.ndarray, folded: np.ndarray, lips: np.ndarray) -> np.ndarray:
-    """The backward map (source - grid point, shape = (gh, gw, 2) float32) with its speckles
+    """The backward map (source - grid point, shape = (gh, gw, 2) float32) with its specks
     mended. Where a turned head folds the face over itself (the nose over the far cheek, the
-    jaw over the collar, from about 10 degrees of yaw), Newton finds one layer at a point and the other at its neighbour: a point
-    whose source jumps by pixels from all round it, in the frame a speck of the other layer.
-    Within SPECKLE_REACH grid points of where the map folds (`folded`, from `folds`), away
-    from the lips (`lips`, from `lips_grid`), such a point (SPECKLE_PX) takes the median of its 3 x 3 neighbours' sources, and if there were
-    any, once more (specks of two or three points; a 5 x 5 median did no better and costs
-    five times as much): the layer its neighbourhood shows. The medians only over the box round the candidates (with a
-    point of margin, so they are exactly the whole grid's there). Shared by every backend
-    (torch: `torch_backend._despeckle`)."""
+    jaw over the collar, from about 10 degrees of yaw), Newton finds one layer at a point and
+    the other at its neighbour: a point whose source jumps by pixels from all round it, in the
+    frame a speck of the other layer. Within SPECKLE_REACH grid points of where the map folds
+    (`folded`, from `folds`) and away from the lips (`lips`, from `lips_grid`), such a point
+    (SPECKLE_PX) takes the median of its 3 x 3 neighbours' sources, and if there were any,
+    once more (specks of two or three points; a 5 x 5 median did no better and costs five
+    times as much): the layer its neighbourhood shows. The medians run only over the box round
+    the candidates, with a point of margin, so they are exactly the whole grid's there. Shared
+    by every backend (torch: `torch_backend._despeckle`)."""
     if not folded.any():
         return back
     k = 2 * SPECKLE_REACH + 1
@@ -363,7 +366,8 @@ def composite_layers(frame: np.ndarray, rig: Rig, params: FaceParams, disp: np.n
     # A blink that moves no lid by half a pixel (a squint's few hundredths) draws no lid
     # (composite_lids: under 0.5 px it leaves an eye as it is); nearer the camera the head is
     # at most ~1.1x larger, so 0.4 px of the rig's own pixels is on the safe side.
-    if float(weights[_BLINKS].max()) * float(np.abs(rig.basis[_BLINKS]).max()) > 0.4:
+    blink = float(weights[_BLINKS].max())
+    if blink > ACTIVE and blink * float(np.abs(rig.basis[_BLINKS]).max()) > 0.4:
         # Where the lids would be without the blink: the band between is the closing lid.
         unblinked = disp - np.tensordot(weights[_BLINKS], rig.basis[_BLINKS], 1)
         composite_lids(frame, rig, landmarks, _apply_head(rig, rig.landmarks + unblinked, params.head))
@@ -420,8 +424,8 @@ class Renderer:
         on the whole grid, upsampled to every pixel."""
         rig = self.rig
         fwd = self.forward(head, disp)
-        back = despeckle(invert_grid(fwd, rig.grid_xy, rig.cell) - rig.grid_xy, folds(_jacobian(fwd, rig.cell)),
-                         self._lips)
+        jac = _jacobian(fwd, rig.cell)
+        back = despeckle(invert_grid(fwd, jac, rig.grid_xy, rig.cell) - rig.grid_xy, folds(jac), self._lips)
         gh, gw = back.shape[:2]
         full = cv2.resize(back, (gw * rig.cell, gh * rig.cell), interpolation=cv2.INTER_LINEAR)
         w, h = rig.size

@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from talkinghead.face.rig import Rig
 from talkinghead.render.cpu import (
     INVERT_ITERATIONS,
-    DET_MIN,
     SPECKLE_PX,
     SPECKLE_REACH,
     HeadTurn,
     composite_layers,
+    folds,
     head_turn,
     landmark_displacement,
     lips_grid,
@@ -144,8 +144,7 @@ def _invert(r: TorchRenderer, fwd: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     jac = torch.stack([gx[..., 0], gy[..., 0], gx[..., 1], gy[..., 1]], -1)
     fwd_c = fwd.permute(0, 3, 1, 2).contiguous()                              # (B, 2, gh, gw)
     jac_c = jac.permute(0, 3, 1, 2).contiguous()                              # (B, 4, gh, gw)
-    # Where the map folds (`cpu.folds`: the Jacobian's determinant at most DET_MIN).
-    folded = (1 + jac[..., 0]) * (1 + jac[..., 3]) - jac[..., 1] * jac[..., 2] <= DET_MIN
+    folded = folds(jac)          # the determinant is the same with the off-diagonal terms swapped
     src = r.grid - fwd
     for _ in range(INVERT_ITERATIONS):
         at = (src + 0.5) / c - 0.5
