@@ -19,10 +19,8 @@ from pocketsphinx import Vad
 from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
+from talkinghead.audio.phones import HOP, HOP_SAMPLES, pcm16
 from talkinghead.audio.prosody import Prosody
-
-HOP = 1 / FRAME_RATE       # seconds per feature frame: the recogniser's frames, so masks line up
 
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses

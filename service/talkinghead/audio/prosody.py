@@ -22,9 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from talkinghead.audio.phones import FRAME_RATE
-
-HOP = 1 / FRAME_RATE        # s per feature frame (features.HOP)
+from talkinghead.audio.phones import HOP
 
 ACCENT_SPACING_S = 0.7      # pitch accents closer than this are one emphasis
 NUCLEUS_SPACING_S = 0.1     # syllables closer than this are one
