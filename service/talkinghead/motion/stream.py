@@ -169,7 +169,6 @@ class MotionStream:
         utt.acoustics.finish()
         frames = self._speech(MotionTrack.frame_count(utt.acoustics.n_samples / SAMPLE_RATE, self.options.fps),
                               ending=True)
-        self._take_notice(utt, utt.emitted)
         self._utterance = None
         return self._params(frames)
 
@@ -223,12 +222,22 @@ class MotionStream:
         return self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n, np.zeros(n, bool))
 
     def _speech(self, end: int, ending: bool) -> _Frames:
-        """The utterance's frames [emitted, end): lips from its window, life from the stream."""
-        utt, fps = self._utterance, self.options.fps
+        """The utterance's frames [emitted, end): lips from its window, life from the stream. A
+        notice its lip source gave (on what it heard, or at the end) is dated at the first of them."""
+        utt = self._utterance
         start = utt.emitted
-        if end <= start:
-            return _Frames(np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32), np.zeros((0, 6), np.float32),
-                           np.zeros((0, 4), np.float32), [])
+        if end > start:
+            frames = self._speech_frames(utt, start, end, ending)
+        else:
+            frames = _Frames(np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32), np.zeros((0, 6), np.float32),
+                             np.zeros((0, 4), np.float32), [])
+        if utt.source.notice and not utt.noticed:
+            utt.noticed = True
+            self._notices.append((utt.source.notice, utt.start_frame + start))
+        return frames
+
+    def _speech_frames(self, utt: "_Utterance | _Take", start: int, end: int, ending: bool) -> _Frames:
+        fps = self.options.fps
         window = utt.window(start, end)
         lips, visemes, speaking, f0 = window.lips(start, end, self.options)
         for nucleus in window.nuclei:
@@ -241,13 +250,7 @@ class MotionStream:
         if not utt.rounding_leads:
             self._limit_rounding(lips)
         utt.sent(end)
-        self._take_notice(utt, start)
         return self._emit(lips, visemes, speaking, f0, window.median_f0)
-
-    def _take_notice(self, utt: "_Utterance | _Take", frame: int) -> None:
-        if utt.source.notice and not utt.noticed:
-            utt.noticed = True
-            self._notices.append((utt.source.notice, utt.start_frame + frame))
 
     def _limit_rounding(self, lips: np.ndarray) -> None:
         """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: a take's starts
