@@ -407,7 +407,8 @@ class _Acoustics:
         self._peak = 0.0                 # the utterance's loudest |sample| so far (the pitch's silence)
         self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
         self._vad_step = self._vad.frame_bytes // 2
-        self._vad_raw: list[bool] = []   # one per 30 ms VAD frame, from the start of the utterance
+        self._vad_raw: list[bool] = []   # one per 30 ms VAD frame not yet settled, from VAD frame _vad0 on
+        self._vad0 = 0
         self._pcm = bytearray()
         self.cols = {name: np.zeros(0, bool if name == "vad" else float) for name in self.COLUMNS}
         self.k0 = 0                      # utterance frame index of the first kept row
@@ -466,7 +467,11 @@ class _Acoustics:
         rms_db = frame_rms_db(frames)
         f0 = self._pitch.track(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE, self._peak)
         per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
-        vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
+        raw, heard, v0 = self._vad_raw, len(self._vad_raw), self._vad0   # frames without a decision: not speech
+        vad = np.array([k // per - v0 < heard and raw[k // per - v0] for k in range(start, end)], bool)
+        done = min(end // per - self._vad0, len(self._vad_raw))   # VAD frames before the next frame to settle
+        del self._vad_raw[:done]
+        self._vad0 += done
         new = {"rms_db": rms_db, "f0": f0, "vad": vad}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
@@ -475,7 +480,6 @@ class _Acoustics:
         self._levels.f0.add(f0[f0 > 0])
         # audio before the next frame's pitch context is not needed again
         drop = max(0, end * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE) - self._audio0)
-        drop = min(drop, len(self._vad_raw) * self._vad_step - self._audio0)
         if drop > 0:
             self._audio = self._audio[drop:]
             self._audio0 += drop
