@@ -66,6 +66,12 @@ def semitones(f0, median_f0: float):
     return 12 * np.log2(np.maximum(f0, 1) / median_f0)
 
 
+def median_pitch(f0: np.ndarray) -> float | None:
+    """The median of the voiced frames' pitch (Hz; f0 0 where unvoiced), None if none is voiced."""
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if len(voiced) else None
+
+
 def _f0_peak(f0: np.ndarray, k: int) -> float:
     """The highest pitch within 50 ms of frame k (Hz)."""
     return float(f0[max(0, k - 5): k + 6].max())
@@ -92,8 +98,7 @@ class Prosody:
     @classmethod
     def take(cls, rms_db: np.ndarray, f0: np.ndarray, speech: np.ndarray) -> list[Nucleus]:
         """A whole take's nuclei (times in s from its start), judged against the take's statistics."""
-        voiced = f0[f0 > 0]
-        median_f0 = float(np.median(voiced)) if len(voiced) else None
+        median_f0 = median_pitch(f0)
         k, level, prominence = _peaks(rms_db)
         keep = speech[k] & (f0[k] > 0)
         if not keep.any():

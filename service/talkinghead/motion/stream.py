@@ -52,7 +52,7 @@ from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import HOP_SAMPLES, pcm16
 from talkinghead.audio.phoneset import CLASSES
 from talkinghead.audio.pitch import PitchTracker
-from talkinghead.audio.prosody import Nucleus, Prosody
+from talkinghead.audio.prosody import Nucleus, Prosody, median_pitch
 from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
@@ -343,11 +343,11 @@ class _Take:
 
     def window(self, start: int, end: int) -> _Window:
         feat = self._analysis.features
+        # SpeechFeatures holds Prosody.take's nuclei as arrays (what server/analyses.py caches): rejoined
         accents = set(feat.accents.tolist())
         nuclei = [Nucleus(t, s, t in accents) for t, s in zip(feat.nuclei.tolist(), feat.nucleus_strength.tolist())]
-        voiced = feat.f0[feat.f0 > 0]
         return _Window(feat, 0.0, self._fps, 0, self.n_frames, list(self._analysis.segments), nuclei,
-                       float(np.median(voiced)) if len(voiced) else None)
+                       median_pitch(feat.f0))
 
     def sent(self, end: int) -> None:
         self.emitted = end
