@@ -20,12 +20,12 @@ from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.phones import HOP, HOP_SAMPLES, pcm16
+from talkinghead.audio.pitch import CEILING_HZ, FLOOR_HZ
 from talkinghead.audio.prosody import Prosody
 
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses
 VAD_MIN_SPEECH_S = 0.06    # shorter bursts are clicks
-PITCH_RANGE_HZ = (60, 500)  # Praat's pitch floor and ceiling
 LOUD_BELOW_PEAK_DB = 35.0  # speech is within this of the recording's loud frames (95th percentile)
 
 
@@ -137,7 +137,7 @@ def pitch_at(audio: np.ndarray, centres: np.ndarray, sound: parselmouth.Sound | 
     f0 = np.zeros(len(centres))
     sound = sound or parselmouth.Sound(audio.astype(np.float64), SAMPLE_RATE)
     try:
-        pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=PITCH_RANGE_HZ[0], pitch_ceiling=PITCH_RANGE_HZ[1])
+        pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=FLOOR_HZ, pitch_ceiling=CEILING_HZ)
     except parselmouth.PraatError:   # shorter than one pitch window: too short to be voiced
         return f0
     values = pitch.selected_array["frequency"]
