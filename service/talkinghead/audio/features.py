@@ -177,6 +177,14 @@ def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
+def value_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the runs of one value in a 1-D array, in order (none if empty)."""
+    if not len(values):
+        return []
+    bounds = [0, *(np.flatnonzero(values[1:] != values[:-1]) + 1).tolist(), len(values)]
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[float, float]]:
     """Split a recording into spans (start s, end s) of at most ~max_seconds, cut in the middle of
     pauses, so the recogniser decodes phrase-sized utterances (long ones are slow and memory-hungry)."""

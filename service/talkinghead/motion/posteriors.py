@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from talkinghead.arkit import VISEMES
-from talkinghead.audio.features import HOP
+from talkinghead.audio.features import HOP, value_runs
 from talkinghead.audio.phone_model import viseme_posteriors
 from talkinghead.motion.acoustic import merged_runs
 from talkinghead.motion.lips import VisemeSegment
@@ -34,9 +34,8 @@ def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[Vi
     vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
     conf = vp[np.arange(len(best)), best]
-    bounds = [0, *(np.flatnonzero(best[1:] != best[:-1]) + 1).tolist(), len(best)]
     index = best.tolist()
-    runs = [(VISEMES[index[k]], k, j) for k, j in zip(bounds[:-1], bounds[1:])]
+    runs = [(VISEMES[index[k]], k, j) for k, j in value_runs(best)]
     out = []
     for viseme, start, end in merged_runs(runs, len(best), open_end):
         a, b = int(round(start / HOP)), max(int(round(start / HOP)) + 1, int(round(end / HOP)))
