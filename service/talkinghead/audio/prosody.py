@@ -56,10 +56,6 @@ def _peaks(rms_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return peaks, env[peaks], props["prominences"]
 
 
-def _strength(level: float, prominence: float, median_level: float, median_prominence: float) -> float:
-    return float(np.clip(0.5 + (level - median_level) / 12 + (prominence - median_prominence) / 20, 0, 1))
-
-
 def semitones(f0, median_f0: float):
     """Pitch (Hz, a float or an array) in semitones above the speaker's median (Hz); f0 under 1 Hz
     (unvoiced) is taken as 1 Hz."""
@@ -80,7 +76,7 @@ def _f0_peak(f0: np.ndarray, k: int) -> float:
 def _rated(level: float, prominence: float, f0_peak: float, median_f0: float | None,
            median_level: float, median_prominence: float) -> tuple[float, float, float]:
     """A nucleus's (strength 0..1, pitch peak in semitones over the median, accent score)."""
-    strength = _strength(level, prominence, median_level, median_prominence)
+    strength = float(np.clip(0.5 + (level - median_level) / 12 + (prominence - median_prominence) / 20, 0, 1))
     rise = float(semitones(f0_peak, median_f0)) if median_f0 else 0.0
     return strength, rise, rise + 4 * strength
 
