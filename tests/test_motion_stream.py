@@ -334,7 +334,7 @@ def test_a_long_utterance_keeps_only_a_window_of_its_acoustics(takes):
     for c in chunks(speech, 100):
         stream.push(c)
         ac = stream._utterance.acoustics
-        held.append((len(ac.cols["rms_db"]), len(ac.post), len(ac._audio), len(ac._vad_raw)))
+        held.append((len(ac.cols["rms_db"]), len(ac.post), len(ac._audio), len(ac._vad._raw)))
     most = np.max(held[50:], axis=0)   # after the first 5 s
     assert most[0] <= 150 and most[1] <= 150                 # feature rows: ~1 s (10 ms each)
     assert most[2] <= 0.1 * SAMPLE_RATE                      # audio samples (the pitch windows)

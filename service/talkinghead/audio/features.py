@@ -80,16 +80,42 @@ def frame_rms_db(frames: np.ndarray) -> np.ndarray:
 
 
 def _vad(samples: np.ndarray, n: int) -> np.ndarray:
-    """The VAD's raw decision per feature frame, shape = (n,), fed 30 ms at a time."""
-    vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
-    step = vad.frame_bytes // 2
-    pcm = pcm16(samples)
-    speech = np.zeros(n, bool)
-    per = step // HOP_SAMPLES
-    for k in range(0, len(pcm) - step + 1, step):
-        if vad.is_speech(pcm[k: k + step].tobytes()):
-            speech[k // HOP_SAMPLES: k // HOP_SAMPLES + per] = True
-    return speech
+    """The VAD's raw decision per feature frame of a whole recording, shape = (n,)."""
+    vad = VoiceActivity()
+    vad.extend(samples)
+    return vad.frames(0, n)
+
+
+class VoiceActivity:
+    """pocketsphinx's VAD fed audio as it arrives (a take: all at once), 30 ms at a time; each
+    30 ms decision is its feature frames' raw voice activity. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
+        self._step = self._vad.frame_bytes              # bytes of 16-bit audio a decision hears
+        self._per = self._step // 2 // HOP_SAMPLES      # feature frames a decision covers
+        self._pcm = b""                                 # audio not decided on yet, 16-bit
+        self._raw: list[bool] = []                      # decisions not yet read, from decision _first on
+        self._first = 0
+
+    def extend(self, samples: np.ndarray) -> None:
+        """More audio (float mono at SAMPLE_RATE): every whole 30 ms it completes is decided."""
+        pcm = self._pcm + pcm16(samples).tobytes()
+        whole = len(pcm) - len(pcm) % self._step
+        self._raw += [self._vad.is_speech(pcm[k: k + self._step]) for k in range(0, whole, self._step)]
+        self._pcm = pcm[whole:]
+
+    def frames(self, start: int, end: int) -> np.ndarray:
+        """The decisions of feature frames [start, end), shape = (end - start,) bool (frames not
+        decided yet: False); start is at least the last call's end. The decisions of frames
+        before `end` are forgotten (a long stream keeps none it will not read)."""
+        per, raw, first = self._per, self._raw, self._first
+        heard = len(raw)
+        out = np.array([k // per - first < heard and raw[k // per - first] for k in range(start, end)], bool)
+        done = min(end // per - first, heard)
+        del raw[:done]
+        self._first += done
+        return out
 
 
 def loud(rms_db: np.ndarray, level_p95: float | None) -> np.ndarray:

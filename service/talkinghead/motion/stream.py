@@ -42,14 +42,13 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pocketsphinx import Vad
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud,
-                                        relative_loudness)
+from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, VoiceActivity, bridged, frame_rms_db,
+                                        loud, relative_loudness)
 from talkinghead.audio.phone_model import PhoneModel
-from talkinghead.audio.phones import HOP_SAMPLES, pcm16
+from talkinghead.audio.phones import HOP_SAMPLES
 from talkinghead.audio.phoneset import CLASSES
 from talkinghead.audio.pitch import PitchTracker
 from talkinghead.audio.prosody import Nucleus, Prosody, median_pitch
@@ -405,11 +404,7 @@ class _Acoustics:
         self._audio0 = 0                 # utterance sample index of _audio[0]
         self._pitch = PitchTracker()
         self._peak = 0.0                 # the utterance's loudest |sample| so far (the pitch's silence)
-        self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
-        self._vad_step = self._vad.frame_bytes // 2
-        self._vad_raw: list[bool] = []   # one per 30 ms VAD frame not yet settled, from VAD frame _vad0 on
-        self._vad0 = 0
-        self._pcm = bytearray()
+        self._vad = VoiceActivity()
         self.cols = {name: np.zeros(0, bool if name == "vad" else float) for name in self.COLUMNS}
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
@@ -430,11 +425,7 @@ class _Acoustics:
         self.n_samples += len(samples)
         self._peak = max(self._peak, float(np.max(np.abs(samples))))
         self._unheard.append(samples)
-        self._pcm += pcm16(samples).tobytes()   # the audio the VAD has not heard, 16-bit
-        step = 2 * self._vad_step
-        while len(self._pcm) >= step:
-            self._vad_raw.append(self._vad.is_speech(self._pcm[:step]))
-            del self._pcm[:step]
+        self._vad.extend(samples)
 
     def _run_model(self) -> list[np.ndarray]:
         """The phone model on the audio taken since it last ran: once per settle, not per chunk
@@ -466,13 +457,7 @@ class _Acoustics:
         frames.reshape(-1)[: len(flat)] = flat
         rms_db = frame_rms_db(frames)
         f0 = self._pitch.track(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE, self._peak)
-        per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
-        raw, heard, v0 = self._vad_raw, len(self._vad_raw), self._vad0   # frames without a decision: not speech
-        vad = np.array([k // per - v0 < heard and raw[k // per - v0] for k in range(start, end)], bool)
-        done = min(end // per - self._vad0, len(self._vad_raw))   # VAD frames before the next frame to settle
-        del self._vad_raw[:done]
-        self._vad0 += done
-        new = {"rms_db": rms_db, "f0": f0, "vad": vad}
+        new = {"rms_db": rms_db, "f0": f0, "vad": self._vad.frames(start, end)}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
         self.settled = end
