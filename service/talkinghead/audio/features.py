@@ -3,10 +3,10 @@ prosodic events (syllable nuclei, pitch accents) that drive brows and head.
 
 Praat (through parselmouth) is the reference tool for pitch and formant tracking; pocketsphinx's
 WebRTC-style VAD finds speech. `analyze` takes a whole recording; the pieces it is made of
-(`frame_rms_db`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a stream runs
-on its windows (motion.stream), with running statistics in place of the whole take's; a stream's
-pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a chunk's frames, its
-agreement with `pitch_at` measured in tests/test_fast_paths.py).
+(`frame_rms_db`, `VoiceActivity`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are
+what a stream runs on its windows (motion.stream), with running statistics in place of the whole
+take's; a stream's pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a
+chunk's frames, its agreement with `pitch_at` measured in tests/test_fast_paths.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ the start, relaxed at the end), the syllable nuclei and accents (`audio.prosody.
 into nods, sweeps and brow raises, and the life (`life.Life`: eyes, head, brows, emotion), which
 carries its state from frame to frame whatever the frames were asked for by.
 
-Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`, the VAD
-fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
+Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`,
+`features.VoiceActivity`, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
 a TTS engine's marks, the line's text aligned live, or the project's phone model alone), which
 hears the phone model's posteriors 10 ms frame by 10 ms frame as the audio arrives;
 what a take computes over the whole recording (the speech level that loudness is relative to, the
