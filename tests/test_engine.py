@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from test_motion_stream import as_track
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.motion import MotionStream, analyze_speech, animate, motion_from_audio, speech
@@ -27,15 +28,6 @@ def streamed(samples: np.ndarray, options: MotionOptions, chunk_s: float = 0.1) 
     step = int(chunk_s * SAMPLE_RATE)
     frames = [f for i in range(0, len(samples), step) for f in stream.push(samples[i: i + step])] + stream.flush()
     return as_track(frames, options.fps)
-
-
-def as_track(frames: list, fps: float) -> MotionTrack:
-    return MotionTrack(fps=fps, duration=len(frames) / fps, blendshapes=np.stack([f.blendshapes for f in frames]),
-                       head=np.array([[f.head.yaw, f.head.pitch, f.head.roll, f.head.x, f.head.y, f.head.z]
-                                      for f in frames], np.float32),
-                       gaze=np.array([[f.gaze_left.yaw, f.gaze_left.pitch, f.gaze_right.yaw, f.gaze_right.pitch]
-                                      for f in frames], np.float32),
-                       visemes=[f.viseme for f in frames])
 
 
 def blinks(track: MotionTrack) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eye_takes import eye_motion
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.exports import livelink_csv as llf
 from talkinghead.exports import read_livelink_csv, write_track
@@ -50,8 +51,7 @@ def frame_numbers(rows) -> np.ndarray:
 def our_take(fps: float = 30.0, seconds: float = 20.0, seed: int = 1) -> MotionTrack:
     """Our own eye motion (the motion engine's gaze and eyeLook* weights), looking around."""
     n = int(seconds * fps)
-    motion = eyes.eye_motion(n, fps, np.ones(n, bool), MotionOptions(fps=fps, gaze="wander"),
-                             np.random.default_rng(seed))
+    motion = eye_motion(np.ones(n, bool), fps, MotionOptions(fps=fps, gaze="wander"), np.random.default_rng(seed))
     return MotionTrack(fps=fps, duration=n / fps, blendshapes=motion.blendshapes,
                        head=np.zeros((n, 6), np.float32), gaze=motion.gaze, visemes=["sil"] * n)
 

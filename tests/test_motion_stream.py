@@ -323,3 +323,19 @@ def test_bad_chunks_raise_audio_errors_that_say_what_to_do(bad, words):
     assert stream.push(np.zeros(0, np.float32)) == [] and stream.flush() == []   # empty: no utterance opened
     with pytest.raises(ValueError):
         stream.idle(-1)
+
+
+def test_a_long_utterance_keeps_only_a_window_of_its_acoustics(takes):
+    """One utterance of ~20 s (festival's lines back to back, no flush): the rows, audio and VAD
+    decisions the stream holds stay those of the last moments, however long it speaks."""
+    speech = np.concatenate([x for x, _ in takes])[: 20 * SAMPLE_RATE]
+    stream = MotionStream()
+    held = []
+    for c in chunks(speech, 100):
+        stream.push(c)
+        ac = stream._utterance.acoustics
+        held.append((len(ac.cols["rms_db"]), len(ac.post), len(ac._audio), len(ac._vad._raw)))
+    most = np.max(held[50:], axis=0)   # after the first 5 s
+    assert most[0] <= 150 and most[1] <= 150                 # feature rows: ~1 s (10 ms each)
+    assert most[2] <= 0.1 * SAMPLE_RATE                      # audio samples (the pitch windows)
+    assert most[3] <= 5                                      # 30 ms VAD decisions

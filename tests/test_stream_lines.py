@@ -249,3 +249,19 @@ def test_a_file_with_marks_has_the_streams_visemes(english, tmp_path):
     (tmp_path / "bad.marks").write_text('{"time": "soon"}')
     bad = talkinghead("params", "--audio", str(wav), "--marks", str(tmp_path / "bad.marks"), "-o", str(tmp_path / "b.json"))
     assert bad.returncode == 2 and "not a marks file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("rows", [1, 3, 10])
+def test_the_reversed_reference_hears_every_row_however_they_come(english, rows):
+    """The fit is judged against the text's phones reversed, aligned beside it: that reference
+    must hear the same frames as the text's path, in calls of any size (a stream of 20 ms chunks
+    gives the aligner a few rows at a time)."""
+    samples, _, _ = english
+    post = PhoneModel.shared().posteriors(samples)
+    live = LiveAligner(split_words(SENTENCE), "en")
+    for i in range(0, len(post), rows):
+        live.hear(post[i: i + rows])
+    live.hear(post[:0], final=True)
+    reference = live._reference
+    assert len(live.committed) == len(reference.committed) == len(post)
+    assert reference.surprise() - live.surprise() > 0.5    # the right text fits far better than reversed

@@ -274,6 +274,8 @@ class LiveAligner:
         rows will come (the whole path is committed)."""
         if self.failed or self.empty:
             return
+        if self._reference is not None:   # every row, as this path does, whenever either decodes
+            self._reference.hear(post, final)
         logp = np.log(np.maximum(post, FLOOR)).astype(np.float32)
         for row in logp:
             self._frame(row)
@@ -283,8 +285,6 @@ class LiveAligner:
         if not n or (self._undecoded < DECODE_EVERY and not final):
             return
         self._undecoded = 0
-        if self._reference is not None:
-            self._reference.hear(post, final)
         path = self._path()
         keep = n if final else max(0, n - self.lag)
         self._commit(path[:keep], final)

@@ -3,10 +3,10 @@ prosodic events (syllable nuclei, pitch accents) that drive brows and head.
 
 Praat (through parselmouth) is the reference tool for pitch and formant tracking; pocketsphinx's
 WebRTC-style VAD finds speech. `analyze` takes a whole recording; the pieces it is made of
-(`frame_rms_db`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are what a stream runs
-on its windows (motion.stream), with running statistics in place of the whole take's; a stream's
-pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a chunk's frames, its
-agreement with `pitch_at` measured in tests/test_fast_paths.py).
+(`frame_rms_db`, `VoiceActivity`, `loud`, `bridged`, `relative_loudness`, `prosody.Prosody`) are
+what a stream runs on its windows (motion.stream), with running statistics in place of the whole
+take's; a stream's pitch is Praat's method in numpy (`audio.pitch`: 60 % of Praat's cost on a
+chunk's frames, its agreement with `pitch_at` measured in tests/test_fast_paths.py).
 """
 
 from __future__ import annotations
@@ -19,15 +19,13 @@ from pocketsphinx import Vad
 from scipy.ndimage import gaussian_filter1d
 
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.phones import FRAME_RATE, HOP_SAMPLES, pcm16
+from talkinghead.audio.phones import HOP, HOP_SAMPLES, pcm16
+from talkinghead.audio.pitch import CEILING_HZ, FLOOR_HZ
 from talkinghead.audio.prosody import Prosody
-
-HOP = 1 / FRAME_RATE       # seconds per feature frame: the recogniser's frames, so masks line up
 
 SILENCE_DB = -55.0         # frames quieter than this (dBFS) are never speech
 VAD_BRIDGE_S = 0.12        # gaps shorter than this inside speech are stop closures, not pauses
 VAD_MIN_SPEECH_S = 0.06    # shorter bursts are clicks
-PITCH_RANGE_HZ = (60, 500)  # Praat's pitch floor and ceiling
 LOUD_BELOW_PEAK_DB = 35.0  # speech is within this of the recording's loud frames (95th percentile)
 
 
@@ -82,16 +80,42 @@ def frame_rms_db(frames: np.ndarray) -> np.ndarray:
 
 
 def _vad(samples: np.ndarray, n: int) -> np.ndarray:
-    """The VAD's raw decision per feature frame, shape = (n,), fed 30 ms at a time."""
-    vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
-    step = vad.frame_bytes // 2
-    pcm = pcm16(samples)
-    speech = np.zeros(n, bool)
-    per = step // HOP_SAMPLES
-    for k in range(0, len(pcm) - step + 1, step):
-        if vad.is_speech(pcm[k: k + step].tobytes()):
-            speech[k // HOP_SAMPLES: k // HOP_SAMPLES + per] = True
-    return speech
+    """The VAD's raw decision per feature frame of a whole recording, shape = (n,)."""
+    vad = VoiceActivity()
+    vad.extend(samples)
+    return vad.frames(0, n)
+
+
+class VoiceActivity:
+    """pocketsphinx's VAD fed audio as it arrives (a take: all at once), 30 ms at a time; each
+    30 ms decision is its feature frames' raw voice activity. Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
+        self._step = self._vad.frame_bytes              # bytes of 16-bit audio a decision hears
+        self._per = self._step // 2 // HOP_SAMPLES      # feature frames a decision covers
+        self._pcm = b""                                 # audio not decided on yet, 16-bit
+        self._raw: list[bool] = []                      # decisions not yet read, from decision _first on
+        self._first = 0
+
+    def extend(self, samples: np.ndarray) -> None:
+        """More audio (float mono at SAMPLE_RATE): every whole 30 ms it completes is decided."""
+        pcm = self._pcm + pcm16(samples).tobytes()
+        whole = len(pcm) - len(pcm) % self._step
+        self._raw += [self._vad.is_speech(pcm[k: k + self._step]) for k in range(0, whole, self._step)]
+        self._pcm = pcm[whole:]
+
+    def frames(self, start: int, end: int) -> np.ndarray:
+        """The decisions of feature frames [start, end), shape = (end - start,) bool (frames not
+        decided yet: False); start is at least the last call's end. The decisions of frames
+        before `end` are forgotten (a long stream keeps none it will not read)."""
+        per, raw, first = self._per, self._raw, self._first
+        heard = len(raw)
+        out = np.array([k // per - first < heard and raw[k // per - first] for k in range(start, end)], bool)
+        done = min(end // per - first, heard)
+        del raw[:done]
+        self._first += done
+        return out
 
 
 def loud(rms_db: np.ndarray, level_p95: float | None) -> np.ndarray:
@@ -139,7 +163,7 @@ def pitch_at(audio: np.ndarray, centres: np.ndarray, sound: parselmouth.Sound | 
     f0 = np.zeros(len(centres))
     sound = sound or parselmouth.Sound(audio.astype(np.float64), SAMPLE_RATE)
     try:
-        pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=PITCH_RANGE_HZ[0], pitch_ceiling=PITCH_RANGE_HZ[1])
+        pitch = sound.to_pitch_ac(time_step=HOP, pitch_floor=FLOOR_HZ, pitch_ceiling=CEILING_HZ)
     except parselmouth.PraatError:   # shorter than one pitch window: too short to be voiced
         return f0
     values = pitch.selected_array["frequency"]
@@ -177,6 +201,14 @@ def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """[start, end) index pairs of the runs of True in a 1-D bool array."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
+
+
+def value_runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) index pairs of the runs of one value in a 1-D array, in order (none if empty)."""
+    if not len(values):
+        return []
+    bounds = [0, *(np.flatnonzero(values[1:] != values[:-1]) + 1).tolist(), len(values)]
+    return list(zip(bounds[:-1], bounds[1:]))
 
 
 def speech_chunks(speech: np.ndarray, max_seconds: float = 20.0) -> list[tuple[float, float]]:

@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 
 FRAME_RATE = 100  # pocketsphinx frames per second (10 ms hop)
 HOP_SAMPLES = SAMPLE_RATE // FRAME_RATE
+HOP = 1 / FRAME_RATE  # seconds per frame: the feature frames' too (features.HOP), so masks line up
 ALIGN_CHUNK_S = 20.0  # phone-level alignment runs on phrases up to this long
 
 # Phone-loop decoding: the pocketsphinx phoneme-recognition docs' wide beams, with a language-model

@@ -22,7 +22,7 @@ import scipy.fft
 
 from talkinghead.audio.decode import SAMPLE_RATE
 
-FLOOR_HZ, CEILING_HZ = 60.0, 500.0   # features.PITCH_RANGE_HZ
+FLOOR_HZ, CEILING_HZ = 60.0, 500.0   # Praat's pitch floor and ceiling, features.pitch_at's too
 PERIODS_PER_WINDOW = 3.0             # Praat's AC default: the window holds 3 periods of the floor
 SILENCE_THRESHOLD = 0.03             # Praat's defaults, relative to the loudest sample...
 VOICING_THRESHOLD = 0.45             # ...and of the normalised autocorrelation

@@ -22,9 +22,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
-from talkinghead.audio.phones import FRAME_RATE
-
-HOP = 1 / FRAME_RATE        # s per feature frame (features.HOP)
+from talkinghead.audio.phones import HOP
 
 ACCENT_SPACING_S = 0.7      # pitch accents closer than this are one emphasis
 NUCLEUS_SPACING_S = 0.1     # syllables closer than this are one
@@ -58,12 +56,29 @@ def _peaks(rms_db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return peaks, env[peaks], props["prominences"]
 
 
-def _strength(level: float, prominence: float, median_level: float, median_prominence: float) -> float:
-    return float(np.clip(0.5 + (level - median_level) / 12 + (prominence - median_prominence) / 20, 0, 1))
+def semitones(f0, median_f0: float):
+    """Pitch (Hz, a float or an array) in semitones above the speaker's median (Hz); f0 under 1 Hz
+    (unvoiced) is taken as 1 Hz."""
+    return 12 * np.log2(np.maximum(f0, 1) / median_f0)
 
 
-def _semitones(f0_peak: float, median_f0: float | None) -> float:
-    return 12 * math.log2(max(f0_peak, 1) / median_f0) if median_f0 else 0.0
+def median_pitch(f0: np.ndarray) -> float | None:
+    """The median of the voiced frames' pitch (Hz; f0 0 where unvoiced), None if none is voiced."""
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if len(voiced) else None
+
+
+def _f0_peak(f0: np.ndarray, k: int) -> float:
+    """The highest pitch within 50 ms of frame k (Hz)."""
+    return float(f0[max(0, k - 5): k + 6].max())
+
+
+def _rated(level: float, prominence: float, f0_peak: float, median_f0: float | None,
+           median_level: float, median_prominence: float) -> tuple[float, float, float]:
+    """A nucleus's (strength 0..1, pitch peak in semitones over the median, accent score)."""
+    strength = float(np.clip(0.5 + (level - median_level) / 12 + (prominence - median_prominence) / 20, 0, 1))
+    rise = float(semitones(f0_peak, median_f0)) if median_f0 else 0.0
+    return strength, rise, rise + 4 * strength
 
 
 class Prosody:
@@ -79,15 +94,14 @@ class Prosody:
     @classmethod
     def take(cls, rms_db: np.ndarray, f0: np.ndarray, speech: np.ndarray) -> list[Nucleus]:
         """A whole take's nuclei (times in s from its start), judged against the take's statistics."""
-        voiced = f0[f0 > 0]
-        median_f0 = float(np.median(voiced)) if len(voiced) else None
+        median_f0 = median_pitch(f0)
         k, level, prominence = _peaks(rms_db)
         keep = speech[k] & (f0[k] > 0)
         if not keep.any():
             return []
         level, prominence = level[keep], prominence[keep]
         ml, mp = float(np.median(level)), float(np.median(prominence))
-        scores = [_semitones(float(f0[max(0, i - 5): i + 6].max()), median_f0) + 4 * _strength(lv, pr, ml, mp)
+        scores = [_rated(lv, pr, _f0_peak(f0, i), median_f0, ml, mp)[2]
                   for i, lv, pr in zip(k[keep].tolist(), level.tolist(), prominence.tolist())]
         prosody = cls(_Stats(ml, mp, float(np.percentile(scores, ACCENT_SHARE))))
         return prosody.hear(rms_db, f0, speech, 0.0, median_f0, final=True)
@@ -119,7 +133,7 @@ class Prosody:
             if (live and t < horizon - NUCLEUS_MAX_AGE_S) or not (speech[k] and f0[k] > 0):
                 continue
             self._last_nucleus = t
-            out.append(self._judge(t, level, prominence, float(f0[max(0, k - 5): k + 6].max()), median_f0))
+            out.append(self._judge(t, level, prominence, _f0_peak(f0, k), median_f0))
         return out
 
     def _judge(self, t: float, level: float, prominence: float, f0_peak: float, median_f0: float | None) -> Nucleus:
@@ -129,15 +143,13 @@ class Prosody:
             stats = _Stats(float(np.median(self._levels)), float(np.median(self._prominences)), 0.0)
         else:
             stats = self._stats
-        strength = _strength(level, prominence, stats.level, stats.prominence)
-        semitones = _semitones(f0_peak, median_f0)
-        score = semitones + 4 * strength
+        strength, rise, score = _rated(level, prominence, f0_peak, median_f0, stats.level, stats.prominence)
         if self._stats is None:
             self._scores.append(score)
             threshold = float(np.percentile(self._scores, ACCENT_SHARE))
         else:
             threshold = stats.score
-        accent = (semitones > ACCENT_SEMITONES and score >= threshold
+        accent = (rise > ACCENT_SEMITONES and score >= threshold
                   and t - self._last_accent >= ACCENT_SPACING_S)
         if accent:
             self._last_accent = t

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d, maximum_filter1d, uniform_filter1d
 from scipy.signal import find_peaks
 
-from talkinghead.audio.features import HOP, SpeechFeatures
+from talkinghead.audio.features import HOP, SpeechFeatures, value_runs
 from talkinghead.motion.lips import VisemeSegment
 
 MIN_SEGMENT_S = 0.04
@@ -36,11 +36,10 @@ def _vowel(f1: float, f2: float) -> str:
     return "U" if f2 < 1250 else "E"
 
 
-def frame_visemes(feat: SpeechFeatures, local_peak: np.ndarray | None = None) -> list[str]:
-    """One viseme per feature frame (HOP seconds). local_peak: shape = (n,) dBFS, the level closures
-    are measured against (default: the loudest frame within LOCAL_PEAK_S centred on each frame)."""
-    if local_peak is None:
-        local_peak = maximum_filter1d(feat.rms_db, size=int(LOCAL_PEAK_S / HOP), mode="nearest")
+def frame_visemes(feat: SpeechFeatures) -> list[str]:
+    """One viseme per feature frame (HOP seconds); closures are dips below the loudest frame within
+    LOCAL_PEAK_S centred on each frame."""
+    local_peak = maximum_filter1d(feat.rms_db, size=int(LOCAL_PEAK_S / HOP), mode="nearest")
     labels = []
     for k in range(len(feat.rms_db)):
         if not feat.speech[k]:
@@ -78,41 +77,25 @@ def _syllable_valleys(feat: SpeechFeatures, labels: list[str]) -> list[str]:
     return out
 
 
-def visemes_from_acoustics(feat: SpeechFeatures, spans: list[tuple[float, float]] | None = None,
-                           local_peak: np.ndarray | None = None, open_end: bool = False) -> list[VisemeSegment]:
-    """Viseme segments for the given (start s, end s) spans of the recording (default: all of it).
-    The frame labels are computed once for the whole take, however many spans are asked for.
-    local_peak: see frame_visemes. open_end: the sound goes on past feat's last frame (streaming),
-    so a short run of labels at the end is the start of a longer one, not a flicker to drop."""
-    labels = _syllable_valleys(feat, _majority(frame_visemes(feat, local_peak)))
-    segs: list[VisemeSegment] = []
-    for start, end in spans if spans is not None else [(0.0, len(labels) * HOP)]:
-        segs += label_segments(labels, int(start / HOP), min(len(labels), int(np.ceil(end / HOP))), open_end)
-    return segs
+def visemes_from_acoustics(feat: SpeechFeatures) -> list[VisemeSegment]:
+    """Viseme segments of the whole recording."""
+    return label_segments(_syllable_valleys(feat, _majority(frame_visemes(feat))))
 
 
-def label_segments(labels: list[str], k0: int, k1: int, open_end: bool = False) -> list[VisemeSegment]:
-    """Runs of one label in labels[k0:k1] as segments; runs too short to see join the previous
-    (except, with open_end, the last run, which is still growing)."""
-    runs = []
-    k = k0
-    while k < k1:
-        j = k
-        while j < k1 and labels[j] == labels[k]:
-            j += 1
-        runs.append((labels[k], k, j))
-        k = j
-    return [VisemeSegment(label, start, end, 0.8) for label, start, end in merged_runs(runs, k1, open_end)]
+def label_segments(labels: list[str]) -> list[VisemeSegment]:
+    """Runs of one label (one per frame from frame 0) as segments; runs too short to see join the previous."""
+    runs = [(labels[k], k, j) for k, j in value_runs(np.array(labels))]
+    return [VisemeSegment(label, start, end, 0.8) for label, start, end in merged_runs(runs)]
 
 
-def merged_runs(runs: list[tuple[str, int, int]], k1: int, open_end: bool = False) -> list[tuple[str, float, float]]:
+def merged_runs(runs: list[tuple[str, int, int]]) -> list[tuple[str, float, float]]:
     """label_segments' rule on runs already found, (label, first frame, one past the last) in
-    order, the last ending at frame k1: (label, start s, end s) of the segments they make."""
+    order: (label, start s, end s) of the segments they make."""
     segs: list[tuple[str, float, float]] = []
     for label, k, j in runs:
         start, end = k * HOP, j * HOP
         shortest = MIN_CLOSURE_S if label == "PP" else MIN_SEGMENT_S
-        if segs and end - start < shortest and not (open_end and j == k1):  # too short to see: no flicker
+        if segs and end - start < shortest:  # too short to see: no flicker
             segs[-1] = (segs[-1][0], segs[-1][1], end)
         else:
             segs.append((label, start, end))

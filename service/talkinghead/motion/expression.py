@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from talkinghead.arkit import BLENDSHAPE_NAMES, BS, pose_vector
+from talkinghead.audio.prosody import semitones
 from talkinghead.motion.noise import OU, Pulses, clip
 from talkinghead.motion.options import MotionOptions
 
@@ -50,8 +51,7 @@ class Brows:
         frame (0 unvoiced) and the speaker's median, for the pitch lift; None in silence."""
         lift = self._lift.at(t)
         if f0 is not None and median_f0:
-            semitones = 12 * np.log2(np.maximum(f0, 1) / median_f0) * (f0 > 0)
-            lift += 0.25 * clip(semitones / 4, 0, 1)      # 0..0.25 above the speaker's median
+            lift += 0.25 * clip(semitones(f0, median_f0) * (f0 > 0) / 4, 0, 1)   # 0..0.25 above the speaker's median
         out = np.zeros((len(t), len(BLENDSHAPE_NAMES)), np.float32)
         lift = clip(lift, 0, 1.4) * BROW_ACCENT * self._options.expressiveness
         out[:, BS["browInnerUp"]] = lift

@@ -108,21 +108,6 @@ WANDER_STYLE = GazeStyle(speech_rate=5.0, silence_rate=8.0, turn_prob=0.8, ampli
                          hold_median_s=1.6, hold_s=(0.6, 3.0), min_gap_s=0.6, up_prob=0.2)
 
 
-@dataclass
-class EyeMotion:
-    """Eye animation for n_frames frames at a fixed rate.
-
-    blendshapes: shape = (n_frames, 52), float32, 0..1, ARKit order; only eye* channels are non-zero
-    gaze:        shape = (n_frames, 4), float32, degrees: left_yaw, left_pitch, right_yaw, right_pitch
-    blink:       shape = (n_frames,), float32, 0..1 eyelid closure of the blinks alone
-                 (no lid-follow), for stages that react to blinks (brows, cheeks)
-    """
-
-    blendshapes: np.ndarray
-    gaze: np.ndarray
-    blink: np.ndarray
-
-
 @dataclass(frozen=True)
 class EyeLookahead:
     """What a whole take tells the eyes before its frames are made (a stream does not know it):
@@ -147,22 +132,6 @@ class EyeLookahead:
             mean = float(gain.mean())
             scale = 1.0 / (mean * _hazard_after_refractory(gain / mean, fps, refractory, cycle))
         return cls(start, start + len(speaking), turns, scale)
-
-
-def eye_motion(n_frames: int, fps: float, speaking: np.ndarray, options: MotionOptions,
-               rng: np.random.Generator) -> EyeMotion:
-    """Blinks and gaze for a whole take, frames at t = i / fps: `Eyes` run over it with the
-    take's lookahead. speaking: shape = (n_frames,), bool, True where there is voice activity.
-    The result depends only on the inputs and the state of `rng`."""
-    speaking = np.asarray(speaking, dtype=bool)
-    if speaking.shape != (n_frames,):
-        raise ValueError(f"speaking shape {speaking.shape}, expected ({n_frames},)")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    eyes = Eyes(options, fps, np.random.SeedSequence(int(rng.integers(2 ** 63))))
-    eyes.look_ahead(EyeLookahead.of(speaking, fps, options.blink_rate))
-    shapes, gaze, blink = eyes.frames(0, speaking)
-    return EyeMotion(shapes.astype(np.float32), gaze.astype(np.float32), blink.astype(np.float32))
 
 
 def _blink_cycle(blink_rate: float) -> tuple[float, float]:

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talkinghead.arkit import VISEMES
+from talkinghead.arkit import VISEME_INDEX, VISEMES
 from talkinghead.audio import espeak
 from talkinghead.audio.align import LiveAligner, Word, split_words
-from talkinghead.audio.features import HOP
+from talkinghead.audio.features import HOP, value_runs
 from talkinghead.audio.phoneset import CLASS_VISEME, CLASSES, DIPHTHONG_SPLIT, classes_of
 from talkinghead.errors import OptionsError
 from talkinghead.motion.lips import VisemeSegment
@@ -190,18 +190,13 @@ class AlignedLips(ModelLips):
         return segs
 
 
+_CLASS_VISEME_INDEX = np.array([VISEME_INDEX[CLASS_VISEME[c]] for c in CLASSES])   # phone class -> viseme index
+
+
 def _runs(classes: np.ndarray, k0: int) -> list[VisemeSegment]:
     """Per-frame class indices of frames k0.. -> viseme segments (runs of one viseme), in seconds."""
-    visemes = [CLASS_VISEME[CLASSES[c]] for c in classes.tolist()]
-    out: list[VisemeSegment] = []
-    k = 0
-    while k < len(visemes):
-        j = k
-        while j < len(visemes) and visemes[j] == visemes[k]:
-            j += 1
-        out.append(VisemeSegment(visemes[k], (k0 + k) * HOP, (k0 + j) * HOP))
-        k = j
-    return out
+    visemes = _CLASS_VISEME_INDEX[classes]
+    return [VisemeSegment(VISEMES[visemes[k]], (k0 + k) * HOP, (k0 + j) * HOP) for k, j in value_runs(visemes)]
 
 
 def lip_source(line: Line | None) -> ModelLips:

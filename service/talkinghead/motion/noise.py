@@ -72,10 +72,14 @@ def add_pulse(out: np.ndarray, times: np.ndarray, amplitude: float, onset: float
     bump reaches are touched, so thousands of syllables in a long take stay cheap."""
     i0 = int(np.searchsorted(times, onset))
     i1 = int(np.searchsorted(times, onset + rise + 4 * decay))
-    x = times[i0:i1] - onset
+    out[i0:i1] += _bump(times[i0:i1] - onset, amplitude, rise, decay)
+
+
+def _bump(x, amplitude, rise, decay):
+    """add_pulse's bump x s after its onset (arrays broadcast: one pulse or a column per pulse)."""
     up = np.where(x < rise, 0.5 - 0.5 * np.cos(np.pi * x / rise), 0.0)
     down = np.where(x >= rise, np.exp(-((x - rise) / decay) ** 2), 0.0)
-    out[i0:i1] += amplitude * (up + down)
+    return amplitude * (up + down)
 
 
 class Pulses:
@@ -122,7 +126,4 @@ def _pulses(times: np.ndarray, pulses: np.ndarray) -> np.ndarray:
     row per pulse (zero where it does not reach): summed over rows in order, add_pulse's sum."""
     amplitude, onset, rise, decay = (pulses[:, i: i + 1] for i in range(4))
     inside = (times >= onset) & (times < onset + rise + 4 * decay)   # add_pulse's [i0, i1)
-    x = times - onset
-    up = np.where(x < rise, 0.5 - 0.5 * np.cos(np.pi * x / rise), 0.0)
-    down = np.where(x >= rise, np.exp(-((x - rise) / decay) ** 2), 0.0)
-    return np.where(inside, amplitude * (up + down), 0.0)
+    return np.where(inside, _bump(times - onset, amplitude, rise, decay), 0.0)

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from talkinghead.arkit import VISEMES
-from talkinghead.audio.features import HOP
+from talkinghead.audio.features import HOP, value_runs
 from talkinghead.audio.phone_model import viseme_posteriors
 from talkinghead.motion.acoustic import merged_runs
 from talkinghead.motion.lips import VisemeSegment
@@ -26,19 +26,18 @@ VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
 _GAIN = np.array([VISEME_GAIN.get(v, 1.0) for v in VISEMES], np.float32)
 
 
-def visemes_from_posteriors(post: np.ndarray, open_end: bool = False) -> list[VisemeSegment]:
+def visemes_from_posteriors(post: np.ndarray) -> list[VisemeSegment]:
     """post: shape = (n, classes), frame k at (k + 0.5) * HOP s. Returns segments in seconds from
-    frame 0. open_end: more frames are coming (streaming): the last run may still grow."""
+    frame 0."""
     if not len(post):
         return []
     vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
     conf = vp[np.arange(len(best)), best]
-    bounds = [0, *(np.flatnonzero(best[1:] != best[:-1]) + 1).tolist(), len(best)]
     index = best.tolist()
-    runs = [(VISEMES[index[k]], k, j) for k, j in zip(bounds[:-1], bounds[1:])]
+    runs = [(VISEMES[index[k]], k, j) for k, j in value_runs(best)]
     out = []
-    for viseme, start, end in merged_runs(runs, len(best), open_end):
+    for viseme, start, end in merged_runs(runs):
         a, b = int(round(start / HOP)), max(int(round(start / HOP)) + 1, int(round(end / HOP)))
         mean = np.add.reduce(conf[a:b]) / (b - a)   # conf[a:b].mean(), without its overhead
         weight = MIN_WEIGHT + (1 - MIN_WEIGHT) * min(max(float(mean / _GAIN[index[a]]), 0.0), 1.0)

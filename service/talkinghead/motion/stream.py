@@ -12,8 +12,8 @@ the start, relaxed at the end), the syllable nuclei and accents (`audio.prosody.
 into nods, sweeps and brow raises, and the life (`life.Life`: eyes, head, brows, emotion), which
 carries its state from frame to frame whatever the frames were asked for by.
 
-Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`, the VAD
-fed 30 ms at a time, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
+Live, the features are computed as the audio arrives (`features.frame_rms_db`, `audio.pitch`,
+`features.VoiceActivity`, `bridged`), and the lips come from the utterance's lip source (`motion.line`:
 a TTS engine's marks, the line's text aligned live, or the project's phone model alone), which
 hears the phone model's posteriors 10 ms frame by 10 ms frame as the audio arrives;
 what a take computes over the whole recording (the speech level that loudness is relative to, the
@@ -42,17 +42,16 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from pocketsphinx import Vad
 
 from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
-from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, bridged, frame_rms_db, loud,
-                                        relative_loudness)
+from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, VoiceActivity, bridged, frame_rms_db,
+                                        loud, relative_loudness)
 from talkinghead.audio.phone_model import PhoneModel
-from talkinghead.audio.phones import HOP_SAMPLES, pcm16
+from talkinghead.audio.phones import HOP_SAMPLES
 from talkinghead.audio.phoneset import CLASSES
 from talkinghead.audio.pitch import PitchTracker
-from talkinghead.audio.prosody import Nucleus, Prosody
+from talkinghead.audio.prosody import Nucleus, Prosody, median_pitch
 from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
@@ -169,7 +168,6 @@ class MotionStream:
         utt.acoustics.finish()
         frames = self._speech(MotionTrack.frame_count(utt.acoustics.n_samples / SAMPLE_RATE, self.options.fps),
                               ending=True)
-        self._take_notice(utt, utt.emitted)
         self._utterance = None
         return self._params(frames)
 
@@ -223,12 +221,22 @@ class MotionStream:
         return self._emit(np.zeros((n, len(BLENDSHAPE_NAMES)), np.float32), ["sil"] * n, np.zeros(n, bool))
 
     def _speech(self, end: int, ending: bool) -> _Frames:
-        """The utterance's frames [emitted, end): lips from its window, life from the stream."""
-        utt, fps = self._utterance, self.options.fps
+        """The utterance's frames [emitted, end): lips from its window, life from the stream. A
+        notice its lip source gave (on what it heard, or at the end) is dated at the first of them."""
+        utt = self._utterance
         start = utt.emitted
-        if end <= start:
-            return _Frames(np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32), np.zeros((0, 6), np.float32),
-                           np.zeros((0, 4), np.float32), [])
+        if end > start:
+            frames = self._speech_frames(utt, start, end, ending)
+        else:
+            frames = _Frames(np.zeros((0, len(BLENDSHAPE_NAMES)), np.float32), np.zeros((0, 6), np.float32),
+                             np.zeros((0, 4), np.float32), [])
+        if utt.source.notice and not utt.noticed:
+            utt.noticed = True
+            self._notices.append((utt.source.notice, utt.start_frame + start))
+        return frames
+
+    def _speech_frames(self, utt: "_Utterance | _Take", start: int, end: int, ending: bool) -> _Frames:
+        fps = self.options.fps
         window = utt.window(start, end)
         lips, visemes, speaking, f0 = window.lips(start, end, self.options)
         for nucleus in window.nuclei:
@@ -241,13 +249,7 @@ class MotionStream:
         if not utt.rounding_leads:
             self._limit_rounding(lips)
         utt.sent(end)
-        self._take_notice(utt, start)
         return self._emit(lips, visemes, speaking, f0, window.median_f0)
-
-    def _take_notice(self, utt: "_Utterance | _Take", frame: int) -> None:
-        if utt.source.notice and not utt.noticed:
-            utt.noticed = True
-            self._notices.append((utt.source.notice, utt.start_frame + frame))
 
     def _limit_rounding(self, lips: np.ndarray) -> None:
         """Rounding (pucker, funnel) changes at most ROUNDING_RATE per second: a take's starts
@@ -340,11 +342,11 @@ class _Take:
 
     def window(self, start: int, end: int) -> _Window:
         feat = self._analysis.features
+        # SpeechFeatures holds Prosody.take's nuclei as arrays (what server/analyses.py caches): rejoined
         accents = set(feat.accents.tolist())
         nuclei = [Nucleus(t, s, t in accents) for t, s in zip(feat.nuclei.tolist(), feat.nucleus_strength.tolist())]
-        voiced = feat.f0[feat.f0 > 0]
         return _Window(feat, 0.0, self._fps, 0, self.n_frames, list(self._analysis.segments), nuclei,
-                       float(np.median(voiced)) if len(voiced) else None)
+                       median_pitch(feat.f0))
 
     def sent(self, end: int) -> None:
         self.emitted = end
@@ -402,10 +404,7 @@ class _Acoustics:
         self._audio0 = 0                 # utterance sample index of _audio[0]
         self._pitch = PitchTracker()
         self._peak = 0.0                 # the utterance's loudest |sample| so far (the pitch's silence)
-        self._vad = Vad(mode=2, sample_rate=SAMPLE_RATE, frame_length=0.03)
-        self._vad_step = self._vad.frame_bytes // 2
-        self._vad_raw: list[bool] = []   # one per 30 ms VAD frame, from the start of the utterance
-        self._pcm = bytearray()
+        self._vad = VoiceActivity()
         self.cols = {name: np.zeros(0, bool if name == "vad" else float) for name in self.COLUMNS}
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
@@ -426,11 +425,7 @@ class _Acoustics:
         self.n_samples += len(samples)
         self._peak = max(self._peak, float(np.max(np.abs(samples))))
         self._unheard.append(samples)
-        self._pcm += pcm16(samples).tobytes()   # the audio the VAD has not heard, 16-bit
-        step = 2 * self._vad_step
-        while len(self._pcm) >= step:
-            self._vad_raw.append(self._vad.is_speech(self._pcm[:step]))
-            del self._pcm[:step]
+        self._vad.extend(samples)
 
     def _run_model(self) -> list[np.ndarray]:
         """The phone model on the audio taken since it last ran: once per settle, not per chunk
@@ -462,9 +457,7 @@ class _Acoustics:
         frames.reshape(-1)[: len(flat)] = flat
         rms_db = frame_rms_db(frames)
         f0 = self._pitch.track(audio, (np.arange(start, end) + 0.5) * HOP - s0 / SAMPLE_RATE, self._peak)
-        per = self._vad_step // HOP_SAMPLES   # feature frames per VAD frame
-        vad = np.array([k // per < len(self._vad_raw) and self._vad_raw[k // per] for k in range(start, end)], bool)
-        new = {"rms_db": rms_db, "f0": f0, "vad": vad}
+        new = {"rms_db": rms_db, "f0": f0, "vad": self._vad.frames(start, end)}
         for name in self.COLUMNS:
             self.cols[name] = np.concatenate([self.cols[name], new[name]])
         self.settled = end
@@ -472,7 +465,6 @@ class _Acoustics:
         self._levels.f0.add(f0[f0 > 0])
         # audio before the next frame's pitch context is not needed again
         drop = max(0, end * HOP_SAMPLES - int(PITCH_CONTEXT_S * SAMPLE_RATE) - self._audio0)
-        drop = min(drop, len(self._vad_raw) * self._vad_step - self._audio0)
         if drop > 0:
             self._audio = self._audio[drop:]
             self._audio0 += drop
