@@ -42,6 +42,7 @@ class AnalysisCache:
         self.max_bytes = max_bytes
         self.hits = 0
         self._entries: OrderedDict[str, tuple[SpeechAnalysis, int]] = OrderedDict()
+        self._bytes = 0                     # the entries' sizes, summed
         self._lock = threading.Lock()
 
     def get(self, key: str) -> SpeechAnalysis | None:
@@ -57,6 +58,8 @@ class AnalysisCache:
     def put(self, key: str, analysis: SpeechAnalysis) -> None:
         size = analysis_bytes(analysis)
         with self._lock:
+            old = self._entries.pop(key, None)          # two calls that both missed: the later one stays
+            self._bytes += size - (old[1] if old else 0)
             self._entries[key] = (analysis, size)
-            while sum(s for _, s in self._entries.values()) > self.max_bytes and len(self._entries) > 1:
-                self._entries.popitem(last=False)
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                self._bytes -= self._entries.popitem(last=False)[1][1]
