@@ -110,6 +110,41 @@ def test_more_avatars_than_a_process_keeps_each_get_their_own_face(landmarker_ri
     assert sizes == want
 
 
+def test_frames_waiting_for_a_process_that_cannot_be_replaced_fail_rather_than_wait(landmarker_rigs):
+    """The only process dies and its replacement fails to start: the frame it had goes without
+    its image, and the frame already waiting for a process (and every one after) fails with
+    MediaError at once instead of waiting for a process that will never come."""
+    from talkinghead.errors import MediaError
+    from talkinghead.server.workers import WorkerCrashed
+
+    rig, params = landmarker_rigs[0], FaceParams(0.0, np.zeros(52, np.float32))
+
+    def cannot_start():
+        raise WorkerCrashed("out of memory (the test says)")
+
+    async def run():
+        images = ImageProcesses(1)
+        try:
+            assert await images.image(rig, params, ImageOptions())
+            images._spawn = cannot_start
+            (worker,) = images._workers
+            os.kill(worker.pid, signal.SIGKILL)
+            crashed = await images.image(rig, params, ImageOptions())
+            outcomes = []
+            for _ in range(2):
+                try:
+                    await asyncio.wait_for(images.image(rig, params, ImageOptions()), 10)
+                except MediaError as exc:
+                    outcomes.append(str(exc))
+            return crashed, outcomes
+        finally:
+            images.close()
+
+    crashed, outcomes = asyncio.run(run())
+    assert crashed == b""
+    assert len(outcomes) == 2 and all("failed to restart" in o for o in outcomes), outcomes
+
+
 @pytest.fixture(scope="module")
 def landmarker_rigs():
     from talkinghead.face import FaceLandmarker

@@ -85,7 +85,7 @@ class ImageProcesses:
 
     def _reset(self) -> None:
         self._threads = ThreadPoolExecutor(max_workers=self.n + 1, thread_name_prefix="talkinghead-images")
-        self._idle: asyncio.Queue | None = None
+        self._idle: asyncio.Queue | None = None   # idle workers; None once none is left
         self._starting: asyncio.Future | None = None
         self._workers: set[_ImageWorker] = set()
         self._spawning = 0                    # replacements on their way
@@ -141,9 +141,10 @@ class ImageProcesses:
     async def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         await self.ready()
         key = self._key(rig)
-        if self._idle.empty() and not self._workers and not self._spawning:
-            raise MediaError("no image process is running (they failed to restart); see the server's log")
         worker = await self._idle.get()
+        if worker is None:                        # every process died and none could be restarted
+            self._idle.put_nowait(None)           # (for the next frame to hear it too)
+            raise MediaError("no image process is running (they failed to restart); see the server's log")
         job = asyncio.get_running_loop().run_in_executor(self._threads, self._drive, worker, key, rig, params, options)
         # The worker goes back only once its reply is read, even if this call is cancelled first.
         job.add_done_callback(lambda done: self._release(worker, done))
@@ -186,6 +187,8 @@ class ImageProcesses:
         self._spawning -= 1
         if not done.cancelled() and done.exception() is not None:
             log.error("images.respawn_failed", detail=str(done.exception()), running=len(self._workers))
+            if not self._workers and not self._spawning:
+                self._idle.put_nowait(None)       # none left: the frames waiting for one fail rather than wait on
 
     def close(self) -> None:
         self._closed = True
