@@ -4,8 +4,8 @@
 for most of a frame (numpy's many small steps), so threads in the server's process share one
 core however many it has (measured: 2 threads on 2 cores made 9 % more frames than 1). Each
 `ImageProcesses` worker renders, watermarks and encodes whole frames (`render.FrameMaker`);
-the server sends it the rig once (kept there, the last RIGS_KEPT) and then, per frame, the
-FaceParams and the ImageOptions, and gets the encoded image back.
+the server sends it, per frame, the rig's key, the FaceParams and the ImageOptions, and gets the
+encoded image back (the rig itself goes only when the worker asks for it: it keeps the last RIGS_KEPT).
 
 Any idle worker takes the next frame of any stream, so one busy avatar does not wait on its
 own worker while others idle. The processes start with the first Stream that asks for images
@@ -40,7 +40,7 @@ from talkinghead.track import FaceParams
 
 log = structlog.get_logger(__name__)
 
-RIGS_KEPT = 8               # rigs a worker keeps (the server mirrors which, so it sends each once)
+RIGS_KEPT = 8               # rigs a worker keeps (it asks for one it lacks)
 MAX_AUTO = 8                # processes when the count is automatic: one per core, at most this
 STREAM_BATCH = 32           # torch: frames of several streams per trip to the device
 BATCH_WAIT_S = 0.008        # torch: how long a frame waits for others to join its batch
@@ -56,19 +56,6 @@ def auto_count(asked: int) -> int:
     except AttributeError:                  # not Linux
         cores = os.cpu_count() or 1
     return max(1, min(cores, MAX_AUTO))
-
-
-class _ImageWorker(_Worker):
-    def __init__(self, operator: int) -> None:
-        super().__init__("talkinghead.server.images", (str(operator),))
-        self.known: collections.OrderedDict[int, None] = collections.OrderedDict()   # its rigs, in its LRU order
-
-    def remember(self, key: int) -> None:
-        """The worker's own LRU step for `key` (the same in `_worker_main`)."""
-        self.known[key] = None
-        self.known.move_to_end(key)
-        while len(self.known) > RIGS_KEPT:
-            self.known.popitem(last=False)
 
 
 class ImageProcesses:
@@ -87,7 +74,7 @@ class ImageProcesses:
         self._threads = ThreadPoolExecutor(max_workers=self.n + 1, thread_name_prefix="talkinghead-images")
         self._idle: asyncio.Queue | None = None   # idle workers; None once none is left
         self._starting: asyncio.Future | None = None
-        self._workers: set[_ImageWorker] = set()
+        self._workers: set[_Worker] = set()
         self._spawning = 0                    # replacements on their way
         self._closed = False
 
@@ -112,9 +99,9 @@ class ImageProcesses:
         self._workers.add(worker)
         self._idle.put_nowait(worker)
 
-    def _spawn(self) -> _ImageWorker:
+    def _spawn(self) -> _Worker:
         """In a thread: a fresh worker process, once it says it is ready."""
-        worker = _ImageWorker(self.operator)
+        worker = _Worker("talkinghead.server.images", (str(self.operator),))
         try:
             message = worker.conn.recv()
         except (EOFError, OSError) as exc:
@@ -158,20 +145,19 @@ class ImageProcesses:
         return value
 
     @staticmethod
-    def _drive(worker: _ImageWorker, key: int, rig: Rig, params: FaceParams, options: ImageOptions):
-        """In a thread: the frame's job (with the rig if the worker lacks it), its reply."""
+    def _drive(worker: _Worker, key: int, rig: Rig, params: FaceParams, options: ImageOptions):
+        """In a thread: the frame's job (the rig too when the worker asks for it), its reply."""
         try:
-            worker.conn.send((key, None if key in worker.known else rig, params, options))
+            worker.conn.send((key, None, params, options))
             kind, value = worker.conn.recv()
-            if kind == "missing":                 # out of step with the mirror: send the rig after all
+            if kind == "missing":                 # a rig it has not had, or has let go
                 worker.conn.send((key, rig, params, options))
                 kind, value = worker.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
             raise WorkerCrashed(f"an image process ended during a frame (exit code {worker.process.poll()})") from exc
-        worker.remember(key)
         return kind, value
 
-    def _release(self, worker: _ImageWorker, done: asyncio.Future) -> None:
+    def _release(self, worker: _Worker, done: asyncio.Future) -> None:
         if self._closed:
             return
         if done.cancelled() or done.exception() is not None:
