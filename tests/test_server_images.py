@@ -137,6 +137,51 @@ def test_frames_waiting_for_a_process_that_cannot_be_replaced_fail_rather_than_w
     assert len(outcomes) == 2 and all("failed to restart" in o for o in outcomes), outcomes
 
 
+def test_a_process_that_starts_after_the_others_failed_is_not_left_running():
+    """Of two processes, one fails to start while the other is still starting: ready() fails
+    (the next stream tries again), and the one that starts late is ended, not left running
+    where no frame ever reaches it."""
+    import threading
+    import time
+
+    from talkinghead.errors import MediaError
+    from talkinghead.server.workers import WorkerCrashed
+
+    late = []
+    calls = threading.Lock()
+    first = [True]
+
+    async def run():
+        images = ImageProcesses(2)
+        spawn = images._spawn
+
+        def one_fails_one_is_slow():
+            with calls:
+                failing, first[0] = first[0], False
+            time.sleep(0.2)                           # both on their way
+            if failing:
+                raise WorkerCrashed("could not start (the test says)")
+            time.sleep(0.5)
+            late.append(spawn())
+            return late[-1]
+
+        images._spawn = one_fails_one_is_slow
+        try:
+            with pytest.raises(MediaError, match="could not start"):
+                await images.ready()
+            for _ in range(300):                      # until the late one has started and been dealt with
+                if late and late[0].process.poll() is not None:
+                    break
+                await asyncio.sleep(0.1)
+            return set(images._workers)
+        finally:
+            images.close()
+
+    kept = asyncio.run(run())
+    assert late, "the slow process never started"
+    assert not kept and late[0].process.poll() is not None, "the late process was left running"
+
+
 @pytest.fixture(scope="module")
 def landmarker_rigs():
     from talkinghead.face import FaceLandmarker

@@ -83,21 +83,24 @@ class ImageProcesses:
         if self._starting is None:
             self._idle = asyncio.Queue()
             self._starting = asyncio.gather(*(self._start() for _ in range(self.n)))
+        starting = self._starting
         try:
-            await asyncio.shield(self._starting)
+            await asyncio.shield(starting)
         except WorkerCrashed as exc:
-            self.close()
-            self._reset()                     # the next stream tries again
+            if self._starting is starting:    # (the first of its waiters to hear)
+                self.close()
+                self._reset()                 # the next stream tries again
             raise MediaError(f"the image processes could not start ({exc}); see the server's log") from exc
 
     async def _start(self) -> None:
         """A fresh worker, once it has loaded the renderer, among the idle ones."""
+        idle = self._idle
         worker = await asyncio.get_running_loop().run_in_executor(self._threads, self._spawn)
-        if self._closed:
+        if self._closed or self._idle is not idle:      # closed, or its start was given up (ready())
             worker.kill()
             return
         self._workers.add(worker)
-        self._idle.put_nowait(worker)
+        idle.put_nowait(worker)
 
     def _spawn(self) -> _Worker:
         """In a thread: a fresh worker process, once it says it is ready."""
