@@ -310,3 +310,41 @@ def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech):
     _, frames, events, _ = _realtime_image_stream(server.target, speech[:SAMPLE_RATE], avatar)
     assert not [e for e in events if e.images.level], events
     assert all(f.image for f in frames)
+
+
+def test_images_a_little_over_budget_settle_on_every_other_frame_without_bouncing(monkeypatch):
+    """Images that take 1.05 frame intervals each: the stream steps down to the first level
+    that sends an image on every other frame (half the load) and stays there; it does not step
+    back up to every frame (where they cannot keep up) and down again, over 20 s of frames.
+    The session's own level logic, on a clock the fake image advances (no server: the point is
+    the bookkeeping, frame by frame)."""
+    import asyncio
+    import types
+
+    from talkinghead.server import session as sess
+    from talkinghead.track import FaceParams
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    fps, clock = 30.0, [0.0]
+    monkeypatch.setattr(sess, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], monotonic=time.monotonic))
+
+    async def image(rig, params, options):
+        clock[0] += 1.05 / fps
+        return b"jpeg"
+
+    async def run():
+        s = sess.StreamSession(None, fps, SAMPLE_RATE, types.SimpleNamespace(size=(256, 256)), "jpeg", 90, True,
+                               pb.Header(), limits=Limits(), run=None, image=image)
+        events = []
+        for i in range(int(20 * fps)):
+            params = FaceParams(i / fps, np.zeros(52, np.float32))
+            event = s._watch_images(params, 0.0)
+            if event is not None:
+                events.append(event)
+            await s._frame(params, False, threading.Event())
+        return s.level, events
+
+    level, events = asyncio.run(run())
+    every = [e.images.every for e in events]
+    assert [e.kind for e in events].count(pb.StreamEvent.KIND_IMAGES_RESTORED) == 0, every
+    assert sess.IMAGE_LEVELS[level][2] == 2 and every[-1] == 2, every
