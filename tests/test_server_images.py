@@ -27,15 +27,11 @@ from talkinghead.track import FaceParams
 LINE = "Bob bought a map of the big palm park."
 
 
-def _png() -> bytes:
-    return cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
-
-
-def _stream(target: str, speech: np.ndarray, seconds: float = 1.0, seed: int = 3, on_frame=None):
+def _stream(target: str, png: bytes, speech: np.ndarray, seconds: float = 1.0, seed: int = 3, on_frame=None):
     pcm = (np.clip(speech[:int(seconds * SAMPLE_RATE)], -1, 1) * 32767).astype("<i2").tobytes()
     step = int(0.1 * SAMPLE_RATE) * 2
     with TalkingHeadClient(target, timeout=120) as c:
-        avatar = c.create_avatar(_png(), size=256).avatar_id
+        avatar = c.create_avatar(png, size=256).avatar_id
         reqs = [stream_config(sample_rate=SAMPLE_RATE, avatar=avatar, realtime=False, motion=MotionOptions(seed=seed))]
         reqs += [audio_chunk(pcm[i:i + step]) for i in range(0, len(pcm), step)] + [control("flush")]
         frames = []
@@ -47,7 +43,7 @@ def _stream(target: str, speech: np.ndarray, seconds: float = 1.0, seed: int = 3
     return frames
 
 
-def test_image_processes_make_the_threads_images(serve, spoken):
+def test_image_processes_make_the_threads_images(serve, spoken, astronaut_png):
     """The same stream through a server rendering on its threads and one with two image
     processes: every frame's image is the same, byte for byte (same renderer, watermark and
     JPEG encoder, only another process)."""
@@ -55,13 +51,13 @@ def test_image_processes_make_the_threads_images(serve, spoken):
     threads = serve(limits=Limits(image_processes=0))
     procs = serve(limits=Limits(image_processes=2))
     assert threads.running.servicer.images is None and procs.running.servicer.images.n == 2
-    a, b = _stream(threads.target, speech), _stream(procs.target, speech)
+    a, b = _stream(threads.target, astronaut_png, speech), _stream(procs.target, astronaut_png, speech)
     assert len(a) == len(b) >= 30
     assert all(f.image for f in b)
     assert [f.image for f in a] == [f.image for f in b]
 
 
-def test_a_killed_image_process_is_replaced_and_the_stream_goes_on(serve, spoken):
+def test_a_killed_image_process_is_replaced_and_the_stream_goes_on(serve, spoken, astronaut_png):
     speech = spoken(LINE)
     srv = serve(limits=Limits(image_processes=1))
     killed = []
@@ -73,7 +69,7 @@ def test_a_killed_image_process_is_replaced_and_the_stream_goes_on(serve, spoken
             killed.append(worker.pid)
             os.kill(worker.pid, signal.SIGKILL)
 
-    frames = _stream(srv.target, speech, seconds=2.0, on_frame=kill_once)
+    frames = _stream(srv.target, astronaut_png, speech, seconds=2.0, on_frame=kill_once)
     assert killed and len(frames) >= 60
     assert [f.index for f in frames] == list(range(len(frames)))
     missing = [f.index for f in frames if not f.image]
@@ -191,7 +187,7 @@ def landmarker_rigs():
 
 
 @pytest.mark.slow
-def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken):
+def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken, astronaut_png):
     """A server with the torch renderer (torch's CPU build here; a GPU in production): two
     streams of different avatars at once have their frames rendered in shared batches (frames
     of both rigs in one trip), and each stream's images are exactly those it gets alone."""
@@ -200,7 +196,7 @@ def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken)
     srv = serve(renderer="torch")
     batches = srv.running.servicer.images
     assert type(batches).__name__ == "ImageBatches"
-    pngs = [_png(), cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(data.astronaut()[:, ::-1]),
+    pngs = [astronaut_png, cv2.imencode(".png", cv2.cvtColor(np.ascontiguousarray(data.astronaut()[:, ::-1]),
                                                       cv2.COLOR_RGB2BGR))[1].tobytes()]
 
     with TalkingHeadClient(srv.target, timeout=300) as c:

@@ -275,7 +275,7 @@ def _realtime_image_stream(target: str, speech: np.ndarray, avatar: str):
         return collect(c.stream(requests()))
 
 
-def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech):
+def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech, astronaut_png):
     """A server whose image budget no image can meet (stream_image_seconds far below what a
     frame costs) steps the images down, one level at a time, each step a KIND_IMAGES_DEGRADED
     event naming the new level; the frames and their params stay whole (every index, in order),
@@ -283,10 +283,9 @@ def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech
     from talkinghead.server.session import IMAGE_LEVELS
     from talkinghead.v1 import talkinghead_pb2 as pb
 
-    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
     srv = serve(limits=Limits(stream_image_seconds=1e-4))
     with TalkingHeadClient(srv.target, timeout=60) as c:
-        avatar = c.create_avatar(png, size=256).avatar_id
+        avatar = c.create_avatar(astronaut_png, size=256).avatar_id
     header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
     steps = [e for e in events if e.kind == pb.StreamEvent.KIND_IMAGES_DEGRADED]
     assert [e.images.level for e in steps] == list(range(1, len(IMAGE_LEVELS))), steps
@@ -303,10 +302,9 @@ def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech
     assert len(next(f.image for f in frames if f.index >= last and f.image)) < 0.5 * len(frames[0].image)
 
 
-def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech):
-    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech, astronaut_png):
     with TalkingHeadClient(server.target, timeout=60) as c:
-        avatar = c.create_avatar(png, size=256).avatar_id
+        avatar = c.create_avatar(astronaut_png, size=256).avatar_id
     _, frames, events, _ = _realtime_image_stream(server.target, speech[:SAMPLE_RATE], avatar)
     assert not [e for e in events if e.images.level], events
     assert all(f.image for f in frames)
