@@ -26,16 +26,15 @@ import asyncio
 import collections
 import contextlib
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import structlog
 
-from talkinghead.errors import MediaError, TalkingHeadError
+from talkinghead.errors import MediaError
 from talkinghead.face.rig import Rig
 from talkinghead.render.frames import FrameMaker, ImageOptions
-from talkinghead.server.workers import WorkerCrashed, _Worker
+from talkinghead.server.workers import WorkerCrashed, _Worker, reply, run_worker
 from talkinghead.track import FaceParams
 
 log = structlog.get_logger(__name__)
@@ -247,15 +246,16 @@ class ImageBatches:
             self._task.cancel()
 
 
-def _worker_main(conn, operator: int) -> None:
-    """The image process: the rigs it was sent (the last RIGS_KEPT), a frame per job."""
+def _worker_main(conn, operator: str) -> None:
+    """The image process: the rigs it was sent (the last RIGS_KEPT), a frame per job (operator:
+    the watermark's operator id, from its command line)."""
     import cv2
 
     from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermarker
     from talkinghead.render.frames import FrameMaker
 
     cv2.setNumThreads(1)                    # one process per core: OpenCV's own threads would only contend
-    frames = FrameMaker("cpu", watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=operator))
+    frames = FrameMaker("cpu", watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=int(operator)))
     for size in WARM_SIZES:                 # the watermark's pattern for the usual sizes (tens of ms each)
         watermarker(frames.watermark).offsets(size, size)
     rigs: collections.OrderedDict[int, Rig] = collections.OrderedDict()
@@ -275,18 +275,8 @@ def _worker_main(conn, operator: int) -> None:
         rigs.move_to_end(key)
         while len(rigs) > RIGS_KEPT:
             rigs.popitem(last=False)
-        try:
-            conn.send(("ok", frames.images(rig, [params], options)[0]))
-        except TalkingHeadError as exc:
-            conn.send(("error", exc))
-        except Exception as exc:  # noqa: BLE001 - a bug: reported to the stream, the worker lives on
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {str(exc)[:500]}")))
+        reply(conn, lambda: frames.images(rig, [params], options)[0])
 
 
 if __name__ == "__main__":
-    from multiprocessing.connection import Connection
-
-    from talkinghead import logs
-
-    logs.configure(sys.argv[2], sys.argv[3] == "1")
-    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[4]))
+    run_worker(_worker_main)
