@@ -18,11 +18,11 @@ MAX_BYTES = 256 << 20       # about 7 hours of analysed speech (~10 kB a second)
 
 
 def analysis_key(file: bytes, pcm16: bytes, rate: int, transcript: str, lipsync: str, language: str,
-                 marks: str = "") -> str:
-    """What an analysis depends on, hashed (SHA-256). marks: the TTS marks' repr, if any."""
+                 marks=None) -> str:
+    """What an analysis depends on, hashed (SHA-256). marks: the TTS marks (a motion.line.Line) or None."""
     h = hashlib.sha256()
     for part in (file, pcm16, str(rate).encode(), transcript.encode(), lipsync.encode(), language.encode(),
-                 marks.encode()):
+                 repr(marks).encode()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()
