@@ -108,7 +108,7 @@ class ImageProcesses:
             message = worker.conn.recv()
         except (EOFError, OSError) as exc:
             worker.kill()
-            raise WorkerCrashed(f"an image process ended while starting (exit code {worker.process.poll()})") from exc
+            raise WorkerCrashed(f"an image process ended while starting (exit code {worker.exit_code()})") from exc
         if message != ("ready", None):
             worker.kill()
             raise WorkerCrashed(f"an image process said {message!r} instead of being ready")
@@ -156,7 +156,7 @@ class ImageProcesses:
                 worker.conn.send((key, rig, params, options))
                 kind, value = worker.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
-            raise WorkerCrashed(f"an image process ended during a frame (exit code {worker.process.poll()})") from exc
+            raise WorkerCrashed(f"an image process ended during a frame (exit code {worker.exit_code()})") from exc
         return kind, value
 
     def _release(self, worker: _Worker, done: asyncio.Future) -> None:

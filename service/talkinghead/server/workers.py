@@ -92,6 +92,14 @@ class _Worker:
     def pid(self) -> int:
         return self.process.pid
 
+    def exit_code(self) -> int | None:
+        """How it ended (-9: killed), for a pipe found closed; None if it still runs a second on (the
+        pipe closes a moment before the process is reaped, so poll() alone said None). In a thread."""
+        try:
+            return self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return None
+
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(5)
@@ -150,7 +158,7 @@ class Workers:
                     loop.call_soon_threadsafe(progress, message[1], message[2])
         except (EOFError, OSError, BrokenPipeError) as exc:
             raise WorkerCrashed(f"the worker process ended during the job (exit code "
-                                f"{worker.process.poll()})") from exc
+                                f"{worker.exit_code()})") from exc
 
     def close(self) -> None:
         for worker in list(self._idle) + list(self._busy):
