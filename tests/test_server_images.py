@@ -220,3 +220,31 @@ def test_torch_streams_share_batches_and_each_gets_its_own_frames(serve, spoken,
         assert len(a) == len(t) >= 30 and all(t)
         assert a == t
     assert alone[0] != alone[1]
+
+
+def test_full_torch_batches_go_at_once(monkeypatch):
+    """Three batches' worth of frames waiting: each batch goes as soon as the one before is back,
+    none waits BATCH_WAIT_S for frames to join it (it is full). A stand-in renderer (the batching
+    is the point; the real one is in the test above)."""
+    import time
+
+    from talkinghead.server import images as module
+
+    monkeypatch.setattr(module, "BATCH_WAIT_S", 1.0)
+
+    class Renderer:
+        def images_across(self, items, batch=None):
+            return [b"image"] * len(items)
+
+    async def run():
+        async def pool(fn, *args):
+            return fn(*args)
+
+        batches = module.ImageBatches(Renderer(), pool)
+        began = time.monotonic()
+        got = await asyncio.gather(*(batches.image(None, None, None) for _ in range(3 * module.STREAM_BATCH)))
+        return batches.batches, got, time.monotonic() - began
+
+    n, got, seconds = asyncio.run(run())
+    assert n == 3 and got == [b"image"] * (3 * module.STREAM_BATCH)
+    assert seconds < 0.5, seconds

@@ -214,8 +214,9 @@ class ImageBatches:
 
     async def _drain(self) -> None:
         while self._queue:
-            with contextlib.suppress(asyncio.TimeoutError):     # other streams' frames join the batch
-                await asyncio.wait_for(self._full.wait(), BATCH_WAIT_S)
+            if len(self._queue) < STREAM_BATCH:                 # other streams' frames join the batch
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), BATCH_WAIT_S)
             self._full.clear()
             batch = [item for item in self._queue[:STREAM_BATCH] if not item[3].cancelled()]
             del self._queue[:STREAM_BATCH]
