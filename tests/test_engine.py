@@ -127,3 +127,16 @@ def test_the_server_animates_a_clip_again_without_analysing_it_again(serve):
     assert srv.running.servicer.analyses.hits == 1
     np.testing.assert_array_equal(tracks[0].channel("jawOpen"), tracks[1].channel("jawOpen"))
     assert not np.array_equal(tracks[0].head, tracks[1].head)
+
+
+def test_the_analysis_cache_lets_the_least_recently_used_go_past_its_bytes(hello_analysis):
+    """Room for two analyses: the same clip put twice (two calls that both missed) holds one
+    place; a third clip pushes out the least recently used."""
+    from talkinghead.server.analyses import AnalysisCache, analysis_bytes
+
+    cache = AnalysisCache(max_bytes=2 * analysis_bytes(hello_analysis))
+    for key in ("a", "a", "b"):
+        cache.put(key, hello_analysis)
+    assert cache.get("a") is hello_analysis and cache.get("b") is hello_analysis
+    cache.put("c", hello_analysis)
+    assert cache.get("a") is None and cache.get("b") is hello_analysis and cache.get("c") is hello_analysis

@@ -275,7 +275,7 @@ def _realtime_image_stream(target: str, speech: np.ndarray, avatar: str):
         return collect(c.stream(requests()))
 
 
-def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech):
+def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech, astronaut_png):
     """A server whose image budget no image can meet (stream_image_seconds far below what a
     frame costs) steps the images down, one level at a time, each step a KIND_IMAGES_DEGRADED
     event naming the new level; the frames and their params stay whole (every index, in order),
@@ -283,10 +283,9 @@ def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech
     from talkinghead.server.session import IMAGE_LEVELS
     from talkinghead.v1 import talkinghead_pb2 as pb
 
-    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
     srv = serve(limits=Limits(stream_image_seconds=1e-4))
     with TalkingHeadClient(srv.target, timeout=60) as c:
-        avatar = c.create_avatar(png, size=256).avatar_id
+        avatar = c.create_avatar(astronaut_png, size=256).avatar_id
     header, frames, events, summary = _realtime_image_stream(srv.target, speech[:2 * SAMPLE_RATE], avatar)
     steps = [e for e in events if e.kind == pb.StreamEvent.KIND_IMAGES_DEGRADED]
     assert [e.images.level for e in steps] == list(range(1, len(IMAGE_LEVELS))), steps
@@ -303,10 +302,47 @@ def test_a_stream_whose_images_cannot_keep_up_degrades_and_says_so(serve, speech
     assert len(next(f.image for f in frames if f.index >= last and f.image)) < 0.5 * len(frames[0].image)
 
 
-def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech):
-    png = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))[1].tobytes()
+def test_a_stream_that_keeps_up_keeps_its_images_whole(server, speech, astronaut_png):
     with TalkingHeadClient(server.target, timeout=60) as c:
-        avatar = c.create_avatar(png, size=256).avatar_id
+        avatar = c.create_avatar(astronaut_png, size=256).avatar_id
     _, frames, events, _ = _realtime_image_stream(server.target, speech[:SAMPLE_RATE], avatar)
     assert not [e for e in events if e.images.level], events
     assert all(f.image for f in frames)
+
+
+def test_images_a_little_over_budget_settle_on_every_other_frame_without_bouncing(monkeypatch):
+    """Images that take 1.05 frame intervals each: the stream steps down to the first level
+    that sends an image on every other frame (half the load) and stays there; it does not step
+    back up to every frame (where they cannot keep up) and down again, over 20 s of frames.
+    The session's own level logic, on a clock the fake image advances (no server: the point is
+    the bookkeeping, frame by frame)."""
+    import asyncio
+    import types
+
+    from talkinghead.server import session as sess
+    from talkinghead.track import FaceParams
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    fps, clock = 30.0, [0.0]
+    monkeypatch.setattr(sess, "time", types.SimpleNamespace(perf_counter=lambda: clock[0], monotonic=time.monotonic))
+
+    async def image(rig, params, options):
+        clock[0] += 1.05 / fps
+        return b"jpeg"
+
+    async def run():
+        s = sess.StreamSession(None, fps, SAMPLE_RATE, types.SimpleNamespace(size=(256, 256)), "jpeg", 90, True,
+                               pb.Header(), limits=Limits(), run=None, image=image)
+        events = []
+        for i in range(int(20 * fps)):
+            params = FaceParams(i / fps, np.zeros(52, np.float32))
+            event = s._watch_images(params, 0.0)
+            if event is not None:
+                events.append(event)
+            await s._frame(params, False, threading.Event())
+        return s.level, events
+
+    level, events = asyncio.run(run())
+    every = [e.images.every for e in events]
+    assert [e.kind for e in events].count(pb.StreamEvent.KIND_IMAGES_RESTORED) == 0, every
+    assert sess.IMAGE_LEVELS[level][2] == 2 and every[-1] == 2, every

@@ -246,9 +246,7 @@ class LiveAligner:
         # length and these sounds fits the audio by chance. A right text fits far better.
         self._reference = None if _reversed else LiveAligner(words, language, lag, _reversed=True)
         self.empty = not (~self.optional).any()
-        self._logp = np.zeros((0, len(CLASSES)), np.float32)   # rows of frames [committed_to, ...)
-        self._base = 0                                          # frame index of _logp[0]
-        self._frames = 0                                         # frames heard
+        self._logp = np.zeros((0, len(CLASSES)), np.float32)   # rows of the frames not committed yet
         self._score: np.ndarray | None = None                    # Viterbi scores of states [_lo, ...) now
         self._lo = 0
         self._backs: list[tuple[int, np.ndarray]] = []           # per uncommitted frame: (band start, moves)
@@ -305,13 +303,12 @@ class LiveAligner:
         states = np.arange(lo, hi)
         score = score + row[self.cls[states]]
         if self.has_times:
-            t = (self._frames + 0.5) / FRAME_RATE
+            t = (len(self.committed) + len(self._backs) + 0.5) / FRAME_RATE     # this frame's middle
             score -= OFF_WORD_PENALTY * ((t < self._word_from[states]) | (t > self._word_to[states]))
         score[states < self._state] = -np.inf   # behind what the committed frames have said
         self._backs.append((lo, moves))
         kept = np.flatnonzero(score >= score.max() - BEAM)
         self._lo, self._score = lo + int(kept[0]), score[kept[0]: kept[-1] + 1]
-        self._frames += 1
 
     def _path(self) -> np.ndarray:
         """The states of the frames not committed yet, traced back from the best state now."""
@@ -342,7 +339,6 @@ class LiveAligner:
         self._state = int(states[-1])
         self._logp = self._logp[len(states):]
         self._backs = self._backs[len(states):]
-        self._base += len(states)
         if self._reference is None:
             return
         if self._speech_frames >= (MIN_FIT_FRAMES_AT_END if final else MIN_FIT_FRAMES):
@@ -361,7 +357,7 @@ class LiveAligner:
 
     def _fail(self, reason: str) -> None:
         self.failed, self.reason = True, reason
-        log.info("align.live_text_dropped", reason=reason, frame=self._base)
+        log.info("align.live_text_dropped", reason=reason, frame=len(self.committed))
 
     def classes(self, start: int = 0) -> np.ndarray:
         """Class index per frame heard so far, from frame `start` on: committed frames, then the

@@ -18,11 +18,11 @@ MAX_BYTES = 256 << 20       # about 7 hours of analysed speech (~10 kB a second)
 
 
 def analysis_key(file: bytes, pcm16: bytes, rate: int, transcript: str, lipsync: str, language: str,
-                 marks: str = "") -> str:
-    """What an analysis depends on, hashed (SHA-256). marks: the TTS marks' repr, if any."""
+                 marks=None) -> str:
+    """What an analysis depends on, hashed (SHA-256). marks: the TTS marks (a motion.line.Line) or None."""
     h = hashlib.sha256()
     for part in (file, pcm16, str(rate).encode(), transcript.encode(), lipsync.encode(), language.encode(),
-                 marks.encode()):
+                 repr(marks).encode()):
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
     return h.hexdigest()
@@ -42,6 +42,7 @@ class AnalysisCache:
         self.max_bytes = max_bytes
         self.hits = 0
         self._entries: OrderedDict[str, tuple[SpeechAnalysis, int]] = OrderedDict()
+        self._bytes = 0                     # the entries' sizes, summed
         self._lock = threading.Lock()
 
     def get(self, key: str) -> SpeechAnalysis | None:
@@ -57,6 +58,8 @@ class AnalysisCache:
     def put(self, key: str, analysis: SpeechAnalysis) -> None:
         size = analysis_bytes(analysis)
         with self._lock:
+            old = self._entries.pop(key, None)          # two calls that both missed: the later one stays
+            self._bytes += size - (old[1] if old else 0)
             self._entries[key] = (analysis, size)
-            while sum(s for _, s in self._entries.values()) > self.max_bytes and len(self._entries) > 1:
-                self._entries.popitem(last=False)
+            while self._bytes > self.max_bytes and len(self._entries) > 1:
+                self._bytes -= self._entries.popitem(last=False)[1][1]

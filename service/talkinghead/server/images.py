@@ -4,8 +4,8 @@
 for most of a frame (numpy's many small steps), so threads in the server's process share one
 core however many it has (measured: 2 threads on 2 cores made 9 % more frames than 1). Each
 `ImageProcesses` worker renders, watermarks and encodes whole frames (`render.FrameMaker`);
-the server sends it the rig once (kept there, the last RIGS_KEPT) and then, per frame, the
-FaceParams and the ImageOptions, and gets the encoded image back.
+the server sends it, per frame, the rig's key, the FaceParams and the ImageOptions, and gets the
+encoded image back (the rig itself goes only when the worker asks for it: it keeps the last RIGS_KEPT).
 
 Any idle worker takes the next frame of any stream, so one busy avatar does not wait on its
 own worker while others idle. The processes start with the first Stream that asks for images
@@ -26,21 +26,20 @@ import asyncio
 import collections
 import contextlib
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import structlog
 
-from talkinghead.errors import MediaError, TalkingHeadError
+from talkinghead.errors import MediaError
 from talkinghead.face.rig import Rig
 from talkinghead.render.frames import FrameMaker, ImageOptions
-from talkinghead.server.workers import WorkerCrashed, _Worker
+from talkinghead.server.workers import WorkerCrashed, _Worker, reply, run_worker
 from talkinghead.track import FaceParams
 
 log = structlog.get_logger(__name__)
 
-RIGS_KEPT = 8               # rigs a worker keeps (the server mirrors which, so it sends each once)
+RIGS_KEPT = 8               # rigs a worker keeps (it asks for one it lacks)
 MAX_AUTO = 8                # processes when the count is automatic: one per core, at most this
 STREAM_BATCH = 32           # torch: frames of several streams per trip to the device
 BATCH_WAIT_S = 0.008        # torch: how long a frame waits for others to join its batch
@@ -58,19 +57,6 @@ def auto_count(asked: int) -> int:
     return max(1, min(cores, MAX_AUTO))
 
 
-class _ImageWorker(_Worker):
-    def __init__(self, operator: int) -> None:
-        super().__init__("talkinghead.server.images", (str(operator),))
-        self.known: collections.OrderedDict[int, None] = collections.OrderedDict()   # its rigs, in its LRU order
-
-    def remember(self, key: int) -> None:
-        """The worker's own LRU step for `key` (the same in `_worker_main`)."""
-        self.known[key] = None
-        self.known.move_to_end(key)
-        while len(self.known) > RIGS_KEPT:
-            self.known.popitem(last=False)
-
-
 class ImageProcesses:
     """`await images.image(rig, params, options)`: one encoded, watermarked frame from a worker
     process (`n` of them; `operator`: the watermark's operator id)."""
@@ -85,9 +71,9 @@ class ImageProcesses:
 
     def _reset(self) -> None:
         self._threads = ThreadPoolExecutor(max_workers=self.n + 1, thread_name_prefix="talkinghead-images")
-        self._idle: asyncio.Queue | None = None
+        self._idle: asyncio.Queue | None = None   # idle workers; None once none is left
         self._starting: asyncio.Future | None = None
-        self._workers: set[_ImageWorker] = set()
+        self._workers: set[_Worker] = set()
         self._spawning = 0                    # replacements on their way
         self._closed = False
 
@@ -96,30 +82,33 @@ class ImageProcesses:
         if self._starting is None:
             self._idle = asyncio.Queue()
             self._starting = asyncio.gather(*(self._start() for _ in range(self.n)))
+        starting = self._starting
         try:
-            await asyncio.shield(self._starting)
+            await asyncio.shield(starting)
         except WorkerCrashed as exc:
-            self.close()
-            self._reset()                     # the next stream tries again
+            if self._starting is starting:    # (the first of its waiters to hear)
+                self.close()
+                self._reset()                 # the next stream tries again
             raise MediaError(f"the image processes could not start ({exc}); see the server's log") from exc
 
     async def _start(self) -> None:
         """A fresh worker, once it has loaded the renderer, among the idle ones."""
+        idle = self._idle
         worker = await asyncio.get_running_loop().run_in_executor(self._threads, self._spawn)
-        if self._closed:
+        if self._closed or self._idle is not idle:      # closed, or its start was given up (ready())
             worker.kill()
             return
         self._workers.add(worker)
-        self._idle.put_nowait(worker)
+        idle.put_nowait(worker)
 
-    def _spawn(self) -> _ImageWorker:
+    def _spawn(self) -> _Worker:
         """In a thread: a fresh worker process, once it says it is ready."""
-        worker = _ImageWorker(self.operator)
+        worker = _Worker("talkinghead.server.images", (str(self.operator),))
         try:
             message = worker.conn.recv()
         except (EOFError, OSError) as exc:
             worker.kill()
-            raise WorkerCrashed(f"an image process ended while starting (exit code {worker.process.poll()})") from exc
+            raise WorkerCrashed(f"an image process ended while starting (exit code {worker.exit_code()})") from exc
         if message != ("ready", None):
             worker.kill()
             raise WorkerCrashed(f"an image process said {message!r} instead of being ready")
@@ -141,9 +130,10 @@ class ImageProcesses:
     async def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         await self.ready()
         key = self._key(rig)
-        if self._idle.empty() and not self._workers and not self._spawning:
-            raise MediaError("no image process is running (they failed to restart); see the server's log")
         worker = await self._idle.get()
+        if worker is None:                        # every process died and none could be restarted
+            self._idle.put_nowait(None)           # (for the next frame to hear it too)
+            raise MediaError("no image process is running (they failed to restart); see the server's log")
         job = asyncio.get_running_loop().run_in_executor(self._threads, self._drive, worker, key, rig, params, options)
         # The worker goes back only once its reply is read, even if this call is cancelled first.
         job.add_done_callback(lambda done: self._release(worker, done))
@@ -157,20 +147,19 @@ class ImageProcesses:
         return value
 
     @staticmethod
-    def _drive(worker: _ImageWorker, key: int, rig: Rig, params: FaceParams, options: ImageOptions):
-        """In a thread: the frame's job (with the rig if the worker lacks it), its reply."""
+    def _drive(worker: _Worker, key: int, rig: Rig, params: FaceParams, options: ImageOptions):
+        """In a thread: the frame's job (the rig too when the worker asks for it), its reply."""
         try:
-            worker.conn.send((key, None if key in worker.known else rig, params, options))
+            worker.conn.send((key, None, params, options))
             kind, value = worker.conn.recv()
-            if kind == "missing":                 # out of step with the mirror: send the rig after all
+            if kind == "missing":                 # a rig it has not had, or has let go
                 worker.conn.send((key, rig, params, options))
                 kind, value = worker.conn.recv()
         except (EOFError, OSError, BrokenPipeError) as exc:
-            raise WorkerCrashed(f"an image process ended during a frame (exit code {worker.process.poll()})") from exc
-        worker.remember(key)
+            raise WorkerCrashed(f"an image process ended during a frame (exit code {worker.exit_code()})") from exc
         return kind, value
 
-    def _release(self, worker: _ImageWorker, done: asyncio.Future) -> None:
+    def _release(self, worker: _Worker, done: asyncio.Future) -> None:
         if self._closed:
             return
         if done.cancelled() or done.exception() is not None:
@@ -186,6 +175,8 @@ class ImageProcesses:
         self._spawning -= 1
         if not done.cancelled() and done.exception() is not None:
             log.error("images.respawn_failed", detail=str(done.exception()), running=len(self._workers))
+            if not self._workers and not self._spawning:
+                self._idle.put_nowait(None)       # none left: the frames waiting for one fail rather than wait on
 
     def close(self) -> None:
         self._closed = True
@@ -223,8 +214,9 @@ class ImageBatches:
 
     async def _drain(self) -> None:
         while self._queue:
-            with contextlib.suppress(asyncio.TimeoutError):     # other streams' frames join the batch
-                await asyncio.wait_for(self._full.wait(), BATCH_WAIT_S)
+            if len(self._queue) < STREAM_BATCH:                 # other streams' frames join the batch
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), BATCH_WAIT_S)
             self._full.clear()
             batch = [item for item in self._queue[:STREAM_BATCH] if not item[3].cancelled()]
             del self._queue[:STREAM_BATCH]
@@ -255,15 +247,16 @@ class ImageBatches:
             self._task.cancel()
 
 
-def _worker_main(conn, operator: int) -> None:
-    """The image process: the rigs it was sent (the last RIGS_KEPT), a frame per job."""
+def _worker_main(conn, operator: str) -> None:
+    """The image process: the rigs it was sent (the last RIGS_KEPT), a frame per job (operator:
+    the watermark's operator id, from its command line)."""
     import cv2
 
     from talkinghead.provenance import DEFAULT_PAYLOAD, Payload, watermarker
     from talkinghead.render.frames import FrameMaker
 
     cv2.setNumThreads(1)                    # one process per core: OpenCV's own threads would only contend
-    frames = FrameMaker("cpu", watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=operator))
+    frames = FrameMaker("cpu", watermark=Payload(version=DEFAULT_PAYLOAD.version, operator=int(operator)))
     for size in WARM_SIZES:                 # the watermark's pattern for the usual sizes (tens of ms each)
         watermarker(frames.watermark).offsets(size, size)
     rigs: collections.OrderedDict[int, Rig] = collections.OrderedDict()
@@ -283,18 +276,8 @@ def _worker_main(conn, operator: int) -> None:
         rigs.move_to_end(key)
         while len(rigs) > RIGS_KEPT:
             rigs.popitem(last=False)
-        try:
-            conn.send(("ok", frames.images(rig, [params], options)[0]))
-        except TalkingHeadError as exc:
-            conn.send(("error", exc))
-        except Exception as exc:  # noqa: BLE001 - a bug: reported to the stream, the worker lives on
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {str(exc)[:500]}")))
+        reply(conn, lambda: frames.images(rig, [params], options)[0])
 
 
 if __name__ == "__main__":
-    from multiprocessing.connection import Connection
-
-    from talkinghead import logs
-
-    logs.configure(sys.argv[2], sys.argv[3] == "1")
-    _worker_main(Connection(int(sys.argv[1])), int(sys.argv[4]))
+    run_worker(_worker_main)

@@ -185,9 +185,12 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         `analyses` when this clip was analysed before, then animated here; yields pb.Progress
         while it works, then the track. A cancelled call kills the worker."""
         audio = request.audio
-        marks = convert.line_text(request.line, options.language, self.limits) if request.line.marks else None
+        # On the pool, as the hashing: up to 20,000 marks take tens of ms to read and to repr.
+        marks = None
+        if request.line.marks:
+            marks = await self._run(convert.line_text, request.line, options.language, self.limits)
         key = await self._run(analysis_key, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
-                              request.transcript, options.lipsync, options.language, repr(marks))
+                              request.transcript, options.lipsync, options.language, marks)
         analysis = self.analyses.get(key)
         if analysis is None:
             async for item in self._analysis(request, options, marks):

@@ -43,7 +43,7 @@ IMAGE_LEVELS = ((1.0, 100, 1), (1.0, 60, 1), (0.75, 60, 1), (0.75, 50, 2), (0.5,
 LATE_S = 0.1                # a frame that waited this long to be made (past its time and its audio) is behind
 STEP_HOLD_S = 0.5           # at least this long between two steps down (a step takes a few frames to tell)
 RESTORE_S = 2.0             # ... and this long of cheap images before a step back up
-COST_SMOOTHING = 0.2        # weight of the newest frame in the running mean of image seconds per frame
+COST_SMOOTHING = 0.2        # weight of the newest image in the running mean of seconds per image
 
 
 def stream_options(cfg: pb.StreamConfig) -> tuple[MotionOptions, str, int]:
@@ -108,7 +108,9 @@ class StreamSession:
         self.last_message = time.monotonic()  # the idle clock (time spent waiting for room not counted)
         self.next_read = 0.0                  # the message-rate throttle's clock (loop time)
         # The image budget: wall seconds of image a frame may take (the frame interval unless the
-        # limits say less), the running mean of what they take, the level and when it last changed.
+        # limits say less), the running mean of what an image takes (frames sent without one do
+        # not count: at the every-Nth levels the load a frame puts is this / N, `_image_load`),
+        # the level and when it last changed.
         self.image_budget = min(1.0 / fps, limits.stream_image_seconds or 1.0 / fps)
         self.image_cost = 0.0
         self.level = 0
@@ -220,7 +222,8 @@ class StreamSession:
 
     async def _begin_line(self, msg: pb.LineText) -> None:
         """What the next line says. A line still playing ends here (as FLUSH would)."""
-        line = convert.line_text(msg, self.motion.options.language, self.limits)
+        # read on the pool: a line of 20,000 marks takes 26 ms, over a realtime frame interval
+        line = await self._run(convert.line_text, msg, self.motion.options.language, self.limits)
         frames = await self._run(self._call, self.motion.begin_line, line)
         if self.line_active:
             self._queue_frames(frames, False)
@@ -326,22 +329,27 @@ class StreamSession:
         return ImageOptions(self.enc, min(self.quality, cap) if self.enc == "jpeg" else self.quality,
                             scale if self.enc != "raw" else 1.0)     # raw frames carry no size: never shrunk
 
+    def _image_load(self) -> float:
+        """Wall seconds of image a frame costs at this level (an image on every Nth frame)."""
+        return self.image_cost / IMAGE_LEVELS[self.level][2]
+
     def _watch_images(self, params: FaceParams, late: float) -> pb.StreamEvent | None:
         """Before frame `params` is made, `late` seconds after it could have been:
         a step down when the images cost more than the budget or the stream is behind, a step
         up when they have been cheap for RESTORE_S; the event that says so, or None."""
         held = (self.sent - self.level_since) / self.fps
-        behind = self.image_cost > self.image_budget or late > LATE_S
+        load = self._image_load()
+        behind = load > self.image_budget or late > LATE_S
         if behind and held >= STEP_HOLD_S and self.level < len(IMAGE_LEVELS) - 1:
             self.level += 1
             kind = pb.StreamEvent.KIND_IMAGES_DEGRADED
-            detail = (f"images took {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms), "
+            detail = (f"images took {1000 * load:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms), "
                       f"frames waited {1000 * max(late, 0.0):.0f} ms")
         elif (not behind and self.level > 0 and held >= RESTORE_S and late < LATE_S / 5
-              and self.image_cost < 0.5 * self.image_budget):
+              and load < 0.5 * self.image_budget):
             self.level -= 1
             kind = pb.StreamEvent.KIND_IMAGES_RESTORED
-            detail = f"images take {1000 * self.image_cost:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms)"
+            detail = f"images take {1000 * load:.0f} ms a frame (budget {1000 * self.image_budget:.0f} ms)"
         else:
             return None
         self.level_since = self.sent
@@ -355,13 +363,10 @@ class StreamSession:
     async def _frame(self, params: FaceParams, idle: bool, cancel: threading.Event, image: bool = True) -> pb.Frame:
         index = int(round(params.t * self.fps))
         wanted, image = image, b""
-        if self.rig is not None:
-            cost = 0.0
-            if wanted and index % IMAGE_LEVELS[self.level][2] == 0:
-                began = time.perf_counter()
-                image = await self._image(self.rig, params, self._image_options())
-                cost = time.perf_counter() - began
-            self.image_cost += COST_SMOOTHING * (cost - self.image_cost)
+        if self.rig is not None and wanted and index % IMAGE_LEVELS[self.level][2] == 0:
+            began = time.perf_counter()
+            image = await self._image(self.rig, params, self._image_options())
+            self.image_cost += COST_SMOOTHING * (time.perf_counter() - began - self.image_cost)
         self.sent += 1
         if self.livelink is not None:           # the same frame, at the same moment, to Unreal
             self.livelink.send(params, index)

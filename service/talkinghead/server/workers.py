@@ -50,12 +50,28 @@ def _worker_main(conn) -> None:
             return
         if wants_progress:
             kwargs = {**kwargs, "progress": lambda stage, fraction: conn.send(("progress", stage, fraction))}
-        try:
-            conn.send(("ok", fn(*args, **kwargs)))
-        except TalkingHeadError as exc:
-            conn.send(("error", exc))
-        except Exception as exc:  # noqa: BLE001 - a bug: reported to the call as INTERNAL, the worker lives on
-            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {str(exc)[:500]}")))
+        reply(conn, fn, *args, **kwargs)
+
+
+def reply(conn, fn: Callable, *args, **kwargs) -> None:
+    """In a worker process: send ("ok", fn's result), or ("error", what it raised): a
+    TalkingHeadError as it is, anything else (a bug: INTERNAL for the call) as a RuntimeError
+    naming it, so the worker lives on."""
+    try:
+        conn.send(("ok", fn(*args, **kwargs)))
+    except TalkingHeadError as exc:
+        conn.send(("error", exc))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        conn.send(("error", RuntimeError(f"{type(exc).__name__}: {str(exc)[:500]}")))
+
+
+def run_worker(main: Callable) -> None:
+    """A worker process's `__main__`: the logging settings and the Pipe end that `_Worker` put
+    on its command line, then main(conn, *the rest of it)."""
+    from talkinghead import logs
+
+    logs.configure(sys.argv[2], sys.argv[3] == "1")
+    main(Connection(int(sys.argv[1])), *sys.argv[4:])
 
 
 class _Worker:
@@ -75,6 +91,14 @@ class _Worker:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def exit_code(self) -> int | None:
+        """How it ended (-9: killed), for a pipe found closed; None if it still runs a second on (the
+        pipe closes a moment before the process is reaped, so poll() alone said None). In a thread."""
+        try:
+            return self.process.wait(1)
+        except subprocess.TimeoutExpired:
+            return None
 
     def kill(self) -> None:
         self.process.kill()
@@ -134,7 +158,7 @@ class Workers:
                     loop.call_soon_threadsafe(progress, message[1], message[2])
         except (EOFError, OSError, BrokenPipeError) as exc:
             raise WorkerCrashed(f"the worker process ended during the job (exit code "
-                                f"{worker.process.poll()})") from exc
+                                f"{worker.exit_code()})") from exc
 
     def close(self) -> None:
         for worker in list(self._idle) + list(self._busy):
@@ -145,7 +169,4 @@ class Workers:
 
 
 if __name__ == "__main__":
-    from talkinghead import logs
-
-    logs.configure(sys.argv[2], sys.argv[3] == "1")
-    _worker_main(Connection(int(sys.argv[1])))
+    run_worker(_worker_main)
