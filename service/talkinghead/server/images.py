@@ -2,7 +2,8 @@
 
 `ImageProcesses` (the CPU renderer): in processes of their own, one per core. The CPU renderer holds the GIL
 for most of a frame (numpy's many small steps), so threads in the server's process share one
-core however many it has (measured: 2 threads on 2 cores made 9 % more frames than 1). Each
+core however many it has (benchmarks/stream_image_throughput.py: 2 threads on 2 cores made 5 %
+more frames than 1, 2 processes 77 % more). Each
 `ImageProcesses` worker renders, watermarks and encodes whole frames (`render.FrameMaker`);
 the server sends it, per frame, the rig's key, the FaceParams and the ImageOptions, and gets the
 encoded image back (the rig itself goes only when the worker asks for it: it keeps the last RIGS_KEPT).

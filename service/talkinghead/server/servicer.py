@@ -69,8 +69,8 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.images: ImageProcesses | ImageBatches | None = None
         if self.frames.kind == "torch":
             self.images = ImageBatches(self.frames, self._run)
-        elif auto_count(limits.image_processes):
-            self.images = ImageProcesses(auto_count(limits.image_processes), watermark_operator)
+        elif n_images := auto_count(limits.image_processes):
+            self.images = ImageProcesses(n_images, watermark_operator)
 
     def image(self, rig: Rig, params: FaceParams, options: ImageOptions) -> bytes:
         """One frame rendered, marked as synthetic (the provenance watermark) and encoded."""
