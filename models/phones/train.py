@@ -44,11 +44,7 @@ import torch.nn.functional as F
 from talkinghead.audio.mel import N_MELS, LOG_FLOOR
 from talkinghead.audio.phoneset import CLASSES, IGNORE
 
-# 80 ms of right context (+ the mel window's 7.5 ms = 87.5 ms; the issue allows at most 100 ms). A
-# closure's place (p vs t vs k) shows in its release and the formant transitions after it, which
-# 40 ms often did not reach; the live stream already waits motion/stream.py LOOKAHEAD_S = 0.1 s
-# before a frame is final, so 80 ms adds no latency. The runtime reads it from the ONNX metadata.
-LOOKAHEAD_FRAMES = 8
+LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms)
 CHANNELS = 128
 KERNEL = 3
 DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
