@@ -23,9 +23,6 @@ MIN_WEIGHT = 0.6      # weight of a segment the model is unsure of; 1.0 when it 
 # Viseme posteriors are scaled by these before the argmax: a missed closure or rounding is seen
 # more than a brief extra one (tuned on the trained voices only: benchmarks/tune_visemes.py).
 VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
-import os
-RAW_CLOSURES = bool(os.environ.get("TH_RAW_PP"))
-_PP = VISEMES.index("PP")
 _GAIN = np.array([VISEME_GAIN.get(v, 1.0) for v in VISEMES], np.float32)
 
 
@@ -34,11 +31,8 @@ def visemes_from_posteriors(post: np.ndarray) -> list[VisemeSegment]:
     frame 0."""
     if not len(post):
         return []
-    raw = viseme_posteriors(post)
-    vp = uniform_filter1d(raw, size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
+    vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
-    if RAW_CLOSURES:
-        best[raw.argmax(1) == _PP] = _PP
     conf = vp[np.arange(len(best)), best]
     index = best.tolist()
     runs = [(VISEMES[index[k]], k, j) for k, j in value_runs(best)]
