@@ -97,19 +97,34 @@ def _marked(samples: np.ndarray, line: Line) -> list[VisemeSegment]:
 
 def _checked(samples: np.ndarray, rate: int) -> np.ndarray:
     """Raw samples from an API caller (the CLI's come through load_audio, already checked)."""
-    samples = np.asarray(samples)
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(f"sample rate {rate} Hz is not usable: pass the rate the samples were recorded "
                          f"at, between {MIN_RATE} and {MAX_RATE} Hz")
-    if samples.ndim != 1:
-        raise AudioError(f"samples have shape {samples.shape}: pass mono audio as a 1-D array "
-                         "(average the channels first)")
+    samples = checked_samples(samples, "audio")
     if samples.size == 0:
         raise AudioError("the audio is empty: pass at least one sample of speech or silence")
-    samples = samples.astype(np.float32)
-    if not np.isfinite(samples).all():
-        raise AudioError("the audio contains NaN or infinite samples: pass finite values between -1 and 1")
     return samples
+
+
+MAX_AMPLITUDE = 16.0        # |sample| above this is integer PCM passed unscaled, not audio in -1..1
+
+
+def checked_samples(samples: np.ndarray, what: str) -> np.ndarray:
+    """API samples (a take or a stream's chunk) as float32, shape = (n,); AudioError, saying what
+    to do, for integer PCM (scaled or not), more than one channel, NaN/inf or unscaled values."""
+    x = np.asarray(samples)
+    if x.dtype.kind != "f":
+        hint = " (divide 16-bit PCM by 32768)" if x.dtype.kind in "iu" else ""
+        raise AudioError(f"{what} has dtype {x.dtype}: pass float32 samples between -1 and 1{hint}")
+    if x.ndim != 1:
+        raise AudioError(f"{what} has shape {x.shape}: pass mono samples as a 1-D array (average the channels first)")
+    x = x.astype(np.float32, copy=False)
+    peak = float(np.max(np.abs(x))) if len(x) else 0.0
+    if not np.isfinite(peak):
+        raise AudioError(f"the {what} contains NaN or infinite samples: pass finite values between -1 and 1")
+    if peak > MAX_AMPLITUDE:
+        raise AudioError(f"the {what} peaks at {peak:.0f}: pass samples scaled to -1..1 (divide 16-bit PCM by 32768)")
+    return x
 
 
 def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, language: str,
