@@ -210,6 +210,27 @@ def flite_utterance(text: str, voice: str, rng: random.Random) -> Utterance | No
     return Utterance(_to_16k(x, rate), segs, "arpabet", text) if segs else None
 
 
+def _trim_before_pauses(segs: list[PhoneSegment], x: np.ndarray, floor_db: float = 45.0) -> list[PhoneSegment]:
+    """A phone before a pause or the end whose token also holds the silence after it (Kokoro
+    gives the last phone of a clause the pause's length): its end moves back to 20 ms after the
+    last 10 ms frame within `floor_db` of the loudest, and the silence is a pause ("_")."""
+    n = len(x) // HOP_SAMPLES
+    power = np.square(x[: n * HOP_SAMPLES].reshape(n, HOP_SAMPLES)).mean(1)
+    loud = 10 * np.log10(power + 1e-12) > 10 * np.log10(power.max() + 1e-12) - floor_db
+    hop = HOP_SAMPLES / SAMPLE_RATE
+    out: list[PhoneSegment] = []
+    for i, seg in enumerate(segs):
+        if seg.phone != "_" and (i + 1 == len(segs) or segs[i + 1].phone == "_"):
+            frames = np.flatnonzero(loud[int(seg.start / hop): int(np.ceil(seg.end / hop))])
+            end = min(seg.end, seg.start + (frames[-1] + 1) * hop + 0.02) if len(frames) else seg.end
+            out.append(PhoneSegment(seg.phone, seg.start, end))
+            if end < seg.end:
+                out.append(PhoneSegment("_", end, seg.end))
+        else:
+            out.append(seg)
+    return out
+
+
 class Kokoro:
     """Kokoro-82M with its encoder's token durations exposed (loaded once)."""
 
@@ -236,17 +257,18 @@ class Kokoro:
         """`text` read in a random voice (or a blend of two) at a random speed; labels are
         espeak-ng's mnemonics of the phonemes whose IPA Kokoro read (scheme "sampa")."""
         tokens: list[int] = []
-        owners: list[int] = []           # the phoneme each token belongs to (-1: a pause)
+        owners: list[int] = []           # the phoneme each token belongs to (-1: a pause: , or .)
         labels: list[str] = []
         for word in text.split():
             bare = word.strip(",.")
             ipa = [p for clause in espeak.text_to_phonemes(bare, lang, ipa=True) for p in clause]
-            names = [p for clause in espeak.text_to_phonemes(bare, lang) for p in clause]
+            names = [p for clause in espeak.text_to_phonemes(bare, lang) for p in clause
+                     if not p.startswith("_") and p != ";"]     # markers with no sound (and no IPA)
             if not ipa or len(ipa) != len(names):
                 return None              # the two spellings do not line up: say another text
-            if tokens:
+            if tokens:                   # the space between two words: part of the next word's first phone
                 tokens.append(self.vocab[" "])
-                owners.append(-1)
+                owners.append(len(labels))
             for p, name in zip(ipa, names):
                 if lang.startswith("en"):
                     for a, b in _KOKORO_EN.items():
@@ -281,7 +303,8 @@ class Kokoro:
             if b > a:
                 segs.append(PhoneSegment(labels[owners[i]] if owners[i] >= 0 else "_", a, b))
             i = j + 1
-        return Utterance(_to_16k(audio.reshape(-1), self.rate), segs, "sampa", text)
+        x = _to_16k(audio.reshape(-1), self.rate)
+        return Utterance(x, _trim_before_pauses(segs, x), "sampa", text)
 
 
 # --- labels -----------------------------------------------------------------------------------
