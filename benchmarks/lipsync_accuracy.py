@@ -14,6 +14,8 @@ Rows: voices and recordings, grouped as
 Modes (columns), each the lips a user gets from that input:
 - "file audio": the phone model, no transcript (`params --lipsync model`);
 - "file audio sphinx": pocketsphinx's recognition, no transcript (`--lipsync phones`);
+- "file audio auto": what `params` does by default without a transcript, given the take's
+  language (`--language`): pocketsphinx for English, the two above fused for other languages;
 - "file+text": the transcript aligned over the phone model's posteriors (audio/align.py, any
   language espeak-ng speaks; `--lipsync model` with a transcript, or any non-English transcript);
 - "file+text sphinx": pocketsphinx's aligner (`auto` with an English transcript; English only);
@@ -70,7 +72,7 @@ SENTENCES = [
     "Please bring me the probe. We must be home by nine.",
     "Hello! How are you? I am fine, thank you, and happy to be back.",
 ]
-MODES = ("file audio", "file audio sphinx", "file+text", "file+text sphinx", "stream audio", "stream+text")
+MODES = ("file audio", "file audio sphinx", "file audio auto", "file+text", "file+text sphinx", "stream audio", "stream+text")
 EXTRA_MODES = ("file acoustic",)
 # the modes of the earlier table, still accepted (benchmarks/tune_visemes.py runs "file model")
 ALIASES = {"file model": "file audio", "file phones": "file audio sphinx", "file + text": "file+text sphinx",
@@ -140,6 +142,8 @@ def run(take: Take, mode: str, fps: float) -> MotionTrack | None:
         if take.language != "en":
             return None
         return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync="auto"), take.text)
+    if mode == "file audio auto":
+        return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, language=take.language), None)
     lipsync = {"file audio": "model", "file audio sphinx": "phones", "file acoustic": "acoustic"}[mode]
     return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync=lipsync), None)
 

@@ -12,6 +12,10 @@ speech frame arrived and (with --images) every frame carried its full-size image
 never having to degrade the stream (StreamEvent KIND_IMAGES_DEGRADED: the deepest level any
 stream reached is printed). The last line says how many 512 px JPEG streams one core kept at
 30 fps within the 150 ms budget (p95 of the chunk latency).
+
+"server CPU" is the CPU time the server (and its image processes) spent per stream-second of
+audio during each load: unlike the latencies, it hardly depends on what else the machine runs, so
+1 / (server CPU) bounds the streams one core can keep, whoever else shares the machine.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.client import TalkingHeadClient, audio_chunk, control, stream_config
@@ -77,6 +82,18 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
     out["level"], out["images"], out["frames"] = level, with_image, len(frames)
 
 
+def server_cpu(pid: int) -> float:
+    """CPU seconds the process `pid` (taskset's child: the server) and its children have used."""
+    total = 0.0
+    for p in [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--streams", type=int, nargs="+", default=[1, 10, 25, 50])
@@ -113,24 +130,27 @@ def main() -> None:
         mode = "512 px JPEG frames" if args.images else "parameters only"
         print(f"server: {args.server_cores} core(s) (taskset -c {cores}), --image-processes {args.image_processes}; "
               f"clients on core {last}; {mode}; {CHUNK_S * 1000:.0f} ms chunks in real time")
-        print(f"{'streams':>8} {'first frame':>12} {'chunk p50':>10} {'chunk p95':>10} {'kept up':>8} {'images':>7} {'level':>6}")
+        print(f"{'streams':>8} {'first frame':>12} {'chunk p50':>10} {'chunk p95':>10} {'kept up':>8} {'images':>7} "
+              f"{'level':>6} {'server CPU':>11}")
         best = 0
         for n in args.streams:
             outs = [dict() for _ in range(n)]
             threads = [threading.Thread(target=one_stream, args=(target, speech, args.images, avatar, o, args.quality))
                        for o in outs]
+            cpu0 = server_cpu(server.pid)
             for t in threads:
                 t.start()
                 time.sleep(0.01)
             for t in threads:
                 t.join()
+            per_stream_s = (server_cpu(server.pid) - cpu0) / (n * len(speech) / SAMPLE_RATE)
             lat = np.concatenate([o["lat"] for o in outs]) * 1000
             first = np.median([o["first"] for o in outs]) * 1000
             ok = sum(o["speech_frames"] >= o["expected"] and o["level"] == 0 for o in outs)
             share = sum(o["images"] for o in outs) / max(sum(o["frames"] for o in outs), 1)
             p95 = np.percentile(lat, 95)
             print(f"{n:>8} {first:>10.0f}ms {np.percentile(lat, 50):>8.0f}ms {p95:>8.0f}ms "
-                  f"{ok:>4}/{n} {100 * share:>6.0f}% {max(o['level'] for o in outs):>6}", flush=True)
+                  f"{ok:>4}/{n} {100 * share:>6.0f}% {max(o['level'] for o in outs):>6} {per_stream_s:>9.4f} s", flush=True)
             if ok == n and p95 <= 150:
                 best = max(best, n)
         what = "512 px JPEG streams" if args.images else "parameter streams"

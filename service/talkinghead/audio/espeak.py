@@ -400,12 +400,13 @@ class UnknownLanguage(ValueError):
 
 
 _PHONEME_SEPARATOR = ord(" ") << 8   # espeak_TextToPhonemes phonememode: ascii names, spaces between
+_PHONEMES_IPA = 0x02                  # ... bit 1: IPA (UTF-8) instead of the ascii names
 
 
-def text_to_phonemes(text: str, voice: str) -> list[list[str]]:
-    """espeak-ng's phoneme mnemonics for `text` in `voice`'s language, one list per clause (the
-    points where a speaker may pause): [["h", "@", "l", "'oU"], ...]. Raises ValueError for a
-    voice/language espeak-ng does not have."""
+def text_to_phonemes(text: str, voice: str, ipa: bool = False) -> list[list[str]]:
+    """espeak-ng's phoneme mnemonics (ipa=True: IPA, as UTF-8) for `text` in `voice`'s language,
+    one list per clause (the points where a speaker may pause): [["h", "@", "l", "'oU"], ...].
+    Raises ValueError for a voice/language espeak-ng does not have."""
     clauses: list[list[str]] = []
     with _lock:
         lib = _init()
@@ -413,7 +414,8 @@ def text_to_phonemes(text: str, voice: str) -> list[list[str]]:
         data = ctypes.create_string_buffer(text.encode("utf-8") + b"\0")
         ptr = ctypes.c_void_p(ctypes.addressof(data))
         while ptr.value:
-            out = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _espeakCHARS_UTF8, _PHONEME_SEPARATOR)
+            out = lib.espeak_TextToPhonemes(ctypes.byref(ptr), _espeakCHARS_UTF8,
+                                            _PHONEME_SEPARATOR | (_PHONEMES_IPA if ipa else 0))
             names = [p for p in (out or b"").decode("utf-8", "replace").split() if p]
             if names:
                 clauses.append(names)

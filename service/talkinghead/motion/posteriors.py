@@ -31,7 +31,12 @@ def visemes_from_posteriors(post: np.ndarray) -> list[VisemeSegment]:
     frame 0."""
     if not len(post):
         return []
-    vp = uniform_filter1d(viseme_posteriors(post), size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
+    return visemes_from_viseme_posteriors(viseme_posteriors(post))
+
+
+def visemes_from_viseme_posteriors(raw: np.ndarray) -> list[VisemeSegment]:
+    """The same from viseme posteriors, shape = (n, 15) in arkit.VISEMES order."""
+    vp = uniform_filter1d(raw, size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
     conf = vp[np.arange(len(best)), best]
     index = best.tolist()

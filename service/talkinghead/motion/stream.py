@@ -52,14 +52,13 @@ from talkinghead.audio.phones import HOP_SAMPLES
 from talkinghead.audio.phoneset import CLASSES
 from talkinghead.audio.pitch import PitchTracker
 from talkinghead.audio.prosody import Nucleus, Prosody, median_pitch
-from talkinghead.errors import AudioError
 from talkinghead.motion.eyes import EyeLookahead
 from talkinghead.motion.life import Life
 from talkinghead.motion.line import Line, ModelLips, lip_source
 from talkinghead.motion.lips import ROUNDING_CHANNELS, SILENCE_RELAX_S, VisemeSegment, lip_motion
 from talkinghead.motion.noise import clip, smoothstep
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.speech import SpeechAnalysis
+from talkinghead.motion.speech import SpeechAnalysis, checked_samples
 from talkinghead.track import EyeGaze, FaceParams, HeadPose, MotionTrack
 
 # Why 0.1 s: a frame's mouth is pulled by the visemes around it, the next one's pull reaching ~2 x
@@ -78,7 +77,6 @@ ONSET_S = 0.1               # an utterance's first frames ease in from the shut 
 RELAX_S = 0.1               # ...and its last frames relax it closed at the end (flush)
 INTERRUPT_CLOSE_S = 0.12    # barge-in: the mouth closes this fast from where it was
 ROUNDING_RATE = 6.0         # live: pucker/funnel change per second at most (takes: up to ~7/s)
-MAX_AMPLITUDE = 16.0        # |sample| above this is integer PCM passed unscaled, not audio in -1..1
 
 
 @dataclass
@@ -282,21 +280,7 @@ class MotionStream:
 
 
 def _checked_chunk(samples: np.ndarray) -> np.ndarray:
-    x = np.asarray(samples)
-    if x.dtype.kind != "f":
-        hint = " (divide 16-bit PCM by 32768)" if x.dtype.kind in "iu" else ""
-        raise AudioError(f"audio chunk has dtype {x.dtype}: pass float32 samples between -1 and 1{hint}")
-    if x.ndim != 1:
-        raise AudioError(f"audio chunk has shape {x.shape}: pass mono samples at {SAMPLE_RATE} Hz as a 1-D "
-                         "array (average the channels first)")
-    x = x.astype(np.float32, copy=False)
-    peak = float(np.max(np.abs(x))) if len(x) else 0.0
-    if not np.isfinite(peak):
-        raise AudioError("the audio chunk contains NaN or infinite samples: pass finite values between -1 and 1")
-    if peak > MAX_AMPLITUDE:
-        raise AudioError(f"the audio chunk peaks at {peak:.0f}: pass samples scaled to -1..1 "
-                         "(divide 16-bit PCM by 32768)")
-    return x
+    return checked_samples(samples, "audio chunk")
 
 
 # --- Lips ------------------------------------------------------------------------------------------
