@@ -84,8 +84,8 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
 
 def server_cpu(pid: int) -> float:
     """CPU seconds the process `pid` (taskset's child: the server) and its children have used."""
-    total = 0.0
-    for p in [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True):
+    total, server = 0.0, psutil.Process(pid)
+    for p in [server] + server.children(recursive=True):
         try:
             t = p.cpu_times()
             total += t.user + t.system

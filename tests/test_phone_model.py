@@ -245,7 +245,7 @@ def test_feature_augmentation_masks_and_tilts_within_bounds():
         assert np.abs(tilt).max() <= 2 * 0.6 + 1e-6     # linear and quadratic part, each <= tilt
 
 
-def test_kokoro_and_flite_utterances_are_labelled_in_time(tmp_path):
+def test_kokoro_and_flite_utterances_are_labelled_in_time():
     """The natural-sounding training sources (models/phones/make_data.py): every label lies inside
     the audio, the phones cover most of it, and pocketsphinx's alignment of the same English words
     ends its consonants where the labels do (within 40 ms, most of them)."""

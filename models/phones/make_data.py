@@ -283,11 +283,11 @@ class Kokoro:
                 owners.append(-1)
         if not tokens or len(tokens) > 500:
             return None
-        names = sorted(self.voices)
-        style = self.voices[rng.choice(names)][len(tokens)]
+        voices = sorted(self.voices)
+        style = self.voices[rng.choice(voices)][len(tokens)]
         if rng.random() < 0.5:           # a blend of two: a speaker of its own
             w = rng.uniform(0.2, 0.8)
-            style = w * style + (1 - w) * self.voices[rng.choice(names)][len(tokens)]
+            style = w * style + (1 - w) * self.voices[rng.choice(voices)][len(tokens)]
         audio, durations = self.session.run(None, {"tokens": np.array([[0, *tokens, 0]], np.int64),
                                                    "style": style.astype(np.float32),
                                                    "speed": np.array([rng.uniform(0.85, 1.2)], np.float32)})
@@ -479,7 +479,7 @@ def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int,
     if "flite" in sources and shutil.which("flite") is None:
         raise SystemExit("flite is not installed: apt-get install flite (or leave it out: --sources espeak,festival,kokoro)")
     for kind, name in [j for j in jobs if j[0] in sources][part[0]:: part[1]]:
-        words = _words({"festival": FESTIVAL_TRAIN.get(name, ("",))[0], "flite": FLITE_TRAIN.get(name)}.get(kind) or name)
+        words = _words(FESTIVAL_TRAIN[name][0] if kind == "festival" else FLITE_TRAIN[name] if kind == "flite" else name)
         weight = {"festival": FESTIVAL_WEIGHT, "flite": FLITE_WEIGHT, "kokoro": KOKORO_WEIGHT}.get(kind, 1)
         total = int(round(utts * weight))
         for chunk in range(int(np.ceil(total / UTTS_PER_SHARD))):

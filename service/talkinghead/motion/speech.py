@@ -132,9 +132,10 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
     if lipsync == "acoustic" or not feat.speech.any():
         return visemes_from_acoustics(feat)
     has_text = bool(transcript and transcript.strip()) and language != "auto"
+    english = language.lower().startswith("en")
     # the model's aligner for every language but English, and for English too under --lipsync model
     # (pocketsphinx's aligner otherwise: benchmarks/lipsync_accuracy.py compares the two)
-    if has_text and (lipsync == "model" or not language.lower().startswith("en")):
+    if has_text and (lipsync == "model" or not english):
         post = _model_posteriors(samples)
         aligned = _model_aligned(post, transcript, language)
         if aligned is not None:
@@ -148,7 +149,7 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
     if phones is None and lipsync == "auto" and AUDIO_ONLY == "model":
         log.debug("motion.phones", source="model")
         return _model_visemes(samples, progress=progress)
-    if phones is None and lipsync == "auto" and language != "auto" and not language.lower().startswith("en"):
+    if phones is None and lipsync == "auto" and language != "auto" and not english:
         log.debug("motion.phones", source="fused")
         return _fused_visemes(samples, feat, progress)
     if phones is None:

@@ -144,7 +144,7 @@ class MotionStream:
 
         The first push after flush(), interrupt() or the start opens an utterance at the next frame.
         """
-        samples = _checked_chunk(samples)
+        samples = checked_samples(samples, "audio chunk")
         if len(samples) == 0:
             return []
         if self._utterance is None:
@@ -277,10 +277,6 @@ class MotionStream:
         return [FaceParams(t=(i0 + k) / fps, blendshapes=f.blendshapes[k], head=HeadPose(*heads[k]),
                            gaze_left=EyeGaze(gazes[k][0], gazes[k][1]), gaze_right=EyeGaze(gazes[k][2], gazes[k][3]),
                            viseme=f.visemes[k]) for k in range(len(f.visemes))]
-
-
-def _checked_chunk(samples: np.ndarray) -> np.ndarray:
-    return checked_samples(samples, "audio chunk")
 
 
 # --- Lips ------------------------------------------------------------------------------------------
