@@ -31,8 +31,13 @@ FALLOFF_S = 0.045             # how far (s) a segment's pull reaches past its ed
 # so the neighbouring vowels still open fully.
 CONTACT_FALLOFF_S = 0.02
 CONTACT_VISEMES = frozenset({"PP", "FF"})
-ROUNDING_LEAD_S = 0.14        # rounding starts this far ahead of a rounded segment
+ROUNDING_LEAD_S = 0.14        # rounding starts this far ahead of a rounded segment...
 ROUNDED_VISEMES = frozenset({"U", "O", "CH", "RR"})
+# ...but not across a vowel that spreads or opens the lips (Henke's look-ahead model: anticipatory
+# rounding starts after the last unrounded vowel, on the consonants between): the lead shrinks so
+# that the rounded segment's pull at that vowel's end is ROUNDING_BLOCK_SIGMAS fall-offs away.
+UNROUNDED_VOWELS = frozenset({"aa", "E", "I"})
+ROUNDING_BLOCK_SIGMAS = 1.5
 ROUNDING_CHANNELS = [BS["mouthPucker"], BS["mouthFunnel"]]
 # Channels that part the lips: zeroed during a bilabial closure.
 LIP_PARTING = [BS[n] for n in ("mouthFunnel", "mouthLowerDownLeft", "mouthLowerDownRight",
@@ -118,10 +123,26 @@ def _blend(segments: list[VisemeSegment], times: np.ndarray) -> tuple[np.ndarray
     dom_round = dom
     if rounded:   # rounding reaches further ahead of the rounded visemes: their rows again, with the lead
         dom_round = dom.copy()
-        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, np.full(len(rounded), ROUNDING_LEAD_S))
+        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, _rounding_leads(segments, rounded))
     blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
     blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
     return blend, [segments[j].viseme for j in dom.argmax(0).tolist()]
+
+
+def _rounding_leads(segments: list[VisemeSegment], rounded: list[int]) -> np.ndarray:
+    """The rounding lead (s) of each of segments[rounded]: ROUNDING_LEAD_S, less where an unrounded
+    vowel ends closer before the segment than the lead would reach (segments in time order)."""
+    leads = np.full(len(rounded), ROUNDING_LEAD_S)
+    last_end = -np.inf          # end of the latest unrounded vowel so far
+    k = 0
+    for j, seg in enumerate(segments):
+        if k < len(rounded) and j == rounded[k]:
+            gap = seg.start - last_end
+            leads[k] = min(ROUNDING_LEAD_S, max(0.0, gap / ROUNDING_BLOCK_SIGMAS - FALLOFF_S))
+            k += 1
+        if seg.viseme in UNROUNDED_VOWELS:
+            last_end = max(last_end, seg.end)
+    return leads
 
 
 def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.ndarray) -> np.ndarray:
