@@ -6,7 +6,9 @@ Rows: voices and recordings, grouped as
 - "trained": voices the phone model trained on (festival kal/ked, espeak-ng English voices; the
   sentences here are not in its training data, but the voices are);
 - "HELD-OUT": voices it never heard: festival's US English HTS voice (slt) and its Italian,
-  Finnish, Russian, Catalan and Czech voices (languages it never trained on either);
+  Finnish, Russian, Catalan and Czech voices (languages it never trained on either; ten voices,
+  Debian's festvox-italp16k, -itapc16k, -suopuhe-lj, -suopuhe-mv, -ru, -ca-ona-hts, -czech-dita,
+  -czech-krb, -czech-machac, -czech-ph; those not installed are skipped);
 - "real": people: ../shared/data/realspeech/ (phone TextGrids; TALKINGHEAD_REALSPEECH names
   another place) and five LibriVox sentences
   (*their reference is pocketsphinx's alignment of the true transcript, not independent truth).
@@ -160,6 +162,10 @@ def takes(tmp: Path, quick: bool) -> list[Take]:
     for voice, (lang, scheme, encoding) in FESTIVAL_HELDOUT.items():
         if lang == "en":
             continue   # slt is in synth_takes already
+        if not list(Path("/usr/share/festival/voices").glob(f"*/{voice}")):
+            print(f"({voice} skipped: not installed; apt-get install the festvox package make_data.py names)",
+                  file=sys.stderr)
+            continue
         texts = HELDOUT_SENTENCES[lang][:2] if quick else HELDOUT_SENTENCES[lang]
         for u in festival_utterances(texts, voice, scheme, encoding):
             pad = np.zeros(int(0.8 * SAMPLE_RATE), np.float32)

@@ -15,7 +15,8 @@ band limits, an MP3 / AAC / Opus round trip, gain. One shard per (voice, chunk) 
 frames (audio.mel) and one phone-class label per frame (audio.phoneset; -1 = ignored).
 
 Held out (--heldout; never trained on): festival's non-English voices (Italian, Finnish,
-Russian, Catalan, Czech: Debian's festvox-* packages) and its US English HTS voice (slt), clean.
+Russian, Catalan, Czech: Debian's festvox-* packages, eleven voices) and its US English HTS voice
+(slt), clean.
 Real people are read by the benchmark straight from their recordings.
 
 Shards are written atomically and skipped when present, so an interrupted run resumes.
@@ -81,7 +82,12 @@ FESTIVAL_TRAIN = {"kal_diphone": ("en", "arpabet", "utf-8"), "ked_diphone": ("en
 # festival reads: it is byte-based, and its Czech and Finnish lexicons are in ISO-8859)
 FESTIVAL_HELDOUT = {"lp_diphone": ("it", "sampa", "latin-1"), "suo_fi_lj_diphone": ("fi", "fi", "latin-1"),
                     "msu_ru_nsh_clunits": ("ru", "ru", "utf-8"), "upc_ca_ona_hts": ("ca", "sampa", "latin-1"),
-                    "czech_dita": ("cs", "cs", "iso-8859-2"), "cmu_us_slt_arctic_hts": ("en", "arpabet", "utf-8")}
+                    "czech_dita": ("cs", "cs", "iso-8859-2"), "cmu_us_slt_arctic_hts": ("en", "arpabet", "utf-8"),
+                    # added in stop 22 (festvox-czech-krb, -czech-machac, -czech-ph, -itapc16k,
+                    # -suopuhe-mv): a boy and four men, for more events than the first six give
+                    "czech_krb": ("cs", "cs", "iso-8859-2"), "czech_machac": ("cs", "cs", "iso-8859-2"),
+                    "czech_ph": ("cs", "cs", "iso-8859-2"), "pc_diphone": ("it", "sampa", "latin-1"),
+                    "hy_fi_mv_diphone": ("fi", "fi", "latin-1")}
 # flite's clustergen voices of two ARCTIC speakers (Debian's flite package; its kal voices are the
 # kal_diphone speaker again and its slt the held-out slt): voice -> words' language. Phone ends
 # from `flite -psdur`, festival's radio phone names.
