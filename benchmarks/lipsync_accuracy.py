@@ -35,8 +35,9 @@ detail (each recall, per row and mode). --json writes the counts for comparing t
 
 Checks (tests/speech.py `score`, phone classes from talkinghead.audio.phoneset for every voice
 alike): p/b/m sealed within +-40 ms, open vowels open, rounded phones round, f/v lower lip to the
-teeth (mouthRollLower >= 0.4 within +-40 ms), long pauses closed, and false closures (vowels
-whose middle is sealed; lower is better). "class score" is the mean of the first four recalls.
+teeth (mouthRollLower >= 0.4 within +-40 ms), long pauses closed, false closures (vowels
+whose middle is sealed; lower is better) and false rounding (unrounded vowels whose middle is
+rounded; lower is better; in the detail table only). "class score" is the mean of the first four recalls.
 Cost: CPU seconds per second of audio, one core.
 """
 
@@ -79,7 +80,8 @@ EXTRA_MODES = ("file acoustic",)
 # the modes of the earlier table, still accepted (benchmarks/tune_visemes.py runs "file model")
 ALIASES = {"file model": "file audio", "file phones": "file audio sphinx", "file + text": "file+text sphinx",
            "stream model": "stream audio"}
-CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure")
+CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure", "false_round")
+UNROUNDED_VOWELS = frozenset({"i", "e", "a", "ae"})   # phoneset classes whose lips spread or open
 TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", "espeak en-us+f1"}
 
 
@@ -109,6 +111,21 @@ def labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, 
             hits += bool(w.any() and roll[w].max() >= 0.4)
             n += 1
     return hits, n
+
+
+def false_rounding(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
+    """(vowels shown rounded, vowels): the middle (+-20 ms) of an unrounded vowel of >= 80 ms
+    whose rounding (mouthPucker + mouthFunnel) reaches the 0.35 that counts a rounded phone as
+    round (lower is better; the rounding of a neighbouring oo/w spread too far)."""
+    rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
+    shown = n = 0
+    for s in segs:
+        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in UNROUNDED_VOWELS and s.end - s.start >= 0.08:
+            w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
+            if w.any():
+                shown += bool(rounding[w].max() >= 0.35)
+                n += 1
+    return shown, n
 
 
 def has_line_text() -> bool:
@@ -217,6 +234,7 @@ def main() -> None:
                 c[1] += len(take.samples) / SAMPLE_RATE
                 res = score(track, take.segs, class_sets(take.segs, take.scheme))
                 res["labiodental"] = labiodental(track, take.segs, take.scheme)
+                res["false_round"] = false_rounding(track, take.segs, take.scheme)
                 fc = res.pop("no_false_closure")
                 res["false_closure"] = (fc[1] - fc[0], fc[1])
                 keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
@@ -278,7 +296,7 @@ def print_summary(totals, cost, modes, markdown: bool) -> None:
 def print_table(totals, cost, modes, markdown: bool) -> None:
     keys = sorted(totals, key=lambda k: (*_row_order(k[:2]), modes.index(k[2])))
     head = ["group", "voice", "mode", "class score", "p/b/m sealed", "open", "round", "f/v", "pauses closed",
-            "false closures"]
+            "false closures", "false rounding"]
     _emit(head, markdown)
     if markdown:
         print("|" + "---|" * len(head))
