@@ -29,7 +29,8 @@ A take's text is known for the synthetic voices, LibriVox and the real recording
 has a word tier; the "+text" modes skip the others.
 
 Output: first the summary a user reads (one row per voice, recording, group, and per language of
-the speech the model never trained on, i.e. HELD-OUT + real; one column per mode; each cell the
+the speech the model never trained on, i.e. HELD-OUT + real, and "ALL unseen": HELD-OUT + real
+pooled, the row models/phones/CARD.md's go/no-go rule reads; one column per mode; each cell the
 class score with the share of false closures in brackets; the last row the cost), then the
 detail (each recall, per row and mode). --json writes the counts for comparing two models.
 
@@ -81,7 +82,7 @@ EXTRA_MODES = ("file acoustic",)
 ALIASES = {"file model": "file audio", "file phones": "file audio sphinx", "file + text": "file+text sphinx",
            "stream model": "stream audio"}
 CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure", "false_round")
-UNROUNDED_VOWELS = frozenset({"i", "e", "a", "ae"})   # phoneset classes whose lips spread or open
+SPREAD_VOWELS = frozenset({"i", "e", "a", "ae"})   # phoneset classes whose lips spread or open (false rounding)
 TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", "espeak en-us+f1"}
 
 
@@ -120,7 +121,7 @@ def false_rounding(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[in
     rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
     shown = n = 0
     for s in segs:
-        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in UNROUNDED_VOWELS and s.end - s.start >= 0.08:
+        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in SPREAD_VOWELS and s.end - s.start >= 0.08:
             w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
             if w.any():
                 shown += bool(rounding[w].max() >= 0.35)
@@ -238,8 +239,8 @@ def main() -> None:
                 fc = res.pop("no_false_closure")
                 res["false_closure"] = (fc[1] - fc[0], fc[1])
                 keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
-                if take.group != "trained":       # languages: speech the model never trained on
-                    keys.append(("language", take.language, mode))
+                if take.group != "trained":       # speech the model never trained on: pooled, and by language
+                    keys += [("ALL unseen", "HELD-OUT + real", mode), ("language", take.language, mode)]
                 for key in keys:
                     acc = totals.setdefault(key, {})
                     for check, (hit, n) in res.items():
@@ -262,7 +263,7 @@ def class_score(res: dict[str, list[int]]) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
-GROUP_ORDER = {"trained": 0, "HELD-OUT": 1, "real": 2, "language": 4}
+GROUP_ORDER = {"trained": 0, "HELD-OUT": 1, "real": 2, "language": 4, "unseen": 5}
 
 
 def _row_order(row: tuple[str, str]) -> tuple:

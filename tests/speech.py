@@ -15,6 +15,8 @@ FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")
 FESTIVAL_BILABIALS = {"p", "b", "m"}
 FESTIVAL_OPEN_VOWELS = {"aa", "ae", "ah", "ao", "aw", "ay"}
 FESTIVAL_ROUNDED = {"uw", "uh", "ow", "w"}
+FESTIVAL_SPREAD_VOWELS = {"iy", "ih", "eh", "ae", "aa", "ah", "ey", "ay"}   # lips spread or open
+FESTIVAL_VOWELS = FESTIVAL_SPREAD_VOWELS | {"ax", "er", "ao", "aw", "oy", "uh", "uw", "ow"}
 FESTIVAL_SILENCE = {"pau", "h#", "#"}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from espeak_timed import have_espeak_lib
-from speech import aperture, have_festival, score, synth_takes
+from speech import FESTIVAL_SPREAD_VOWELS, FESTIVAL_VOWELS, aperture, have_festival, score, synth_takes
 from talkinghead.audio.decode import load_audio
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
@@ -117,7 +117,6 @@ def test_lower_lip_meets_the_teeth_on_f_and_v(takes):
 def test_lips_round_ahead_of_rounded_vowels(takes):
     """Anticipatory rounding: 60 ms before an oo/ow/w that follows a consonant starts, the lips
     are already rounding (an oo/ow/w after a vowel: the next test)."""
-    vowels = ("iy", "ih", "eh", "ae", "aa", "ah", "ey", "ay", "ax", "er", "ao", "aw", "oy", "uh")
     early = []
     for voice, text, samples, segs, _sets in takes:
         if voice.startswith("espeak"):
@@ -125,7 +124,7 @@ def test_lips_round_ahead_of_rounded_vowels(takes):
         track = motion_from_audio(samples, 16000, MotionOptions(fps=60), text)
         rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
         for prev, s in zip(segs, segs[1:]):
-            if s.phone in ("uw", "ow", "w") and prev.phone not in ("uw", "ow", "w", "pau") + vowels:
+            if s.phone in ("uw", "ow", "w") and prev.phone not in FESTIVAL_VOWELS | {"w", "pau"}:
                 before = rounding[np.argmin(np.abs(track.times - (s.start - 0.06)))]
                 peak = rounding[(track.times >= s.start) & (track.times <= s.end)].max()
                 early.append(before / max(peak, 1e-6))
@@ -142,8 +141,7 @@ def test_rounding_does_not_spread_into_the_vowel_before(takes):
             continue
         track = motion_from_audio(samples, 16000, MotionOptions(fps=60), text)
         rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
-        vowels = [s for s in segs if s.phone in ("iy", "ih", "eh", "ae", "aa", "ah", "ey", "ay") and s.end - s.start >= 0.06]
-        for v in vowels:
+        for v in [s for s in segs if s.phone in FESTIVAL_SPREAD_VOWELS and s.end - s.start >= 0.06]:
             nxt = [s for s in segs if s.phone in ("uw", "ow", "w") and 0 < s.start - v.end <= 0.15]
             if nxt:
                 mid = rounding[np.argmin(np.abs(track.times - (v.start + v.end) / 2))]

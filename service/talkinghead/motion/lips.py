@@ -123,26 +123,22 @@ def _blend(segments: list[VisemeSegment], times: np.ndarray) -> tuple[np.ndarray
     dom_round = dom
     if rounded:   # rounding reaches further ahead of the rounded visemes: their rows again, with the lead
         dom_round = dom.copy()
-        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, _rounding_leads(segments, rounded))
+        dom_round[rounded] = _dominances([segments[j] for j in rounded], times, _rounding_leads(segments))
     blend = (dom.T @ poses) / (dom.sum(0)[:, None] + 1e-9)
     blend[:, ROUNDING_CHANNELS] = (dom_round.T @ poses[:, ROUNDING_CHANNELS]) / (dom_round.sum(0)[:, None] + 1e-9)
     return blend, [segments[j].viseme for j in dom.argmax(0).tolist()]
 
 
-def _rounding_leads(segments: list[VisemeSegment], rounded: list[int]) -> np.ndarray:
-    """The rounding lead (s) of each of segments[rounded]: ROUNDING_LEAD_S, less where an unrounded
-    vowel ends closer before the segment than the lead would reach (segments in time order)."""
-    leads = np.full(len(rounded), ROUNDING_LEAD_S)
-    last_end = -np.inf          # end of the latest unrounded vowel so far
-    k = 0
-    for j, seg in enumerate(segments):
-        if k < len(rounded) and j == rounded[k]:
-            gap = seg.start - last_end
-            leads[k] = min(ROUNDING_LEAD_S, max(0.0, gap / ROUNDING_BLOCK_SIGMAS - FALLOFF_S))
-            k += 1
-        if seg.viseme in UNROUNDED_VOWELS:
+def _rounding_leads(segments: list[VisemeSegment]) -> np.ndarray:
+    """The rounding lead (s) of each rounded segment, in order: ROUNDING_LEAD_S, less where an
+    unrounded vowel ends closer before it than the lead would reach (segments in time order)."""
+    leads, last_end = [], -np.inf          # end of the latest unrounded vowel so far
+    for seg in segments:
+        if seg.viseme in ROUNDED_VISEMES:
+            leads.append(min(ROUNDING_LEAD_S, max(0.0, (seg.start - last_end) / ROUNDING_BLOCK_SIGMAS - FALLOFF_S)))
+        elif seg.viseme in UNROUNDED_VOWELS:
             last_end = max(last_end, seg.end)
-    return leads
+    return np.array(leads)
 
 
 def _silence_gate(speech: np.ndarray, segments: list[VisemeSegment], times: np.ndarray) -> np.ndarray:
