@@ -253,6 +253,38 @@ def test_sigterm_during_a_long_generate_ends_within_grace_plus_one_second():
     assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]
 
 
+@pytest.mark.slow
+def test_sigterm_with_generates_and_live_streams_in_flight_logs_no_traceback():
+    """gRPC's per-call tasks outlived `server.stop()` by a few ms when the grace ran out, asyncio.run
+    cancelled them and gRPC printed a CancelledError traceback (4 shutdowns of 6 like this one)."""
+    for _ in range(2):
+        with ServerProcess("--grace", "1", "--max-transcript-chars", "1100000") as server:
+            hold = threading.Event()
+
+            def generate():
+                with TalkingHeadClient(server.target, timeout=60) as c:
+                    _outcome(lambda: c.generate_all(CLIP, params_only=True, transcript=transcript(1_000_000)))
+
+            def live():
+                def requests():
+                    yield stream_config(sample_rate=16000, params_only=True, realtime=True,
+                                        motion=MotionOptions(fps=30))
+                    hold.wait()
+                with TalkingHeadClient(server.target, timeout=60) as c, pytest.raises(grpc.RpcError):
+                    list(c.stream(requests()))                   # ended by the shutdown
+
+            callers = [threading.Thread(target=f, daemon=True) for f in (generate, generate, live, live, live)]
+            for caller in callers:
+                caller.start()
+            time.sleep(2.0)
+            took = server.terminate()
+            hold.set()
+            log = server.log_text()
+        assert took < 1 + 1, f"SIGTERM took {took:.1f} s"
+        assert "server.stopped" in log
+        assert "Traceback" not in log and "CancelledError" not in log, log[-3000:]
+
+
 # -- High 4: audio decompression bombs ------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -124,4 +124,10 @@ async def serve(config: ServerConfig = ServerConfig()) -> None:
     await stopping.wait()
     log.info("server.draining", in_flight=running.servicer.slots.in_flight, grace_s=config.grace_seconds)
     await running.stop(config.grace_seconds)
+    # gRPC's own per-call tasks can outlive stop() by a few ms when the grace ran out (the core's
+    # calls are cancelled, the handler is still unwinding); asyncio.run would then cancel them and
+    # gRPC prints a CancelledError traceback. Let them end on their own, briefly.
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    if others:
+        await asyncio.wait(others, timeout=0.5)
     log.info("server.stopped")
