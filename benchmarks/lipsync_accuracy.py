@@ -1,6 +1,9 @@
 """Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
-    python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown]
+    python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
+
+--phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
+one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
 
 Rows: voices and recordings, grouped as
 - "trained": voices the phone model trained on (festival kal/ked, espeak-ng English voices; the
@@ -211,7 +214,10 @@ def main() -> None:
                     help="comma-separated subset of: " + ", ".join(MODES + EXTRA_MODES))
     ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
     ap.add_argument("--json", type=Path, help="also write the totals here")
+    ap.add_argument("--phone-model", type=Path, help="a candidate phone model (.onnx) to measure instead")
     args = ap.parse_args()
+    if args.phone_model:
+        use_phone_model(args.phone_model)
     modes = [ALIASES.get(m.strip(), m.strip()) for m in args.modes.split(",")]
     unknown = set(modes) - set(MODES + EXTRA_MODES)
     if unknown:
@@ -252,6 +258,25 @@ def main() -> None:
     print_table(totals, cost, modes, args.markdown)
     if args.json:
         args.json.write_text(json.dumps({" | ".join(k): v for k, v in totals.items()} | {"cost": cost}, indent=1))
+
+
+def use_phone_model(path: Path) -> None:
+    """The phone model at `path` instead of the registered one, for this process: the registry is
+    given its SHA-256 (it refuses any other file, by design) and TALKINGHEAD_PHONE_MODEL points at it."""
+    import dataclasses
+    import os
+
+    from talkinghead import models
+    from talkinghead.audio.phone_model import PhoneModel
+
+    if not path.is_file():
+        sys.exit(f"--phone-model: no file {path}")
+    entry = models.MODELS["phones"]
+    sha = models.sha256_of(path)
+    models.MODELS["phones"] = dataclasses.replace(entry, sha256=sha)
+    os.environ[entry.env_var] = str(path.resolve())
+    model = PhoneModel.shared()
+    print(f"phone model: {path} (SHA-256 {sha}, lookahead {model.lookahead_frames} frames)")
 
 
 def _pct(hit: int, n: int) -> str:
