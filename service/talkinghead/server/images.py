@@ -97,7 +97,7 @@ class ImageProcesses:
         idle = self._idle
         worker = await asyncio.get_running_loop().run_in_executor(self._threads, self._spawn)
         if self._closed or self._idle is not idle:      # closed, or its start was given up (ready())
-            worker.kill()
+            worker.kill(self._threads)
             return
         self._workers.add(worker)
         idle.put_nowait(worker)
@@ -165,7 +165,7 @@ class ImageProcesses:
             return
         if done.cancelled() or done.exception() is not None:
             self._workers.discard(worker)
-            worker.kill()
+            worker.kill(self._threads)
             self._spawning += 1
             fresh = asyncio.ensure_future(self._start())        # a fresh one takes its place
             fresh.add_done_callback(self._spawned)
