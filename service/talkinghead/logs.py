@@ -42,9 +42,6 @@ def configure(level: str = "warning", json: bool = False) -> None:
 class _StderrHandler(logging.StreamHandler):
     """Writes to whatever sys.stderr is at the time (as the structlog loggers above do)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-
     @property
     def stream(self):
         return sys.stderr
