@@ -132,7 +132,7 @@ class ModelFile:
 
 
 # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
-PHONES_SHA256 = "0d4378bb0715074c876dd6b294ca6e18fd10e00d9870b62d6b46eff0f5dc9eea"
+PHONES_SHA256 = "015332f11e5b35aea5282d730cd174ab66b7997658bd8172bd63d4b9e8aa47bd"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.
