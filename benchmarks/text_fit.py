@@ -1,7 +1,7 @@
 """Does a line's text fit its audio? How often the live aligner's check (audio/align.py
 `LiveAligner`: MIN_FIT_MARGIN, MAX_FIT_SURPRISE) keeps a right text and drops a wrong one.
 
-    python benchmarks/text_fit.py [--margins 0.25,0.7] [--groups trained,HELD-OUT,real]
+    python benchmarks/text_fit.py [--margins 0.25,0.7] [--surprises inf,2] [--groups trained,HELD-OUT,real]
 
 Each take is aligned, as a stream hears it (10 rows a call), with its own text and with every
 other text of its language in the set (a TTS client that sent the wrong line). Per take and text:
@@ -21,6 +21,18 @@ ships: on the trained rows (48 takes, 528 wrong pairs) MIN_FIT_MARGIN 0.25 caugh
 wrong texts, 0.5 95 %, 0.7 99 %, dropping no right text (the lowest right margin 1.43). 0.7 (half
 the lowest right margin) is tried on HELD-OUT + real; it replaces 0.25 only if it drops no more
 right texts there than 0.25 does; else 0.5 under the same condition; else 0.25 stays.
+Result, with the phone model that ships (run D; its trained rows: 0.25 83 %, 0.5 95 %, 0.7 98 %, no
+right text lost, lowest right margin 1.53): HELD-OUT 0.25 dropped 0 of 46 right texts and caught
+78 % of the wrong ones, 0.5 and 0.7 each dropped 1 right text (85 %, 89 % caught); real 0 of 7 at
+all three (82 %, 90 %, 93 %). **0.25 stays.**
+
+A second rule, fixed after that and before its own HELD-OUT run: a text whose surprise is over
+MAX_SURPRISE_ANY_MARGIN is dropped whatever its margin (a short text stretched over long audio
+fits its reversed phones about as badly as itself: "Good morning to you." over a 3 s sentence,
+surprise 2.62, margin 0.65). On the trained rows with run D the right texts' surprise is at most
+0.38 and the wrong ones' at least 1.00 (66 % of them over 2). 2.0 (five times the trained right
+texts' highest) is tried with MIN_FIT_MARGIN 0.25; it is kept only if it drops no right text on
+HELD-OUT + real.
 """
 
 from __future__ import annotations
@@ -81,11 +93,13 @@ def heard(post: np.ndarray, text: str, language: str) -> LiveAligner:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--margins", default=f"{align.MIN_FIT_MARGIN}", help="MIN_FIT_MARGIN values to compare")
+    ap.add_argument("--surprises", default=f"{align.MAX_SURPRISE_ANY_MARGIN}",
+                    help="MAX_SURPRISE_ANY_MARGIN values to compare (inf: none)")
     ap.add_argument("--groups", default="trained,HELD-OUT,real")
     args = ap.parse_args()
-    margins = [float(m) for m in args.margins.split(",")]
+    settings = [(float(m), float(x)) for m in args.margins.split(",") for x in args.surprises.split(",")]
     groups = args.groups.split(",")
-    rows = []   # (group, margin tried, right text?, dropped?, the text's margin over reversed)
+    rows = []   # (group, (margin, surprise) tried, right text?, dropped?, the text's margin over reversed)
     with tempfile.TemporaryDirectory() as tmp:
         items = trained_takes(Path(tmp)) if "trained" in groups else []
         items += [(t.group, t.language, t.text, t.samples) for t in takes(Path(tmp), quick=False)
@@ -98,23 +112,25 @@ def main() -> None:
         for n, (group, language, text, samples) in enumerate(items):
             post = PhoneModel.shared().posteriors(samples)
             for other in texts[(group == "trained", language)]:
-                for m in margins:
-                    align.MIN_FIT_MARGIN = m          # read by LiveAligner as it judges, mid-line and at the end
+                for setting in settings:
+                    # read by LiveAligner as it judges, mid-line and at the end
+                    align.MIN_FIT_MARGIN, align.MAX_SURPRISE_ANY_MARGIN = setting
                     a = heard(post, other, language)
-                    rows.append((group, m, other == text, a.failed, a._reference.surprise() - a.surprise()))
+                    rows.append((group, setting, other == text, a.failed, a._reference.surprise() - a.surprise()))
             print(f"\r{n + 1}/{len(items)} takes", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     print(f"{len(items)} takes; MAX_FIT_SURPRISE {align.MAX_FIT_SURPRISE}")
-    print("| rows | MIN_FIT_MARGIN | right texts dropped | wrong texts caught | right margin, lowest | wrong margin, p90 |")
-    print("|---|---|---|---|---|---|")
+    print("| rows | MIN_FIT_MARGIN | MAX_SURPRISE_ANY_MARGIN | right texts dropped | wrong texts caught "
+          "| right margin, lowest | wrong margin, p90 |")
+    print("|---|---|---|---|---|---|---|")
     for group in groups:
-        for m in margins:
-            right = [r for r in rows if r[0] == group and r[1] == m and r[2]]
-            wrong = [r for r in rows if r[0] == group and r[1] == m and not r[2]]
+        for setting in settings:
+            right = [r for r in rows if r[0] == group and r[1] == setting and r[2]]
+            wrong = [r for r in rows if r[0] == group and r[1] == setting and not r[2]]
             if not right:
                 continue
             lost, caught = sum(r[3] for r in right), sum(r[3] for r in wrong)
-            print(f"| {group} | {m:g} | {lost}/{len(right)} | {caught}/{len(wrong)} "
+            print(f"| {group} | {setting[0]:g} | {setting[1]:g} | {lost}/{len(right)} | {caught}/{len(wrong)} "
                   f"({100 * caught / max(1, len(wrong)):.0f} %) | {min(r[4] for r in right):.2f} "
                   f"| {np.percentile([r[4] for r in wrong], 90) if wrong else float('nan'):.2f} |")
 

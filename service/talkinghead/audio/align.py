@@ -163,6 +163,7 @@ VOWEL_CLASSES = frozenset({"i", "e", "@", "ae", "a", "O", "o", "u", "y"})
 MIN_FIT_MARGIN = 0.25   # 0.35 with the first phone model; its second (2026-12-06) fits a right line of
                         # festival kal (trained) only 0.29 better than reversed, with surprise over 0.6
 MAX_FIT_SURPRISE = 0.6
+MAX_SURPRISE_ANY_MARGIN = float("inf")   # a text this surprising is dropped whatever its margin (benchmarks/text_fit.py)
 MIN_FIT_FRAMES = 250    # speech frames committed before the fit is judged mid-line (2.5 s; at 1-1.5 s right
                         # and wrong texts of real speech overlapped)...
 MIN_FIT_FRAMES_AT_END = 100  # ... and at the end of a line (1 s)
@@ -344,9 +345,9 @@ class LiveAligner:
         if self._speech_frames >= (MIN_FIT_FRAMES_AT_END if final else MIN_FIT_FRAMES):
             fit = self._gap / self._speech_frames
             margin = self._reference.surprise() - fit
-            if margin < MIN_FIT_MARGIN and fit > MAX_FIT_SURPRISE:
+            if (margin < MIN_FIT_MARGIN and fit > MAX_FIT_SURPRISE) or fit > MAX_SURPRISE_ANY_MARGIN:
                 self._fail(f"the text does not match the audio (it fits {margin:.2f} nats per speech frame better "
-                           "than its own phones in reverse order)")
+                           f"than its own phones in reverse order, {fit:.2f} beyond the model's own uncertainty)")
                 return
         if self._after_end / FRAME_RATE >= TEXT_END_SPEECH_S:
             self._fail("the audio goes on after the text's last word")
