@@ -1,5 +1,6 @@
 """Does a line's text fit its audio? How often the live aligner's check (audio/align.py
-`LiveAligner`: MIN_FIT_MARGIN, MAX_FIT_SURPRISE) keeps a right text and drops a wrong one.
+`LiveAligner`: MIN_FIT_MARGIN, MAX_FIT_SURPRISE, MAX_SURPRISE_ANY_MARGIN) keeps a right text and
+drops a wrong one.
 
     python benchmarks/text_fit.py [--margins 0.25,0.7] [--surprises inf,2] [--groups trained,HELD-OUT,real]
 
@@ -7,9 +8,10 @@ Each take is aligned, as a stream hears it (10 rows a call), with its own text a
 other text of its language in the set (a TTS client that sent the wrong line). Per take and text:
 the committed path's surprise (nats per speech frame beyond the model's own uncertainty) and the
 margin (how much better the text fits than its phones reversed). The aligner drops a text when its
-margin is under MIN_FIT_MARGIN and its surprise over MAX_FIT_SURPRISE (or when the audio goes on
-past the text); the table counts, per row group and MIN_FIT_MARGIN tried: right texts dropped (a
-line whose lips fall back to audio-only for nothing) and wrong texts caught.
+margin is under MIN_FIT_MARGIN and its surprise over MAX_FIT_SURPRISE, or its surprise is over
+MAX_SURPRISE_ANY_MARGIN, or the audio goes on past the text; the table counts, per row group and
+setting tried: right texts dropped (a line whose lips fall back to audio-only for nothing) and
+wrong texts caught.
 
 Rows: "trained" = voices the phone model trained on (festival kal/ked, espeak-ng en-us/en-gb)
 saying TUNING_SENTENCES (where the constants are chosen); "HELD-OUT" and "real" = the lip-sync
@@ -32,7 +34,8 @@ fits its reversed phones about as badly as itself: "Good morning to you." over a
 surprise 2.62, margin 0.65). On the trained rows with run D the right texts' surprise is at most
 0.38 and the wrong ones' at least 1.00 (66 % of them over 2). 2.0 (five times the trained right
 texts' highest) is tried with MIN_FIT_MARGIN 0.25; it is kept only if it drops no right text on
-HELD-OUT + real.
+HELD-OUT + real. Result: trained 83 % -> 94 % caught; HELD-OUT 0 of 46 right texts dropped, 150 of
+192 wrong caught either way; real 0 of 7, 69 of 84 either way. **Kept** (align.py).
 """
 
 from __future__ import annotations
