@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from skimage import data
 
+from attacks import transcript
 from grpc_server import ServerThread
 from speech import espeak_say
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
@@ -201,6 +203,32 @@ def test_cancelling_a_call_frees_its_work_at_once(wav, portrait_png):
         time.sleep(0.3)
         # the pool's worker is back to waiting: no frame is rendered after the cancel
         assert srv.running.servicer.pool._work_queue.qsize() == 0, busy
+
+
+@pytest.mark.slow
+def test_a_generate_cancelled_during_its_analysis_leaves_no_task_behind(wav):
+    """The analysis's progress reader (a queue.get task) was left waiting forever by each
+    cancelled Generate: a leak per cancel, and at shutdown 0.5 s spent waiting on it."""
+    from talkinghead.client import pb
+
+    async def tasks() -> int:
+        return len(asyncio.all_tasks()) - 1          # not this one
+
+    with ServerThread(ServerConfig(port=0, limits=Limits(max_transcript_chars=60_000))) as srv, \
+            TalkingHeadClient(srv.target) as c:
+        time.sleep(0.3)
+        before = srv.call(tasks())
+        responses = c.stub.Generate(pb.GenerateRequest(audio=pb.Audio(file=wav.read_bytes()),
+                                                       transcript=transcript(50_000),
+                                                       output=pb.OutputOptions(params_only=True)))
+        next(responses)                                # the header: the analysis is under way
+        time.sleep(0.5)
+        responses.cancel()
+        deadline = time.monotonic() + 5
+        while srv.running.servicer.slots.in_flight and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)
+        assert srv.call(tasks()) == before
 
 
 @pytest.mark.slow

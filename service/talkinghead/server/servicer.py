@@ -211,6 +211,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
             jobs.clip_analysis, bytes(audio.file), bytes(audio.pcm16), audio.sample_rate,
             request.transcript or None, options.lipsync, options.language, limits, marks=marks,
             progress=lambda stage, fraction: queue.put_nowait(pb.Progress(stage=stage, fraction=0.2 * fraction))))
+        getter = None
         try:
             while not task.done():
                 getter = asyncio.ensure_future(queue.get())
@@ -223,6 +224,8 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
                 yield queue.get_nowait()
             yield task.result()
         finally:
+            if getter is not None and not getter.done():
+                getter.cancel()           # cancelled mid-wait: it would wait on the queue forever
             if not task.done():
                 task.cancel()
                 with contextlib.suppress(BaseException):
