@@ -105,14 +105,19 @@ class _Worker:
         for an analysis worker mid-job: on the event loop, pass `reaper` (a thread pool) and the
         reaping waits there instead of stalling every other stream."""
         self.process.kill()
-        self.conn.close()
         if reaper is not None:
             try:
-                reaper.submit(self.process.wait, 5)
+                reaper.submit(self._reap)
                 return
             except RuntimeError:        # the pool is shut down (the server is stopping): wait here
                 pass
+        self._reap()
+
+    def _reap(self) -> None:
+        """Wait for the killed process, then close our end of its pipe: not before, while a thread
+        may still be reading it (its read ends with the process, on EOF)."""
         self.process.wait(5)
+        self.conn.close()
 
 
 class Workers:
