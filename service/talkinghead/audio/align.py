@@ -166,7 +166,7 @@ MIN_FIT_MARGIN = 0.25   # 0.35 with the first phone model; its second (2026-12-0
 MAX_FIT_SURPRISE = 0.6
 # A text this surprising is dropped whatever its margin: a short text stretched over long audio fits
 # its reversed phones about as badly as itself. Trained voices with the shipped model: right texts
-# at most 0.38, wrong ones 1.00 and up; with it 94 % of the wrong texts are caught there (83 %
+# at most 0.38, wrong ones 1.00 and up; with it 94 % of the wrong texts are caught there (84 %
 # without), and no right text is lost on held-out voices or real people (benchmarks/text_fit.py).
 MAX_SURPRISE_ANY_MARGIN = 2.0
 MIN_FIT_FRAMES = 250    # speech frames committed before the fit is judged mid-line (2.5 s; at 1-1.5 s right
