@@ -16,7 +16,7 @@ from attacks import transcript
 from grpc_server import ServerThread
 from speech import espeak_say
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
-from talkinghead.client import ClientError, TalkingHeadClient
+from talkinghead.client import ClientError, TalkingHeadClient, pb
 from talkinghead.face import analyze_portrait
 from talkinghead.media import decode_frame
 from talkinghead.motion import motion_from_audio
@@ -209,8 +209,6 @@ def test_cancelling_a_call_frees_its_work_at_once(wav, portrait_png):
 def test_a_generate_cancelled_during_its_analysis_leaves_no_task_behind(wav):
     """The analysis's progress reader (a queue.get task) was left waiting forever by each
     cancelled Generate: a leak per cancel, and at shutdown 0.5 s spent waiting on it."""
-    from talkinghead.client import pb
-
     async def tasks() -> int:
         return len(asyncio.all_tasks()) - 1          # not this one
 

@@ -10,6 +10,7 @@ since the bound holds from the first second (the growth is flat once the buffer 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
@@ -270,7 +271,7 @@ def test_sigterm_with_generates_and_live_streams_in_flight_logs_no_traceback():
                     yield stream_config(sample_rate=16000, params_only=True, realtime=True,
                                         motion=MotionOptions(fps=30))
                     hold.wait()
-                with TalkingHeadClient(server.target, timeout=60) as c, pytest.raises(grpc.RpcError):
+                with TalkingHeadClient(server.target, timeout=60) as c, contextlib.suppress(grpc.RpcError):
                     list(c.stream(requests()))                   # ended by the shutdown
 
             callers = [threading.Thread(target=f, daemon=True) for f in (generate, generate, live, live, live)]
