@@ -35,6 +35,12 @@ log = structlog.get_logger(__name__)
 AUTO_FLUSH_S = 1.0          # a line with no new audio for this long is finished
 STREAM_RATES = (8000, 48000)
 IDLE_BATCH = 60             # idle frames computed per trip to the thread pool
+# Motion work this small runs on the event loop itself: a trip to the thread pool (a future, two
+# thread switches, the loop woken through its pipe) cost more than a 100 ms chunk's motion
+# (~1.5 ms) saves the loop, which holds the GIL's 5 ms switch interval against a pool thread
+# anyway. Longer chunks and whole lines (begin_line, flush: a text's alignment) go to the pool.
+INLINE_AUDIO_S = 0.25       # a chunk of at most this much audio
+INLINE_IDLE_FRAMES = 8      # idle frames on the clock
 
 # A realtime stream whose images cannot keep up with its clock steps down these levels (scale of
 # the image, a cap on its JPEG quality, an image on every Nth frame), one step at a time, and back
@@ -126,10 +132,23 @@ class StreamSession:
         return cls(MotionStream(options), options.fps, cfg.sample_rate, rig, enc, quality, cfg.realtime, header,
                    limits=limits, run=run, image=image, livelink=livelink)
 
-    # Motion calls run on the pool, one at a time per stream.
+    # Motion calls run on the pool, one at a time per stream, or inline when small (_motion).
     def _call(self, fn, *args):
         with self.lock:
             return fn(*args)
+
+    async def _motion(self, inline: bool, fn, *args):
+        """fn(*args) on the event loop when `inline` and no pool call of this stream holds the
+        motion, else on the pool. Either way the other calls run before this one goes on (an
+        inline call then yields once): a client sending chunks back to back does not hold the loop."""
+        if inline and self.lock.acquire(blocking=False):
+            try:
+                out = fn(*args)
+            finally:
+                self.lock.release()
+            await asyncio.sleep(0)
+            return out
+        return await self._run(self._call, fn, *args)
 
     def _queue_frames(self, frames: list[FaceParams], idle: bool) -> None:
         for f in frames:
@@ -160,7 +179,6 @@ class StreamSession:
         self.room.set()
 
     async def _read(self, requests, cancel: threading.Event) -> None:
-        run = self._run
         try:
             async for msg in requests:
                 self.last_message = time.monotonic()
@@ -186,7 +204,7 @@ class StreamSession:
                         self._event(pb.StreamEvent.KIND_LINE_STARTED, self.motion.frames_emitted)
                     self.audio_seconds += seconds
                     self.last_audio = time.monotonic()
-                    self._queue_frames(await run(self._call, self.motion.push, samples), False)
+                    self._queue_frames(await self._motion(seconds <= INLINE_AUDIO_S, self.motion.push, samples), False)
                     self._notices()
                 elif which == "control":
                     await self._control(msg.control)
@@ -297,7 +315,7 @@ class StreamSession:
                     due = start + self.motion.frames_emitted / self.fps
                     if loop.time() >= due:            # nothing playing: the face idles on the clock
                         n = max(1, int((loop.time() - due) * self.fps) + 1)
-                        self._queue_frames(await self._run(self._call, self.motion.idle, n), True)
+                        self._queue_frames(await self._motion(n <= INLINE_IDLE_FRAMES, self.motion.idle, n), True)
                         continue
                     timeout = due - loop.time()
                 else:
