@@ -385,3 +385,62 @@ def test_a_chunks_motion_runs_on_the_event_loop_and_long_chunks_and_line_ends_on
     expected += alone.flush()
     assert len(frames) == len(expected) == 45
     assert np.allclose([f.blendshapes for f in frames], [f.blendshapes for f in expected], atol=1e-6)
+
+
+def test_a_realtime_stream_whose_frames_wait_pushes_its_next_chunks_together(speech):
+    """Past what its core can do the server's frames wait to be sent; a realtime stream then holds
+    its next chunks back and pushes them together (up to session.COALESCE_MAX_S of audio: a push
+    costs about the same whatever its length), and once its frames have gone the audio held is
+    pushed at once. A stream whose frames go out in time pushes each chunk as it comes."""
+    import asyncio
+
+    from talkinghead.motion.stream import MotionStream
+    from talkinghead.server import session as sess
+    from talkinghead.track import FaceParams
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    pieces = chunks(speech[: int(0.4 * SAMPLE_RATE)], 0.1)
+
+    async def run(fn, *args):
+        return fn(*args)
+
+    def session(waiting: bool, pushed: list[int]):
+        motion = MotionStream(MotionOptions(seed=3))
+        push = motion.push
+        motion.push = lambda x: (pushed.append(len(x)), push(x))[1]
+        s = sess.StreamSession(motion, 30.0, SAMPLE_RATE, None, "jpeg", 90, True, pb.Header(), limits=Limits(),
+                               run=run, image=None)
+        s.clock0 = -1e9
+        if waiting:   # a frame made a second ago, still not sent
+            s.pending.append((FaceParams(0.0, np.zeros(52, np.float32)), False, time.monotonic() - 1.0))
+        return s
+
+    async def requests():
+        for p in pieces:
+            yield audio_chunk(p)
+
+    for waiting, want in ((False, [1600] * 4), (True, [4800, 1600])):   # the last held, pushed by the line's end
+        pushed: list[int] = []
+        asyncio.run(session(waiting, pushed)._read(requests(), threading.Event()))
+        assert pushed == want, (waiting, pushed)
+
+    async def sender():   # the frame that waited is sent, then the audio held is pushed and its frames sent
+        pushed: list[int] = []
+        s = session(True, pushed)
+        s.held, s.held_seconds = [speech[: int(0.3 * SAMPLE_RATE)]], 0.3
+        s.line_active = True
+        forever = asyncio.Event()
+
+        async def quiet():
+            await forever.wait()
+            yield   # pragma: no cover
+
+        frames = []
+        async for r in s.run(quiet(), threading.Event()):
+            frames.append(r.frame.time)
+            if len(frames) == 4:
+                break
+        return pushed, frames
+
+    pushed, frames = asyncio.run(asyncio.wait_for(sender(), 10))   # never pushed: times out, fails
+    assert pushed == [4800] and frames[0] == 0.0 and len(frames) == 4

@@ -39,8 +39,13 @@ IDLE_BATCH = 60             # idle frames computed per trip to the thread pool
 # thread switches, the loop woken through its pipe) cost more than a 100 ms chunk's motion
 # (~1.5 ms) saves the loop, which holds the GIL's 5 ms switch interval against a pool thread
 # anyway. Longer chunks and whole lines (begin_line, flush: a text's alignment) go to the pool.
-INLINE_AUDIO_S = 0.25       # a chunk of at most this much audio
+INLINE_AUDIO_S = 0.4        # a chunk of at most this much audio
 INLINE_IDLE_FRAMES = 8      # idle frames on the clock
+# A realtime stream whose frames wait to be sent (the server is past what its core can do) has its
+# next chunks held and pushed together, up to this much audio: a push costs mostly the same
+# whatever its length (~1.3 ms of a 100 ms chunk's ~1.7), so past capacity the streams take
+# bigger steps and keep up, a little later, instead of falling further behind with every chunk.
+COALESCE_MAX_S = 0.3
 
 # A realtime stream whose images cannot keep up with its clock steps down these levels (scale of
 # the image, a cap on its JPEG quality, an image on every Nth frame), one step at a time, and back
@@ -122,6 +127,10 @@ class StreamSession:
         self.level = 0
         self.level_since = 0                  # frames sent when the level last changed
         self.dropped = 0                      # frames sent without their image to catch up
+        self.clock0: float | None = None      # loop time of frame 0 (run's start)
+        self.held: list[np.ndarray] = []      # audio received but not pushed yet (_behind), 16 kHz
+        self.held_seconds = 0.0
+        self.coalesced = 0                    # chunks pushed together with the next
 
     @classmethod
     def open(cls, cfg: pb.StreamConfig, options: MotionOptions, rig: Rig | None, enc: str, quality: int, *,
@@ -178,6 +187,29 @@ class StreamSession:
         self.pending.popleft()
         self.room.set()
 
+    def _behind(self) -> bool:
+        """Whether the next frame to send has waited more than a frame interval past when it could
+        have gone (its time on the clock and its making): realtime streams only (a stream that
+        does not run on the clock is pushed chunk by chunk as the client sent it, reproducibly)."""
+        if not self.realtime or self.clock0 is None:
+            return False
+        head = next((item for item in self.pending if isinstance(item, tuple)), None)
+        if head is None:
+            return False
+        params, _, ready = head
+        waited = min(asyncio.get_running_loop().time() - (self.clock0 + params.t), time.monotonic() - ready)
+        return waited > LATE_S
+
+    async def _push_held(self) -> None:
+        """The audio held back, as one push."""
+        if not self.held:
+            return
+        samples = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
+        seconds, self.coalesced = self.held_seconds, self.coalesced + len(self.held) - 1
+        self.held, self.held_seconds = [], 0.0
+        self._queue_frames(await self._motion(seconds <= INLINE_AUDIO_S, self.motion.push, samples), False)
+        self._notices()
+
     async def _read(self, requests, cancel: threading.Event) -> None:
         try:
             async for msg in requests:
@@ -204,8 +236,10 @@ class StreamSession:
                         self._event(pb.StreamEvent.KIND_LINE_STARTED, self.motion.frames_emitted)
                     self.audio_seconds += seconds
                     self.last_audio = time.monotonic()
-                    self._queue_frames(await self._motion(seconds <= INLINE_AUDIO_S, self.motion.push, samples), False)
-                    self._notices()
+                    self.held.append(samples)
+                    self.held_seconds += seconds
+                    if self.held_seconds >= COALESCE_MAX_S or not self._behind():
+                        await self._push_held()
                 elif which == "control":
                     await self._control(msg.control)
                 elif which == "config":
@@ -224,11 +258,13 @@ class StreamSession:
             if self.line_active:
                 await self._finish_line(self.motion.flush, pb.StreamEvent.KIND_LINE_FINISHED)
         elif action == pb.Control.ACTION_INTERRUPT:
-            # Frames computed but not yet sent are dropped: the interrupt is heard now.
+            # Frames computed but not yet sent are dropped, and audio held back: the interrupt is heard now.
             self.pending = collections.deque(p for p in self.pending if not isinstance(p, tuple))
+            self.held, self.held_seconds = [], 0.0
             self.room.set()
             await self._finish_line(self.motion.interrupt, pb.StreamEvent.KIND_INTERRUPTED)
         elif action == pb.Control.ACTION_IDLE:
+            await self._push_held()
             n = min(int(control.idle_frames), int(60 * self.fps), self.max_pending)
             while n > 0:            # in short batches: each holds the GIL while it is computed
                 k = min(n, IDLE_BATCH)
@@ -242,6 +278,7 @@ class StreamSession:
         """What the next line says. A line still playing ends here (as FLUSH would)."""
         # read on the pool: a line of 20,000 marks takes 26 ms, over a realtime frame interval
         line = await self._run(convert.line_text, msg, self.motion.options.language, self.limits)
+        await self._push_held()
         frames = await self._run(self._call, self.motion.begin_line, line)
         if self.line_active:
             self._queue_frames(frames, False)
@@ -256,6 +293,7 @@ class StreamSession:
             self.wake.set()
 
     async def _finish_line(self, how, kind: int) -> None:
+        await self._push_held()               # (an interrupt has dropped it)
         frames = await self._run(self._call, how)
         self._queue_frames(frames, False)
         self._notices()
@@ -265,7 +303,7 @@ class StreamSession:
     async def run(self, requests, cancel: threading.Event) -> AsyncIterator[pb.StreamResponse]:
         reader = asyncio.ensure_future(self._read(requests, cancel))
         loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = self.clock0 = loop.time()
         try:
             while True:
                 if reader.done() and reader.exception() is not None:
@@ -304,6 +342,9 @@ class StreamSession:
                     if self.sent % 8 == 0:          # frames sent back to back: let other calls run
                         await asyncio.sleep(0)
                     continue
+                if self.held:                     # held back while frames waited: they are sent now
+                    await self._push_held()
+                    continue
                 if self.done and reader.done():
                     if reader.exception() is not None:
                         raise reader.exception()
@@ -330,6 +371,8 @@ class StreamSession:
                 self.livelink.close()
             if self.dropped or self.level:
                 log.info("stream.images_degraded", frames=self.sent, dropped=self.dropped, level=self.level)
+            if self.coalesced:
+                log.info("stream.chunks_coalesced", chunks=self.coalesced, frames=self.sent)
 
     async def _sleep(self, seconds: float) -> None:
         """Until `seconds` pass or new frames/controls wake the session. A timer handle rather
