@@ -16,6 +16,8 @@ stream reached is printed). The last line says how many 512 px JPEG streams one 
 "server CPU" is the CPU time the server (and its image processes) spent per stream-second of
 audio during each load: unlike the latencies, it hardly depends on what else the machine runs, so
 1 / (server CPU) bounds the streams one core can keep, whoever else shares the machine.
+"clients" is how busy the clients' core was (their CPU time over the load's wall time): near 100 %
+the clients themselves fall behind, and the latencies of that load are theirs as much as the server's.
 """
 
 from __future__ import annotations
@@ -131,26 +133,27 @@ def main() -> None:
         print(f"server: {args.server_cores} core(s) (taskset -c {cores}), --image-processes {args.image_processes}; "
               f"clients on core {last}; {mode}; {CHUNK_S * 1000:.0f} ms chunks in real time")
         print(f"{'streams':>8} {'first frame':>12} {'chunk p50':>10} {'chunk p95':>10} {'kept up':>8} {'images':>7} "
-              f"{'level':>6} {'server CPU':>11}")
+              f"{'level':>6} {'server CPU':>11} {'clients':>8}")
         best = 0
         for n in args.streams:
             outs = [dict() for _ in range(n)]
             threads = [threading.Thread(target=one_stream, args=(target, speech, args.images, avatar, o, args.quality))
                        for o in outs]
-            cpu0 = server_cpu(server.pid)
+            cpu0, client0, wall0 = server_cpu(server.pid), time.process_time(), time.monotonic()
             for t in threads:
                 t.start()
                 time.sleep(0.01)
             for t in threads:
                 t.join()
             per_stream_s = (server_cpu(server.pid) - cpu0) / (n * len(speech) / SAMPLE_RATE)
+            client_load = (time.process_time() - client0) / (time.monotonic() - wall0)
             lat = np.concatenate([o["lat"] for o in outs]) * 1000
             first = np.median([o["first"] for o in outs]) * 1000
             ok = sum(o["speech_frames"] >= o["expected"] and o["level"] == 0 for o in outs)
             share = sum(o["images"] for o in outs) / max(sum(o["frames"] for o in outs), 1)
             p95 = np.percentile(lat, 95)
             print(f"{n:>8} {first:>10.0f}ms {np.percentile(lat, 50):>8.0f}ms {p95:>8.0f}ms "
-                  f"{ok:>4}/{n} {100 * share:>6.0f}% {max(o['level'] for o in outs):>6} {per_stream_s:>9.4f} s", flush=True)
+                  f"{ok:>4}/{n} {100 * share:>6.0f}% {max(o['level'] for o in outs):>6} {per_stream_s:>9.4f} s {100 * client_load:>7.0f}%", flush=True)
             if ok == n and p95 <= 150:
                 best = max(best, n)
         what = "512 px JPEG streams" if args.images else "parameter streams"

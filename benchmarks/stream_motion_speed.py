@@ -1,15 +1,20 @@
 """Streaming motion cost: CPU seconds per second of audio for 20, 100 and 500 ms chunks, the time one
 push takes (the server answers a chunk within 150 ms), and idle frames per CPU second.
 
-    taskset -c 0 python benchmarks/stream_motion_speed.py [--seconds 60]
+    taskset -c 0 python benchmarks/stream_motion_speed.py [--seconds 60] [--parts]
 
 The audio is the bundled example line looped with 1 s of room tone between lines, pushed as a TTS
 engine would send it; the offline acoustic stage on the same audio is the reference.
+
+--parts: where a 100 ms push's time goes instead, wall ms per push of each stage (the stages are
+timed by wrapping them; nested ones are indented and included in the one above).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
+import functools
 import time
 from pathlib import Path
 
@@ -46,6 +51,53 @@ def stream_cost(samples: np.ndarray, chunk_ms: int) -> dict[str, float]:
             "p99_ms": 1000 * float(np.percentile(walls, 99)), "max_ms": 1000 * max(walls)}
 
 
+# (label, module, attribute): the stages of a push, nested ones indented under the one that calls them
+PARTS = (("push", "talkinghead.motion.stream", "MotionStream.push"),
+         ("  window (features, visemes, prosody)", "talkinghead.motion.stream", "_Utterance.window"),
+         ("    phone model (mel + onnxruntime)", "talkinghead.motion.stream", "_Acoustics._run_model"),
+         ("      onnxruntime", "talkinghead.audio.phone_model", "PhoneModel.run"),
+         ("    loudness, pitch, VAD", "talkinghead.motion.stream", "_Acoustics._settle"),
+         ("      pitch", "talkinghead.audio.pitch", "PitchTracker.track"),
+         ("    prosody (nuclei, accents)", "talkinghead.audio.prosody", "Prosody.hear"),
+         ("    viseme segments", "talkinghead.motion.line", "ModelLips.segments"),
+         ("  lips", "talkinghead.motion.stream", "_Window.lips"),
+         ("  life (eyes, head, brows)", "talkinghead.motion.life", "Life.frames"),
+         ("  FaceParams", "talkinghead.motion.stream", "MotionStream._params"))
+
+
+def parts(samples: np.ndarray) -> list[tuple[str, float]]:
+    """(label, wall ms per 100 ms push) of PARTS."""
+    import importlib
+
+    spent: collections.Counter = collections.Counter()
+    undo = []
+    for label, module, attr in PARTS:
+        owner = importlib.import_module(module)
+        *path, name = attr.split(".")
+        for p in path:
+            owner = getattr(owner, p)
+        fn = getattr(owner, name)
+
+        def timed(*a, _fn=fn, _label=label, **k):
+            t0 = time.perf_counter()
+            try:
+                return _fn(*a, **k)
+            finally:
+                spent[_label] += time.perf_counter() - t0
+        setattr(owner, name, functools.wraps(fn)(timed))
+        undo.append((owner, name, fn))
+    try:
+        step = SAMPLE_RATE // 10
+        stream = MotionStream()
+        for i in range(0, len(samples), step):
+            stream.push(samples[i: i + step])
+        pushes = -(-len(samples) // step)
+    finally:
+        for owner, name, fn in undo:
+            setattr(owner, name, fn)
+    return [(label, 1000 * spent[label] / pushes) for label, _, _ in PARTS]
+
+
 def idle_rate(frames_per_call: int, total: int = 9000) -> float:
     stream = MotionStream()
     c0 = time.process_time()
@@ -57,9 +109,15 @@ def idle_rate(frames_per_call: int, total: int = 9000) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
+    ap.add_argument("--parts", action="store_true", help="where a 100 ms push's time goes")
     args = ap.parse_args()
     samples = speech(args.seconds)
     MotionStream().push(samples[:SAMPLE_RATE])   # imports and first-call set-up out of the timings
+    if args.parts:
+        print(f"{len(samples) / SAMPLE_RATE:.0f} s of speech with pauses in 100 ms pushes: wall ms per push")
+        for label, ms in parts(samples):
+            print(f"{label:<40} {ms:6.3f}")
+        return
 
     print(f"{len(samples) / SAMPLE_RATE:.0f} s of speech with pauses, 30 fps, frames final {LOOKAHEAD_S * 1000:.0f} ms "
           "behind the newest audio")
