@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from stream_latency import CHUNK_S, EXAMPLES, one_stream, server_cpu
+from stream_latency import CHUNK_S, EXAMPLES, one_stream, serve_command, server_cpu, wait_healthy
 
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.client import TalkingHeadClient
@@ -35,9 +35,7 @@ def start(port: int, pythonpath: str | None) -> subprocess.Popen:
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "talkinghead", "serve", "--port", str(port),
-                             "--workers", "2", "--max-concurrent", "200", "--max-per-client", "200",
-                             "--image-processes", "0"], env=env, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(serve_command("0", port, 0), env=env, stderr=subprocess.DEVNULL)
 
 
 def load(server: subprocess.Popen, target: str, speech: np.ndarray, n: int) -> tuple[float, float]:
@@ -73,12 +71,7 @@ def main() -> None:
     try:
         for _, target in servers.values():
             with TalkingHeadClient(target, timeout=5) as c:
-                for _ in range(150):
-                    try:
-                        c.health()
-                        break
-                    except Exception:  # noqa: BLE001 - still starting
-                        time.sleep(0.2)
+                wait_healthy(c)
         for k in "AB":   # warm-up, not counted
             load(*servers[k], speech, args.streams)
         for pair in range(args.pairs):

@@ -84,6 +84,26 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
     out["level"], out["images"], out["frames"] = level, with_image, len(frames)
 
 
+def serve_command(cores: str, port: int, image_processes: int) -> list[str]:
+    """`talkinghead serve` pinned to `cores` (taskset's list), with room for the benchmarks' streams."""
+    return ["taskset", "-c", cores, sys.executable, "-m", "talkinghead", "serve", "--port", str(port),
+            "--workers", "2", "--max-concurrent", "200", "--max-per-client", "200",
+            "--image-processes", str(image_processes)]
+
+
+def wait_healthy(client: TalkingHeadClient, seconds: float = 30.0) -> None:
+    """Until the server answers its health check (it is still starting)."""
+    end = time.monotonic() + seconds
+    while True:
+        try:
+            client.health()
+            return
+        except Exception:  # noqa: BLE001 - still starting
+            if time.monotonic() > end:
+                raise
+            time.sleep(0.2)
+
+
 def server_cpu(pid: int) -> float:
     """CPU seconds the process `pid` (taskset's child: the server) and its children have used."""
     total, server = 0.0, psutil.Process(pid)
@@ -113,19 +133,11 @@ def main() -> None:
     speech = load_audio(EXAMPLES / "hello.flac")[: int(args.seconds * SAMPLE_RATE)]
     port = 50000 + os.getpid() % 1000
     cores = ",".join(str(c) for c in range(args.server_cores))
-    server = subprocess.Popen(["taskset", "-c", cores, sys.executable, "-m", "talkinghead", "serve", "--port", str(port),
-                               "--workers", "2", "--max-concurrent", "200", "--max-per-client", "200",
-                               "--image-processes", str(args.image_processes)],
-                              stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(serve_command(cores, port, args.image_processes), stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     try:
         with TalkingHeadClient(target, timeout=5) as c:
-            for _ in range(100):
-                try:
-                    c.health()
-                    break
-                except Exception:  # noqa: BLE001 - still starting
-                    time.sleep(0.2)
+            wait_healthy(c)
             avatar = None
             if args.images:
                 avatar = c.create_avatar(EXAMPLES / "astronaut.jpg", size=512).avatar_id
