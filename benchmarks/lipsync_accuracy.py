@@ -41,7 +41,8 @@ Checks (tests/speech.py `score`, phone classes from talkinghead.audio.phoneset f
 alike): p/b/m sealed within +-40 ms, open vowels open, rounded phones round, f/v lower lip to the
 teeth (mouthRollLower >= 0.4 within +-40 ms), long pauses closed, false closures (vowels
 whose middle is sealed; lower is better) and false rounding (unrounded vowels whose middle is
-rounded; lower is better; in the detail table only). "class score" is the mean of the first four recalls.
+rounded; lower is better; in the detail table only) and false f/v (vowels whose middle shows the
+lower lip to the teeth; lower is better; in the detail table only). "class score" is the mean of the first four recalls.
 Cost: CPU seconds per second of audio, one core.
 """
 
@@ -84,8 +85,9 @@ EXTRA_MODES = ("file acoustic",)
 # the modes of the earlier table, still accepted (benchmarks/tune_visemes.py runs "file model")
 ALIASES = {"file model": "file audio", "file phones": "file audio sphinx", "file + text": "file+text sphinx",
            "stream model": "stream audio"}
-CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure", "false_round")
+CHECKS = ("closure", "open", "round", "labiodental", "silence", "false_closure", "false_round", "false_fv")
 SPREAD_VOWELS = frozenset({"i", "e", "a", "ae"})   # phoneset classes whose lips spread or open (false rounding)
+VOWELS = frozenset({"i", "e", "@", "a", "ae", "O", "o", "u", "y"})   # phoneset's vowel classes (false f/v)
 TRAINED_VOICES = {"kal_diphone", "ked_diphone", "espeak en-us", "espeak en-gb", "espeak en-us+f1"}
 
 
@@ -115,6 +117,21 @@ def labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, 
             hits += bool(w.any() and roll[w].max() >= 0.4)
             n += 1
     return hits, n
+
+
+def false_labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
+    """(vowels shown f/v, vowels): the middle (+-20 ms) of a vowel of >= 80 ms whose lower lip
+    (mouthRollLower) reaches the 0.4 that counts an f/v as shown (lower is better: the check that
+    a bolder f/v must not fail)."""
+    roll = track.channel("mouthRollLower")
+    shown = n = 0
+    for s in segs:
+        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in VOWELS and s.end - s.start >= 0.08:
+            w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
+            if w.any():
+                shown += bool(roll[w].max() >= 0.4)
+                n += 1
+    return shown, n
 
 
 def false_rounding(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
@@ -242,6 +259,7 @@ def main() -> None:
                 res = score(track, take.segs, class_sets(take.segs, take.scheme))
                 res["labiodental"] = labiodental(track, take.segs, take.scheme)
                 res["false_round"] = false_rounding(track, take.segs, take.scheme)
+                res["false_fv"] = false_labiodental(track, take.segs, take.scheme)
                 fc = res.pop("no_false_closure")
                 res["false_closure"] = (fc[1] - fc[0], fc[1])
                 keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
@@ -322,7 +340,7 @@ def print_summary(totals, cost, modes, markdown: bool) -> None:
 def print_table(totals, cost, modes, markdown: bool) -> None:
     keys = sorted(totals, key=lambda k: (*_row_order(k[:2]), modes.index(k[2])))
     head = ["group", "voice", "mode", "class score", "p/b/m sealed", "open", "round", "f/v", "pauses closed",
-            "false closures", "false rounding"]
+            "false closures", "false rounding", "false f/v"]
     _emit(head, markdown)
     if markdown:
         print("|" + "---|" * len(head))
