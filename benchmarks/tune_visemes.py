@@ -15,6 +15,16 @@ gain's; none above 2.0 -> 2.0 stays. Its one held-out run (benchmarks/lipsync_ac
 --modes "file audio,stream audio" --groups HELD-OUT,real) keeps it only if, on ALL unseen, the
 class score rises by >= 0.01 in both modes, false f/v stays <= 1 % of the vowels and false
 closures <= the committed gain's + 1 % of the scored vowels.
+
+Its run (stop 24): the trained voices barely tell the gains apart (class score 0.962-0.972, false
+f/v 2/247 at every gain); the rule chose 6.0. Held out, against 2.0 in the same session, on ALL
+unseen: class score 0.76 -> 0.81 (file audio) and 0.75 -> 0.81 (stream audio), f/v 23 -> 34 and
+21 -> 33 of 43, false f/v 1 -> 2 of 480, false closures 6 -> 5 and 7 -> 6 of 339: the rule says keep
+it. NOT applied: the gain comes out of the p/b/m closures (242 -> 231 and 244 -> 233 of 301; a
+frame the model finds between p and f is now shown f), which the class score weighs a quarter
+like the 43 f/v, and on real people it is a loss with nothing gained (f/v 6/8 both ways, closures
+28 -> 25 of 45, class score 0.73 -> 0.70 file, 0.75 -> 0.73 stream). The rule should have guarded
+each class recall and the real rows; a new rule needs material that is not this held-out set.
 """
 
 from __future__ import annotations
