@@ -188,9 +188,9 @@ class StreamSession:
         self.room.set()
 
     def _behind(self) -> bool:
-        """Whether the next frame to send has waited more than a frame interval past when it could
-        have gone (its time on the clock and its making): realtime streams only (a stream that
-        does not run on the clock is pushed chunk by chunk as the client sent it, reproducibly)."""
+        """Whether the next frame to send has waited over LATE_S past when it could have gone (its
+        time on the clock and its making, as the image levels measure it): realtime streams only
+        (a stream off the clock is pushed chunk by chunk as the client sent it, reproducibly)."""
         if not self.realtime or self.clock0 is None:
             return False
         head = next((item for item in self.pending if isinstance(item, tuple)), None)
