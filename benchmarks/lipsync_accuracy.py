@@ -119,34 +119,32 @@ def labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, 
     return hits, n
 
 
-def false_labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
-    """(vowels shown f/v, vowels): the middle (+-20 ms) of a vowel of >= 80 ms whose lower lip
-    (mouthRollLower) reaches the 0.4 that counts an f/v as shown (lower is better: the check that
-    a bolder f/v must not fail)."""
-    roll = track.channel("mouthRollLower")
+def _shown_mid_vowel(values: np.ndarray, track: MotionTrack, segs: list[Seg], scheme: str,
+                     vowels: frozenset[str], threshold: float) -> tuple[int, int]:
+    """(vowels shown, vowels): vowels of `vowels`' classes of >= 80 ms whose middle (+-20 ms)
+    `values` (one per frame of `track`) reach `threshold`."""
     shown = n = 0
     for s in segs:
-        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in VOWELS and s.end - s.start >= 0.08:
+        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in vowels and s.end - s.start >= 0.08:
             w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
             if w.any():
-                shown += bool(roll[w].max() >= 0.4)
+                shown += bool(values[w].max() >= threshold)
                 n += 1
     return shown, n
+
+
+def false_labiodental(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
+    """(vowels shown f/v, vowels): the middle of a vowel whose lower lip (mouthRollLower) reaches
+    the 0.4 that counts an f/v as shown (lower is better: the check a bolder f/v must not fail)."""
+    return _shown_mid_vowel(track.channel("mouthRollLower"), track, segs, scheme, VOWELS, 0.4)
 
 
 def false_rounding(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[int, int]:
-    """(vowels shown rounded, vowels): the middle (+-20 ms) of an unrounded vowel of >= 80 ms
-    whose rounding (mouthPucker + mouthFunnel) reaches the 0.35 that counts a rounded phone as
-    round (lower is better; the rounding of a neighbouring oo/w spread too far)."""
+    """(vowels shown rounded, vowels): the middle of an unrounded vowel whose rounding
+    (mouthPucker + mouthFunnel) reaches the 0.35 that counts a rounded phone as round (lower is
+    better; the rounding of a neighbouring oo/w spread too far)."""
     rounding = track.channel("mouthPucker") + track.channel("mouthFunnel")
-    shown = n = 0
-    for s in segs:
-        if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in SPREAD_VOWELS and s.end - s.start >= 0.08:
-            w = np.abs(track.times - (s.start + s.end) / 2) <= 0.02
-            if w.any():
-                shown += bool(rounding[w].max() >= 0.35)
-                n += 1
-    return shown, n
+    return _shown_mid_vowel(rounding, track, segs, scheme, SPREAD_VOWELS, 0.35)
 
 
 def has_line_text() -> bool:

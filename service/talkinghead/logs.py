@@ -22,7 +22,10 @@ def configure(level: str = "warning", json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        # sys.stderr looked up per logger, not bound once: redirections made later still apply
-        logger_factory=lambda *args: structlog.PrintLogger(sys.stderr),
+        # sys.stderr looked up per logger, not bound once: redirections made later still apply.
+        # WriteLogger writes an event and its newline as ONE write (PrintLogger's print makes two):
+        # unbuffered (PYTHONUNBUFFERED), the server's and its worker processes' events on the same
+        # stderr interleaved between the two, two events on one line (tests/test_logs.py).
+        logger_factory=lambda *args: structlog.WriteLogger(sys.stderr),
         cache_logger_on_first_use=False,
     )
