@@ -1,6 +1,7 @@
 """Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
     python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
+        [--viseme-gain FF=6 ...]
 
 --phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
 one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
@@ -230,9 +231,14 @@ def main() -> None:
     ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
     ap.add_argument("--json", type=Path, help="also write the totals here")
     ap.add_argument("--phone-model", type=Path, help="a candidate phone model (.onnx) to measure instead")
+    ap.add_argument("--viseme-gain", nargs="+", default=[], metavar="VISEME=GAIN",
+                    help="candidate posteriors.VISEME_GAIN entries to measure instead (benchmarks/tune_visemes.py)")
     args = ap.parse_args()
     if args.phone_model:
         use_phone_model(args.phone_model)
+    if args.viseme_gain:
+        gains = dict(item.split("=") for item in args.viseme_gain)
+        print(f"viseme gains: {use_viseme_gains({name: float(gain) for name, gain in gains.items()})}")
     modes = [ALIASES.get(m.strip(), m.strip()) for m in args.modes.split(",")]
     unknown = set(modes) - set(MODES + EXTRA_MODES)
     if unknown:
@@ -293,6 +299,16 @@ def use_phone_model(path: Path) -> None:
     os.environ[entry.env_var] = str(path.resolve())
     model = PhoneModel.shared()
     print(f"phone model: {path} (SHA-256 {sha}, lookahead {model.lookahead_frames} frames)")
+
+
+def use_viseme_gains(changes: dict[str, float]) -> dict[str, float]:
+    """posteriors.VISEME_GAIN with `changes`, for this process (a candidate's figures); returns
+    the gains now used."""
+    from talkinghead.motion import posteriors
+
+    gains = dict(posteriors.VISEME_GAIN, **changes)
+    posteriors._GAIN = posteriors.gain_vector(gains)
+    return gains
 
 
 def _pct(hit: int, n: int) -> str:

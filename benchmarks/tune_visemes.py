@@ -12,7 +12,8 @@ model's FF posterior passed 0.2 in 31 of them; no vowel of 480 unseen ones showe
 fixed before any held-out run: the largest FF gain whose false f/v on the trained voices stays
 at most 1 % of their vowels and whose trained class score is at most 0.01 below the committed
 gain's; none above 2.0 -> 2.0 stays. Its one held-out run (benchmarks/lipsync_accuracy.py
---modes "file audio,stream audio" --groups HELD-OUT,real) keeps it only if, on ALL unseen, the
+--modes "file audio,stream audio" --groups HELD-OUT,real, with --viseme-gain FF=<chosen> and
+without) keeps it only if, on ALL unseen, the
 class score rises by >= 0.01 in both modes, false f/v stays <= 1 % of the vowels and false
 closures <= the committed gain's + 1 % of the scored vowels.
 
@@ -29,17 +30,16 @@ each class recall and the real rows; a new rule needs material that is not this 
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-import lipsync_accuracy  # noqa: F401,E402 - puts tests/ and models/phones/ on the path
-from lipsync_accuracy import class_score, class_sets, false_labiodental, labiodental, run, takes  # noqa: E402
+# lipsync_accuracy puts tests/ and models/phones/ on the path (speech, make_data)
+from lipsync_accuracy import (class_score, class_sets, false_labiodental, labiodental, run, takes,  # noqa: E402
+                              use_viseme_gains)
 from speech import score  # noqa: E402
 
-from talkinghead.arkit import VISEMES
 from talkinghead.motion import posteriors
 
 
@@ -60,22 +60,21 @@ def evaluate(trained) -> dict[str, list[int]]:
 def tune_ff(trained) -> None:
     rows = []
     for ff in (2.0, 2.5, 3.0, 4.0, 5.0, 6.0):
-        gains = dict(posteriors.VISEME_GAIN, FF=ff)
-        posteriors._GAIN = np.array([gains.get(v, 1.0) for v in VISEMES], np.float32)
+        use_viseme_gains({"FF": ff})
         acc = evaluate(trained)
         fc, fv = acc["no_false_closure"], acc["false_fv"]
         rows.append((ff, class_score(acc), fv[0] / fv[1]))
         print(f"FF {ff}: class score {class_score(acc):.3f}  f/v {acc['labiodental']}  false f/v {fv[0]}/{fv[1]}  "
               f"false closures {fc[1] - fc[0]}/{fc[1]}", flush=True)
-    committed = next(score for ff, score, _ in rows if ff == posteriors.VISEME_GAIN["FF"])
-    ok = [ff for ff, score, false_fv in rows if false_fv <= 0.01 and score >= committed - 0.01]
+    committed = next(cs for ff, cs, _ in rows if ff == posteriors.VISEME_GAIN["FF"])
+    ok = [ff for ff, cs, false_fv in rows if false_fv <= 0.01 and cs >= committed - 0.01]
     print(f"chosen by the rule: FF {max(ok + [posteriors.VISEME_GAIN['FF']])}")
 
 
 def main() -> None:
-    import sys
-
-    if "--ff" in sys.argv[1:]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ff", action="store_true", help="the f/v gain alone, with false f/v, and the rule's choice")
+    if ap.parse_args().ff:
         with tempfile.TemporaryDirectory() as tmp:
             tune_ff([t for t in takes(Path(tmp), quick=False) if t.group == "trained"])
         return
@@ -83,7 +82,7 @@ def main() -> None:
         trained = [t for t in takes(Path(tmp), quick=True) if t.group == "trained"]
         for pp, ff, rounded in itertools.product((1.0, 1.5), (1.0, 2.0), (1.0, 1.5, 2.0)):
             gains = {"PP": pp, "FF": ff, "O": rounded, "U": rounded}
-            posteriors._GAIN = np.array([gains.get(v, 1.0) for v in VISEMES], np.float32)
+            use_viseme_gains(gains)
             acc = evaluate(trained)
             fc = acc["no_false_closure"]
             print(f"{gains}: class score {class_score(acc):.3f}  closure {acc['closure']}  round {acc['round']}  "

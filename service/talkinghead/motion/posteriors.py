@@ -23,7 +23,14 @@ MIN_WEIGHT = 0.6      # weight of a segment the model is unsure of; 1.0 when it 
 # Viseme posteriors are scaled by these before the argmax: a missed closure or rounding is seen
 # more than a brief extra one (tuned on the trained voices only: benchmarks/tune_visemes.py).
 VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
-_GAIN = np.array([VISEME_GAIN.get(v, 1.0) for v in VISEMES], np.float32)
+
+
+def gain_vector(gains: dict[str, float]) -> np.ndarray:
+    """Gains by viseme name (1.0 where unnamed) -> shape = (15,) in arkit.VISEMES order."""
+    return np.array([gains.get(v, 1.0) for v in VISEMES], np.float32)
+
+
+_GAIN = gain_vector(VISEME_GAIN)
 
 
 def visemes_from_posteriors(post: np.ndarray) -> list[VisemeSegment]:
