@@ -358,6 +358,7 @@ def test_a_chunks_motion_runs_on_the_event_loop_and_long_chunks_and_line_ends_on
 
     from talkinghead.motion.stream import MotionStream
     from talkinghead.server import session as sess
+    from talkinghead.server.jobs import pcm16_samples
     from talkinghead.v1 import talkinghead_pb2 as pb
 
     pool, trips = ThreadPoolExecutor(1), []
@@ -381,7 +382,7 @@ def test_a_chunks_motion_runs_on_the_event_loop_and_long_chunks_and_line_ends_on
     frames = asyncio.run(main())
     assert trips == ["push", "flush"]                  # the 0.5 s chunk, the flush; ten 0.1 s chunks inline
     alone = MotionStream(MotionOptions(seed=3))
-    expected = [f for p in pieces for f in alone.push((np.clip(p, -1, 1) * 32767).astype(np.int16) / 32768.0)]
+    expected = [f for p in pieces for f in alone.push(pcm16_samples(pcm16(p), SAMPLE_RATE, sess.STREAM_RATES))]
     expected += alone.flush()
     assert len(frames) == len(expected) == 45
     assert np.allclose([f.blendshapes for f in frames], [f.blendshapes for f in expected], atol=1e-6)
@@ -427,7 +428,7 @@ def test_a_realtime_stream_whose_frames_wait_pushes_its_next_chunks_together(spe
     async def sender():   # the frame that waited is sent, then the audio held is pushed and its frames sent
         pushed: list[int] = []
         s = session(True, pushed)
-        s.held, s.held_seconds = [speech[: int(0.3 * SAMPLE_RATE)]], 0.3
+        s.held = [speech[: int(0.3 * SAMPLE_RATE)]]
         s.line_active = True
         forever = asyncio.Event()
 

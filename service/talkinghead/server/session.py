@@ -129,7 +129,6 @@ class StreamSession:
         self.dropped = 0                      # frames sent without their image to catch up
         self.clock0: float | None = None      # loop time of frame 0 (run's start)
         self.held: list[np.ndarray] = []      # audio received but not pushed yet (_behind), 16 kHz
-        self.held_seconds = 0.0
         self.coalesced = 0                    # chunks pushed together with the next
 
     @classmethod
@@ -205,9 +204,10 @@ class StreamSession:
         if not self.held:
             return
         samples = self.held[0] if len(self.held) == 1 else np.concatenate(self.held)
-        seconds, self.coalesced = self.held_seconds, self.coalesced + len(self.held) - 1
-        self.held, self.held_seconds = [], 0.0
-        self._queue_frames(await self._motion(seconds <= INLINE_AUDIO_S, self.motion.push, samples), False)
+        self.coalesced += len(self.held) - 1
+        self.held = []
+        inline = len(samples) <= INLINE_AUDIO_S * SAMPLE_RATE
+        self._queue_frames(await self._motion(inline, self.motion.push, samples), False)
         self._notices()
 
     async def _read(self, requests, cancel: threading.Event) -> None:
@@ -237,8 +237,7 @@ class StreamSession:
                     self.audio_seconds += seconds
                     self.last_audio = time.monotonic()
                     self.held.append(samples)
-                    self.held_seconds += seconds
-                    if self.held_seconds >= COALESCE_MAX_S or not self._behind():
+                    if sum(map(len, self.held)) >= COALESCE_MAX_S * SAMPLE_RATE or not self._behind():
                         await self._push_held()
                 elif which == "control":
                     await self._control(msg.control)
@@ -260,7 +259,7 @@ class StreamSession:
         elif action == pb.Control.ACTION_INTERRUPT:
             # Frames computed but not yet sent are dropped, and audio held back: the interrupt is heard now.
             self.pending = collections.deque(p for p in self.pending if not isinstance(p, tuple))
-            self.held, self.held_seconds = [], 0.0
+            self.held = []
             self.room.set()
             await self._finish_line(self.motion.interrupt, pb.StreamEvent.KIND_INTERRUPTED)
         elif action == pb.Control.ACTION_IDLE:
