@@ -15,7 +15,10 @@ Rows: voices and recordings, grouped as
   -czech-krb, -czech-machac, -czech-ph; those not installed are skipped);
 - "real": people: ../shared/data/realspeech/ (phone TextGrids; TALKINGHEAD_REALSPEECH names
   another place) and five LibriVox sentences
-  (*their reference is pocketsphinx's alignment of the true transcript, not independent truth).
+  (*their reference is pocketsphinx's alignment of the true transcript, not independent truth);
+- "DEV" (only with --groups ...,DEV): MBROLA voices of 24 people in 17 languages
+  (benchmarks/dev_voices.py; Debian's mbrola packages), never trained on, for choosing settings so
+  that HELD-OUT and real stay a test set; pooled in "ALL DEV", never in "ALL unseen".
 
 Modes (columns), each the lips a user gets from that input:
 - "file audio": the phone model, no transcript (`params --lipsync model`);
@@ -187,10 +190,26 @@ def run(take: Take, mode: str, fps: float) -> MotionTrack | None:
     return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync=lipsync), None)
 
 
-def takes(tmp: Path, quick: bool) -> list[Take]:
+def dev_takes(quick: bool) -> list[Take]:
+    """The DEV group: MBROLA voices (benchmarks/dev_voices.py) for choosing settings; [] with a
+    note where none is installed."""
+    import dev_voices
+
+    try:
+        utts = dev_voices.utterances(3 if quick else 6)
+    except dev_voices.Unavailable as exc:
+        print(f"(DEV skipped: {exc})", file=sys.stderr)
+        return []
+    return [Take("DEV", f"mbrola {u.voice} ({u.language})", u.text, u.audio, [Seg(*s) for s in u.segs], "sampa",
+                 u.language) for u in utts]
+
+
+def takes(tmp: Path, quick: bool, groups: set[str] = frozenset({"trained", "HELD-OUT", "real"})) -> list[Take]:
     from make_data import FESTIVAL_HELDOUT, HELDOUT_SENTENCES, festival_utterances
 
-    out = []
+    out = dev_takes(quick) if "DEV" in groups else []
+    if not groups - {"DEV"}:
+        return out
     for t in synth_takes(SENTENCES[:3] if quick else SENTENCES, tmp):
         voice = t.voice.replace("espeak ", "espeak ")
         group = "trained" if voice in TRAINED_VOICES else "HELD-OUT"
@@ -249,7 +268,7 @@ def main() -> None:
     cost: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         groups = set(args.groups.split(","))
-        all_takes = [t for t in takes(Path(tmp), args.quick) if t.group in groups]
+        all_takes = [t for t in takes(Path(tmp), args.quick, groups) if t.group in groups]
         for take in all_takes:
             for mode in modes:
                 t0 = time.process_time()
@@ -267,7 +286,7 @@ def main() -> None:
                 fc = res.pop("no_false_closure")
                 res["false_closure"] = (fc[1] - fc[0], fc[1])
                 keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
-                if take.group != "trained":       # speech the model never trained on: pooled, and by language
+                if take.group in ("HELD-OUT", "real"):   # the test set: pooled, and by language
                     keys += [("ALL unseen", "HELD-OUT + real", mode), ("language", take.language, mode)]
                 for key in keys:
                     acc = totals.setdefault(key, {})
@@ -320,7 +339,7 @@ def class_score(res: dict[str, list[int]]) -> float:
     return float(np.mean(parts)) if parts else float("nan")
 
 
-GROUP_ORDER = {"trained": 0, "HELD-OUT": 1, "real": 2, "language": 4, "unseen": 5}
+GROUP_ORDER = {"trained": 0, "DEV": 1, "HELD-OUT": 2, "real": 3, "language": 5, "unseen": 6}
 
 
 def _row_order(row: tuple[str, str]) -> tuple:
