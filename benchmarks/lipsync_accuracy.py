@@ -1,7 +1,7 @@
 """Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
     python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
-        [--viseme-gain FF=6 ...]
+        [--viseme-gain FF=6 ...] [--decode FF_OVER_PP=1 MIN_WEIGHT=0.8 ...] [--groups ...,DEV]
 
 --phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
 one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
@@ -252,7 +252,11 @@ def main() -> None:
     ap.add_argument("--phone-model", type=Path, help="a candidate phone model (.onnx) to measure instead")
     ap.add_argument("--viseme-gain", nargs="+", default=[], metavar="VISEME=GAIN",
                     help="candidate posteriors.VISEME_GAIN entries to measure instead (benchmarks/tune_visemes.py)")
+    ap.add_argument("--decode", nargs="+", default=[], metavar="NAME=VALUE",
+                    help="candidate posteriors settings (FF_OVER_PP, MIN_WEIGHT, SMOOTH_FRAMES) to measure instead")
     args = ap.parse_args()
+    if args.decode:
+        print(f"decoding: {use_decoding(dict(item.split('=') for item in args.decode))}")
     if args.phone_model:
         use_phone_model(args.phone_model)
     if args.viseme_gain:
@@ -328,6 +332,19 @@ def use_viseme_gains(changes: dict[str, float]) -> dict[str, float]:
     gains = dict(posteriors.VISEME_GAIN, **changes)
     posteriors._GAIN = posteriors.gain_vector(gains)
     return gains
+
+
+def use_decoding(changes: dict) -> dict:
+    """posteriors' decoding settings (FF_OVER_PP, MIN_WEIGHT, SMOOTH_FRAMES) changed for this
+    process (a candidate's figures); returns them as now used."""
+    from talkinghead.motion import posteriors
+
+    for name, value in changes.items():
+        if name not in ("FF_OVER_PP", "MIN_WEIGHT", "SMOOTH_FRAMES"):
+            raise SystemExit(f"--decode: unknown setting {name}")
+        setattr(posteriors, name, None if value in (None, "None") else
+                int(value) if name == "SMOOTH_FRAMES" else float(value))
+    return {n: getattr(posteriors, n) for n in ("FF_OVER_PP", "MIN_WEIGHT", "SMOOTH_FRAMES")}
 
 
 def _pct(hit: int, n: int) -> str:
