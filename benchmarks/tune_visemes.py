@@ -35,8 +35,11 @@ only at this ratio), the O and U gains together (2, 2.5, 3, 4) and posteriors.MI
 0.8, 1.0). Objective: the mean of the two modes' ALL DEV class scores. A setting is admissible only
 if, in each mode on ALL DEV: the p/b/m, open and round recalls are each at most 0.01 below the
 committed settings', false closures at most the committed's + 1 % of the scored vowels, false
-rounding at most the committed's + 1 % of its vowels, false f/v at most 1 % of the vowels.
-This rule was fixed before its run. The held-out (test) rule for what it chooses, also fixed
+rounding and false f/v each at most the committed's + 1 % of their vowels. This rule was fixed
+before its run, but for one correction made during it: it first bounded false f/v at 1 % of the
+vowels, which the committed settings themselves exceed on DEV (7 and 6 of 496), so it could choose
+nothing; the bound is now relative, like the others (DEV is for choosing; the test rule below
+was not touched). The held-out (test) rule for what it chooses, also fixed
 before that run: `lipsync_accuracy.py --modes "file audio,stream audio" --groups HELD-OUT,real`
 with the chosen settings and without, same session; keep them only if on ALL unseen the class
 score rises by >= 0.01 in both modes, p/b/m recall falls by at most 0.01 in either, false closures
@@ -125,11 +128,9 @@ def admissible(res: dict, base: dict) -> bool:
         rate = lambda a, k: a[k][0] / a[k][1]  # noqa: E731
         if any(rate(acc, k) < rate(b, k) - 0.01 for k in ("closure", "open", "round")):
             return False
-        for k in ("false_closure", "false_round"):
+        for k in ("false_closure", "false_round", "false_fv"):
             if acc[k][0] > b[k][0] + 0.01 * acc[k][1]:
                 return False
-        if acc["false_fv"][0] > 0.01 * acc["false_fv"][1]:
-            return False
     return True
 
 
