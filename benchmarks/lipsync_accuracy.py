@@ -24,7 +24,8 @@ Modes (columns), each the lips a user gets from that input:
 - "file audio": the phone model, no transcript (`params --lipsync model`);
 - "file audio sphinx": pocketsphinx's recognition, no transcript (`--lipsync phones`);
 - "file audio auto": what `params` does by default without a transcript, given the take's
-  language (`--language`): pocketsphinx for English, the two above fused for other languages;
+  language (`--language`): pocketsphinx for English, the phone model for other languages (until
+  stop 25 the two above fused);
 - "file+text": the transcript aligned over the phone model's posteriors (audio/align.py, any
   language espeak-ng speaks; `--lipsync model` with a transcript, or any non-English transcript);
 - "file+text sphinx": pocketsphinx's aligner (`auto` with an English transcript; English only);

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from speech import aperture
 from structlog.testing import capture_logs
 
 from talkinghead.audio import phoneset
@@ -88,31 +87,22 @@ def test_text_that_is_not_what_the_audio_says_falls_back_with_a_warning(takes):
     np.testing.assert_allclose(track.blendshapes, audio_only.blendshapes)
 
 
-def test_other_languages_without_text_fuse_the_model_with_pocketsphinx(takes):
-    """Italian audio alone: the mean of the phone model's viseme posteriors and pocketsphinx's
-    recognised visemes (neither knows Italian; their errors differ). It seals more of the
-    bilabials than the model alone, and English audio keeps pocketsphinx's lips."""
+def test_other_languages_without_text_take_the_phone_models_lips(takes):
+    """Italian audio alone: the phone model's visemes (chosen on the DEV voices over the model and
+    pocketsphinx fused: motion/speech.py), the same lips as --lipsync model; English audio keeps
+    pocketsphinx's recognition."""
     if "it" not in takes:
         pytest.skip("festival's Italian voice not installed (scripts/test.sh installs it)")
-    found = {"fused": 0, "model": 0}
-    total = 0
-    for samples, segs, scheme, _ in takes["it"]:
-        with capture_logs() as logs:
-            fused = motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="it"), None)
-        assert [e["source"] for e in logs if e["event"] == "motion.phones"] == ["fused"]
-        model = motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="it", lipsync="model"), None)
-        assert np.abs(fused.blendshapes - model.blendshapes).max() > 0.1
-        for name, track in (("fused", fused), ("model", model)):
-            ap = aperture(track)
-            for s in segs:
-                if (phoneset.classes_of(s.phone, scheme) or ("?",))[0] in phoneset.BILABIAL:
-                    w = (track.times >= s.start - 0.04) & (track.times <= s.end + 0.04)
-                    found[name] += bool(w.any() and ap[w].min() <= 0.02)
-                    total += name == "fused"
-    assert total >= 5 and found["fused"] >= found["model"], (found, total)
+    samples = takes["it"][0][0]
     with capture_logs() as logs:
-        motion_from_audio(takes["it"][0][0], SAMPLE_RATE, MotionOptions(language="en"), None)
+        auto = motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="it"), None)
+    assert [e["source"] for e in logs if e["event"] == "motion.phones"] == ["model"]
+    model = motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="it", lipsync="model"), None)
+    np.testing.assert_array_equal(auto.blendshapes, model.blendshapes)
+    with capture_logs() as logs:
+        english = motion_from_audio(samples, SAMPLE_RATE, MotionOptions(language="en"), None)
     assert [e["source"] for e in logs if e["event"] == "motion.phones"] == ["recognized"]
+    assert np.abs(english.blendshapes - auto.blendshapes).max() > 0.1
 
 
 def test_empty_text_and_auto_language_use_the_audio_alone(takes):

@@ -31,7 +31,7 @@ def _add_motion_args(p: argparse.ArgumentParser, fps_help: str | None = None) ->
     p.add_argument("--gaze", choices=GAZE_MODES, default=d.gaze, help="camera: hold eye contact; wander: look around")
     p.add_argument("--lipsync", choices=LIPSYNC_MODES, default=d.lipsync,
                    help="auto: the transcript aligned where given; else pocketsphinx's recognition for English, "
-                        "and for other languages (--language) the phone model and pocketsphinx fused; phones: "
+                        "and for other languages (--language) the phone model; phones: "
                         "pocketsphinx recognition; model: the phone model (any language; with --text, the text "
                         "aligned over it, English too); acoustic: formant rules")
     p.add_argument("--marks", type=Path,

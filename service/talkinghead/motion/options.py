@@ -9,8 +9,8 @@ from talkinghead.errors import OptionsError
 EMOTIONS = ("neutral", "happy", "sad", "angry", "surprised")
 GAZE_MODES = ("camera", "wander")
 # auto: a transcript is aligned (pocketsphinx for English, the phone model for other languages);
-# without one (or when it does not fit) English takes motion.AUDIO_ONLY, other languages the two
-# fused (motion.speech._fused_visemes); phones: pocketsphinx only; model: the project's phone model
+# without one (or when it does not fit) English takes motion.AUDIO_ONLY, other languages the
+# phone model (motion.speech._viseme_segments); phones: pocketsphinx only; model: the project's phone model
 # only; acoustic: the old formant/loudness rules (kept for comparison)
 LIPSYNC_MODES = ("auto", "phones", "model", "acoustic")
 

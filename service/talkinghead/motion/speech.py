@@ -13,12 +13,11 @@ import numpy as np
 import soxr
 import structlog
 
-from talkinghead.arkit import VISEME_INDEX
 from talkinghead.audio import espeak
 from talkinghead.audio.align import align_text
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import HOP, SpeechFeatures, analyze, speech_chunks, true_runs
-from talkinghead.audio.phone_model import PhoneModel, viseme_posteriors
+from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phoneset import CLASS_VISEME
 from talkinghead.audio.phones import (PhoneSegment, align_transcript, recognize_phone_loop, recognize_phones,
                                      transcript_fits)
@@ -27,7 +26,7 @@ from talkinghead.motion.acoustic import visemes_from_acoustics
 from talkinghead.motion.line import Line, lip_source
 from talkinghead.motion.lips import VisemeSegment, visemes_from_phones
 from talkinghead.motion.options import LIPSYNC_MODES
-from talkinghead.motion.posteriors import visemes_from_posteriors, visemes_from_viseme_posteriors
+from talkinghead.motion.posteriors import visemes_from_posteriors
 
 log = structlog.get_logger(__name__)
 
@@ -140,8 +139,8 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
         aligned = _model_aligned(post, transcript, language)
         if aligned is not None:
             return aligned
-        # the audio-only lips this option and language give without a transcript
-        return visemes_from_posteriors(post) if lipsync == "model" else _fused_visemes(samples, feat, progress, post)
+        # the audio-only lips this option and language give without a transcript: the model's
+        return visemes_from_posteriors(post)
     if lipsync == "model":
         return _model_visemes(samples, progress=progress)
     phones = _aligned(samples, feat, transcript, progress) if has_text else None
@@ -150,8 +149,12 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
         log.debug("motion.phones", source="model")
         return _model_visemes(samples, progress=progress)
     if phones is None and lipsync == "auto" and language != "auto" and not english:
-        log.debug("motion.phones", source="fused")
-        return _fused_visemes(samples, feat, progress)
+        # other languages: the model alone. Chosen on the DEV voices (benchmarks/dev_voices.py: 20
+        # MBROLA voices in 16 languages besides English, never trained on): class score 0.77 with
+        # 2 false closures of 256 vowels, against 0.69 and 10 for the model and pocketsphinx fused
+        # (the previous default) and 0.68 for pocketsphinx alone
+        log.debug("motion.phones", source="model")
+        return _model_visemes(samples, progress=progress)
     if phones is None:
         source = "recognized"
         phones = _recognize_in_chunks(samples, feat, progress)
@@ -191,25 +194,6 @@ def _model_visemes(samples: np.ndarray, spans: list[tuple[float, float]] | None 
     if spans is None:
         return segs
     return [s for s in segs if any(s.start < b and s.end > a for a, b in spans)]
-
-
-def _fused_visemes(samples: np.ndarray, feat: SpeechFeatures, progress: Callable[[float], None],
-                   post: np.ndarray | None = None) -> list[VisemeSegment]:
-    """Speech in another language without a transcript: per 10 ms frame, the mean of the phone
-    model's viseme posteriors and pocketsphinx's recognised viseme (one-hot; its US-English phone
-    loop), decoded as the model's own. Neither is good at languages it never heard; their errors
-    differ. On festival's held-out Italian, Finnish, Russian, Catalan and Czech voices (pooled,
-    benchmarks/lipsync_accuracy.py, one run, the rule fixed beforehand) it scored 0.73 against
-    pocketsphinx's 0.71 and the model's 0.70, false closures 5 of 113 against 7 and 5. On English
-    (held-out + real people) it scored 0.92 against pocketsphinx's 0.93: English keeps pocketsphinx."""
-    vp = viseme_posteriors(_model_posteriors(samples, lambda f: progress(0.3 * f)) if post is None else post)
-    recognised = np.zeros_like(vp)
-    recognised[:, VISEME_INDEX["sil"]] = 1.0
-    for seg in visemes_from_phones(_recognize_in_chunks(samples, feat, lambda f: progress(0.3 + 0.7 * f))):
-        a, b = int(round(seg.start / HOP)), int(round(seg.end / HOP))
-        recognised[a:b] = 0.0
-        recognised[a:b, VISEME_INDEX[seg.viseme]] = 1.0
-    return visemes_from_viseme_posteriors(0.5 * vp + 0.5 * recognised)
 
 
 def _model_posteriors(samples: np.ndarray, progress: Callable[[float], None] | None = None) -> np.ndarray:
