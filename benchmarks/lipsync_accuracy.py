@@ -1,7 +1,7 @@
 """Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
     python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
-        [--viseme-gain FF=6 ...] [--decode FF_OVER_PP=1 MIN_WEIGHT=0.8 ...] [--groups ...,DEV]
+        [--viseme-gain FF=6 ...] [--decode MIN_WEIGHT=0.8 ...] [--groups ...,DEV]
 
 --phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
 one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
@@ -254,7 +254,7 @@ def main() -> None:
     ap.add_argument("--viseme-gain", nargs="+", default=[], metavar="VISEME=GAIN",
                     help="candidate posteriors.VISEME_GAIN entries to measure instead (benchmarks/tune_visemes.py)")
     ap.add_argument("--decode", nargs="+", default=[], metavar="NAME=VALUE",
-                    help="candidate posteriors settings (FF_OVER_PP, MIN_WEIGHT, SMOOTH_FRAMES) to measure instead")
+                    help="candidate posteriors settings (MIN_WEIGHT, SMOOTH_FRAMES) to measure instead")
     args = ap.parse_args()
     if args.decode:
         print(f"decoding: {use_decoding(dict(item.split('=') for item in args.decode))}")
@@ -336,16 +336,15 @@ def use_viseme_gains(changes: dict[str, float]) -> dict[str, float]:
 
 
 def use_decoding(changes: dict) -> dict:
-    """posteriors' decoding settings (FF_OVER_PP, MIN_WEIGHT, SMOOTH_FRAMES) changed for this
-    process (a candidate's figures); returns them as now used."""
+    """posteriors' decoding settings (MIN_WEIGHT, SMOOTH_FRAMES) changed for this process (a
+    candidate's figures); returns them as now used."""
     from talkinghead.motion import posteriors
 
     for name, value in changes.items():
-        if name not in ("FF_OVER_PP", "MIN_WEIGHT", "SMOOTH_FRAMES"):
+        if name not in ("MIN_WEIGHT", "SMOOTH_FRAMES"):
             raise SystemExit(f"--decode: unknown setting {name}")
-        setattr(posteriors, name, None if value in (None, "None") else
-                int(value) if name == "SMOOTH_FRAMES" else float(value))
-    return {n: getattr(posteriors, n) for n in ("FF_OVER_PP", "MIN_WEIGHT", "SMOOTH_FRAMES")}
+        setattr(posteriors, name, int(value) if name == "SMOOTH_FRAMES" else float(value))
+    return {n: getattr(posteriors, n) for n in ("MIN_WEIGHT", "SMOOTH_FRAMES")}
 
 
 def _pct(hit: int, n: int) -> str:

@@ -92,13 +92,13 @@ def tune_ff(trained) -> None:
     print(f"chosen by the rule: FF {max(ok + [posteriors.VISEME_GAIN['FF']])}")
 
 
-DEV_GRID = {"FF": (2.0, 3.0, 4.0, 6.0, 8.0), "FF_OVER_PP": (None, 2.0, 1.0), "OU": (2.0, 2.5, 3.0, 4.0),
+DEV_GRID = {"FF": (2.0, 3.0, 4.0, 6.0, 8.0), "OU": (2.0, 2.5, 3.0, 4.0),
             "MIN_WEIGHT": (0.6, 0.7, 0.8, 1.0)}
 
 
 def apply(setting: dict) -> None:
     use_viseme_gains({"FF": setting["FF"], "O": setting["OU"], "U": setting["OU"]})
-    use_decoding({"FF_OVER_PP": setting["FF_OVER_PP"], "MIN_WEIGHT": setting["MIN_WEIGHT"]})
+    use_decoding({"MIN_WEIGHT": setting["MIN_WEIGHT"]})
 
 
 def evaluate_modes(dev, setting: dict) -> dict[str, dict[str, list[int]]]:
@@ -142,7 +142,7 @@ def tune_dev() -> None:
         raise SystemExit("no DEV voice installed: see benchmarks/dev_voices.py")
     from talkinghead.motion import posteriors as p
 
-    current = {"FF": p.VISEME_GAIN["FF"], "FF_OVER_PP": p.FF_OVER_PP, "OU": p.VISEME_GAIN["O"],
+    current = {"FF": p.VISEME_GAIN["FF"], "OU": p.VISEME_GAIN["O"],
                "MIN_WEIGHT": p.MIN_WEIGHT}
     seen: dict[tuple, tuple[float, dict]] = {}
 

@@ -271,28 +271,3 @@ def test_kokoro_and_flite_utterances_are_labelled_in_time():
         near = sum(any(abs(o.end - r.end) <= 0.04 for o in ours) for r in ref)
         assert len(ref) >= 8 and near >= 0.7 * len(ref), (u.scheme, near, len(ref))
 
-
-def test_a_bolder_fv_need_not_take_the_closures_ff_over_pp(monkeypatch):
-    """posteriors.FF_OVER_PP: f/v wins a frame against the other visemes by its gain, but against
-    p/b/m only at FF_OVER_PP times p/b/m's posterior (so a frame the model finds between p and f
-    stays a closure)."""
-    from talkinghead.arkit import VISEMES
-    from talkinghead.motion import posteriors
-
-    vp = np.zeros((60, len(VISEMES)), np.float32)
-    vp[:, VISEMES.index("sil")] = 1.0
-    between = slice(20, 30)           # p or f? p/b/m a little more likely
-    vp[between] = 0
-    vp[between, VISEMES.index("PP")], vp[between, VISEMES.index("FF")], vp[between, VISEMES.index("E")] = 0.45, 0.3, 0.25
-    fv = slice(40, 50)                # f/v more likely than p/b/m, a vowel most likely
-    vp[fv] = 0
-    vp[fv, VISEMES.index("PP")], vp[fv, VISEMES.index("FF")], vp[fv, VISEMES.index("E")] = 0.15, 0.35, 0.5
-    monkeypatch.setattr(posteriors, "_GAIN", posteriors.gain_vector({"FF": 2.0}))
-
-    def shown(t: float) -> str:
-        return next(s.viseme for s in posteriors.visemes_from_viseme_posteriors(vp) if s.start <= t < s.end)
-
-    monkeypatch.setattr(posteriors, "FF_OVER_PP", None)
-    assert (shown(0.25), shown(0.45)) == ("FF", "FF")     # the gain alone: f/v takes the closure's frames
-    monkeypatch.setattr(posteriors, "FF_OVER_PP", 1.0)
-    assert (shown(0.25), shown(0.45)) == ("PP", "FF")     # the closure stays; the f/v still beats the vowel

@@ -21,13 +21,9 @@ from talkinghead.motion.lips import VisemeSegment
 SMOOTH_FRAMES = 3
 MIN_WEIGHT = 0.6      # weight of a segment the model is unsure of; 1.0 when it is certain
 # Viseme posteriors are scaled by these before the argmax: a missed closure or rounding is seen
-# more than a brief extra one (tuned on the trained voices only: benchmarks/tune_visemes.py).
-VISEME_GAIN = {"PP": 1.0, "FF": 2.0, "O": 2.0, "U": 2.0}
-# Between the two lip visemes, f/v is chosen over p/b/m only where its posterior is this many times
-# p/b/m's (None: VISEME_GAIN's ratio): so a bolder f/v against the other visemes need not take
-# frames from the closures.
-FF_OVER_PP: float | None = None
-_PP, _FF = VISEMES.index("PP"), VISEMES.index("FF")
+# more than a brief extra one (PP, O, U tuned on the trained voices; FF 2 -> 3 chosen on the DEV
+# voices and kept by a held-out rule fixed before its one run: benchmarks/tune_visemes.py --dev).
+VISEME_GAIN = {"PP": 1.0, "FF": 3.0, "O": 2.0, "U": 2.0}
 
 
 def gain_vector(gains: dict[str, float]) -> np.ndarray:
@@ -48,12 +44,8 @@ def visemes_from_posteriors(post: np.ndarray) -> list[VisemeSegment]:
 
 def visemes_from_viseme_posteriors(raw: np.ndarray) -> list[VisemeSegment]:
     """The same from viseme posteriors, shape = (n, 15) in arkit.VISEMES order."""
-    smooth = uniform_filter1d(raw, size=SMOOTH_FRAMES, axis=0, mode="nearest")
-    vp = smooth * _GAIN
+    vp = uniform_filter1d(raw, size=SMOOTH_FRAMES, axis=0, mode="nearest") * _GAIN
     best = vp.argmax(1)
-    if FF_OVER_PP is not None:
-        lip = (best == _FF) & (smooth[:, _PP] * FF_OVER_PP > smooth[:, _FF])
-        best[lip] = _PP
     conf = vp[np.arange(len(best)), best]
     index = best.tolist()
     runs = [(VISEMES[index[k]], k, j) for k, j in value_runs(best)]
