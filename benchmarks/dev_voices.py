@@ -3,7 +3,7 @@ timings, for CHOOSING settings (decoding, gains, candidate models) on speech the
 heard, so that the HELD-OUT voices and real recordings of benchmarks/lipsync_accuracy.py stay a
 test set read once per decision.
 
-    apt-get install mbrola mbrola-us1 mbrola-de2 ...   # Debian contrib/non-free; VOICES names them
+    bash benchmarks/install_dev_voices.sh   # mbrola + the mbrola-* packages VOICES names (Debian contrib/non-free)
 
 Never trained on: the MBROLA voices' licences allow non-commercial use only, so they must not
 go into the project's Apache-2.0 weights (models/phones/make_data.py does not know them), and
@@ -117,7 +117,7 @@ def utterances(per_voice: int, voices: list[str] | None = None, pad: float = 0.8
 
     voices = voices or installed()
     if not voices:
-        raise Unavailable("no MBROLA voice installed (apt-get install mbrola mbrola-us1 ...: see VOICES)")
+        raise Unavailable("no MBROLA voice installed: bash benchmarks/install_dev_voices.sh")
     out = []
     for voice in voices:
         lang = VOICES[voice]
