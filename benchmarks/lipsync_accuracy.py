@@ -152,6 +152,25 @@ def false_rounding(track: MotionTrack, segs: list[Seg], scheme: str) -> tuple[in
     return _shown_mid_vowel(rounding, track, segs, scheme, SPREAD_VOWELS, 0.35)
 
 
+def checks(take: Take, track: MotionTrack) -> dict[str, tuple[int, int]]:
+    """(hits, total) per check (CHECKS) of `track` against the take's true phones."""
+    res = score(track, take.segs, class_sets(take.segs, take.scheme))
+    res["labiodental"] = labiodental(track, take.segs, take.scheme)
+    res["false_round"] = false_rounding(track, take.segs, take.scheme)
+    res["false_fv"] = false_labiodental(track, take.segs, take.scheme)
+    fc = res.pop("no_false_closure")
+    res["false_closure"] = (fc[1] - fc[0], fc[1])
+    return res
+
+
+def add_counts(acc: dict[str, list[int]], res: dict[str, tuple[int, int]]) -> None:
+    """Pool one take's checks into `acc`."""
+    for check, (hit, n) in res.items():
+        a = acc.setdefault(check, [0, 0])
+        a[0] += hit
+        a[1] += n
+
+
 def has_line_text() -> bool:
     """Whether this MotionStream takes a line's text before its audio (begin_line)."""
     return hasattr(MotionStream, "begin_line")
@@ -284,21 +303,12 @@ def main() -> None:
                 c = cost.setdefault(mode, [0.0, 0.0])
                 c[0] += spent
                 c[1] += len(take.samples) / SAMPLE_RATE
-                res = score(track, take.segs, class_sets(take.segs, take.scheme))
-                res["labiodental"] = labiodental(track, take.segs, take.scheme)
-                res["false_round"] = false_rounding(track, take.segs, take.scheme)
-                res["false_fv"] = false_labiodental(track, take.segs, take.scheme)
-                fc = res.pop("no_false_closure")
-                res["false_closure"] = (fc[1] - fc[0], fc[1])
+                res = checks(take, track)
                 keys = [(take.group, take.voice, mode), (f"ALL {take.group}", "", mode)]
                 if take.group in ("HELD-OUT", "real"):   # the test set: pooled, and by language
                     keys += [("ALL unseen", "HELD-OUT + real", mode), ("language", take.language, mode)]
                 for key in keys:
-                    acc = totals.setdefault(key, {})
-                    for check, (hit, n) in res.items():
-                        a = acc.setdefault(check, [0, 0])
-                        a[0] += hit
-                        a[1] += n
+                    add_counts(totals.setdefault(key, {}), res)
     print_summary(totals, cost, modes, args.markdown)
     print()
     print_table(totals, cost, modes, args.markdown)

@@ -2,7 +2,7 @@
 `LiveAligner`: MIN_FIT_MARGIN, MAX_FIT_SURPRISE, MAX_SURPRISE_ANY_MARGIN) keeps a right text and
 drops a wrong one.
 
-    python benchmarks/text_fit.py [--margins 0.25,0.7] [--surprises inf,2] [--groups trained,HELD-OUT,real]
+    python benchmarks/text_fit.py [--margins 0.25,0.7] [--surprises inf,2] [--groups trained,HELD-OUT,real,DEV]
 
 Each take is aligned, as a stream hears it (10 rows a call), with its own text and with every
 other text of its language in the set (a TTS client that sent the wrong line). Per take and text:
@@ -99,7 +99,7 @@ def main() -> None:
     rows = []   # (group, (margin, surprise) tried, right text?, dropped?, the text's margin over reversed)
     with tempfile.TemporaryDirectory() as tmp:
         items = trained_takes(Path(tmp)) if "trained" in groups else []
-        items += [(t.group, t.language, t.text, t.samples) for t in takes(Path(tmp), quick=False)
+        items += [(t.group, t.language, t.text, t.samples) for t in takes(Path(tmp), quick=False, groups=set(groups))
                   if t.group in groups and t.group != "trained" and t.text]
         texts: dict[tuple[bool, str], list[str]] = {}
         for group, language, text, _ in items:
