@@ -40,7 +40,7 @@ VOICES = {
 # MBROLA's SAMPA where it differs from espeak-ng's mnemonics (audio.phoneset.from_espeak)
 _TO_ESPEAK = {"{": "&", "Q": "0", "J": "n^", "H": "w", "6": "@", "2": "Y", "9": "W", "}": "u", "1": "i",
               "r=": "r", "3`": "3", "@`": "3", "7": "@", "=": "", "rr": "r", "jj": "j", "L": "l^",
-              "5": "l", "rs": "s.", "tS": "tS", "dZ": "dZ", "ts": "ts", "pf": "p", "_": "_", "#": "_"}
+              "5": "l", "rs": "s.", "pf": "p", "#": "_"}
 
 
 @dataclass
@@ -49,7 +49,7 @@ class DevUtterance:
     language: str
     text: str
     audio: np.ndarray         # float32, 16 kHz
-    segs: list                # (phone as espeak-ng mnemonic, start s, end s)
+    segs: list[tuple[str, float, float]]   # (phone as an espeak-ng mnemonic, start s, end s)
 
 
 class Unavailable(RuntimeError):
@@ -61,7 +61,7 @@ def to_espeak(symbol: str) -> str:
     core = symbol.replace("~", "").replace(":", "")
     if core in _TO_ESPEAK:
         return _TO_ESPEAK[core]
-    if len(core) == 2 and core not in ("tS", "dZ", "ts", "dz") and core[1] in _TO_ESPEAK:
+    if len(core) == 2 and core[1] in _TO_ESPEAK:
         return core[0] + _TO_ESPEAK[core[1]]      # diphthongs such as "a6", "O2"
     if len(core) == 2 and core[0] in _TO_ESPEAK:
         return _TO_ESPEAK[core[0]] + core[1]
@@ -74,27 +74,24 @@ def installed() -> list[str]:
     return [v for v in VOICES if (MBROLA_DIR / v / v).is_file()]
 
 
-def _pho(text: str, voice: str, wpm: int) -> list[tuple[str, float]]:
-    out = subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(wpm), "--pho", "-q", text], capture_output=True,
-                         text=True, timeout=60, check=True).stdout
-    phones = []
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and not line.startswith(";"):
-            phones.append((parts[0], float(parts[1]) / 1000))
-    return phones
+def _pho(text: str, voice: str, wpm: int) -> str:
+    """espeak-ng's MBROLA phone file for `text`: a phone, its duration in ms and its pitch
+    targets per line."""
+    return subprocess.run(["espeak-ng", "-v", f"mb-{voice}", "-s", str(wpm), "--pho", "-q", text],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
 
 
 def speak(text: str, voice: str, wpm: int = 140) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """MBROLA voice `voice` says `text` at `wpm` words a minute (espeak-ng's 175 gives vowels of
-    15-30 ms): 16 kHz audio and its phones (espeak-ng mnemonics, s)."""
+    15-30 ms): 16 kHz audio and its phones (espeak-ng mnemonics, s). mbrola speaks espeak-ng's
+    phone file as it is (durations and intonation), so the phones' times are the audio's."""
     import soundfile
     import soxr
 
-    phones = _pho(text, voice, wpm)
+    pho_text = _pho(text, voice, wpm)
     with tempfile.TemporaryDirectory() as tmp:
         pho, wav = Path(tmp) / "a.pho", Path(tmp) / "a.wav"
-        pho.write_text("\n".join(f"{p} {round(d * 1000)}" for p, d in phones) + "\n")
+        pho.write_text(pho_text)
         # -e: a diphone the voice lacks becomes silence of the same length instead of an abort
         subprocess.run(["mbrola", "-e", str(MBROLA_DIR / voice / voice), str(pho), str(wav)],
                        capture_output=True, timeout=60, check=True)
@@ -102,10 +99,12 @@ def speak(text: str, voice: str, wpm: int = 140) -> tuple[np.ndarray, list[tuple
     if rate != 16000:
         audio = soxr.resample(audio, rate, 16000).astype(np.float32)
     segs, t = [], 0.0
-    for p, d in phones:
-        d = round(d * 1000) / 1000
-        segs.append((to_espeak(p), t, t + d))
-        t += d
+    for line in pho_text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and not line.startswith(";"):
+            d = float(parts[1]) / 1000
+            segs.append((to_espeak(parts[0]), t, t + d))
+            t += d
     if abs(len(audio) / 16000 - t) > 0.02:
         raise Unavailable(f"mbrola {voice}: audio {len(audio) / 16000:.3f} s but phones {t:.3f} s")
     return audio, segs

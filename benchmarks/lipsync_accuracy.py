@@ -231,7 +231,7 @@ def takes(tmp: Path, quick: bool, groups: set[str] = frozenset({"trained", "HELD
     if not groups - {"DEV"}:
         return out
     for t in synth_takes(SENTENCES[:3] if quick else SENTENCES, tmp):
-        voice = t.voice.replace("espeak ", "espeak ")
+        voice = t.voice
         group = "trained" if voice in TRAINED_VOICES else "HELD-OUT"
         scheme = "sampa" if voice.startswith("espeak") else "arpabet"
         out.append(Take(group, voice, t.text, load_audio(t.wav), t.segs, scheme))

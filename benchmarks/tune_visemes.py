@@ -57,15 +57,17 @@ from pathlib import Path
 import numpy as np
 
 # lipsync_accuracy puts tests/ and models/phones/ on the path (speech, make_data)
-from lipsync_accuracy import add_counts, checks, class_score, run, takes, use_decoding, use_viseme_gains  # noqa: E402
+from lipsync_accuracy import (add_counts, checks, class_score, dev_takes, run, takes, use_decoding,  # noqa: E402
+                              use_viseme_gains)
 
 from talkinghead.motion import posteriors
 
 
-def evaluate(trained) -> dict[str, list[int]]:
+def evaluate(takes_, mode: str = "file audio") -> dict[str, list[int]]:
+    """The takes' checks in `mode`, pooled."""
     acc: dict[str, list[int]] = {}
-    for take in trained:
-        add_counts(acc, checks(take, run(take, "file model", 30.0)))
+    for take in takes_:
+        add_counts(acc, checks(take, run(take, mode, 30.0)))
     return acc
 
 
@@ -94,13 +96,7 @@ def apply(setting: dict) -> None:
 
 def evaluate_modes(dev, setting: dict) -> dict[str, dict[str, list[int]]]:
     apply(setting)
-    out = {}
-    for mode in ("file audio", "stream audio"):
-        acc: dict[str, list[int]] = {}
-        for take in dev:
-            add_counts(acc, checks(take, run(take, mode, 30.0)))
-        out[mode] = acc
-    return out
+    return {mode: evaluate(dev, mode) for mode in ("file audio", "stream audio")}
 
 
 def admissible(res: dict, base: dict) -> bool:
@@ -116,15 +112,10 @@ def admissible(res: dict, base: dict) -> bool:
 
 
 def tune_dev() -> None:
-    from lipsync_accuracy import dev_takes
-
     dev = dev_takes(quick=False)
     if not dev:
-        raise SystemExit("no DEV voice installed: see benchmarks/dev_voices.py")
-    from talkinghead.motion import posteriors as p
-
-    current = {"FF": p.VISEME_GAIN["FF"], "OU": p.VISEME_GAIN["O"],
-               "MIN_WEIGHT": p.MIN_WEIGHT}
+        raise SystemExit("no DEV voice installed: bash benchmarks/install_dev_voices.sh")
+    current = {"FF": posteriors.VISEME_GAIN["FF"], "OU": posteriors.VISEME_GAIN["O"], "MIN_WEIGHT": posteriors.MIN_WEIGHT}
     seen: dict[tuple, tuple[float, dict]] = {}
 
     def measure(setting: dict) -> tuple[float, dict]:
@@ -140,8 +131,8 @@ def tune_dev() -> None:
             print(f"{setting}: {objective:.4f}  {detail}", flush=True)
         return seen[key]
 
-    base = measure(current)[1]
-    best, best_obj = dict(current), measure(current)[0]
+    committed, base = measure(current)
+    best, best_obj = dict(current), committed
     for _ in range(2):
         for name, values in DEV_GRID.items():
             for value in values:
@@ -149,7 +140,7 @@ def tune_dev() -> None:
                 obj, res = measure(cand)
                 if obj > best_obj and admissible(res, base):
                     best, best_obj = cand, obj
-    print(f"chosen by the rule: {best} (objective {best_obj:.4f}; committed {measure(current)[0]:.4f})")
+    print(f"chosen by the rule: {best} (objective {best_obj:.4f}; committed {committed:.4f})")
 
 
 def main() -> None:

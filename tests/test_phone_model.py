@@ -270,4 +270,3 @@ def test_kokoro_and_flite_utterances_are_labelled_in_time():
         ours = [s for s in u.segs if phoneset.classes_of(s.phone, u.scheme)[:1] in (("p",), ("b",), ("m",), ("t",), ("k",), ("s",))]
         near = sum(any(abs(o.end - r.end) <= 0.04 for o in ours) for r in ref)
         assert len(ref) >= 8 and near >= 0.7 * len(ref), (u.scheme, near, len(ref))
-

@@ -32,7 +32,7 @@ log = structlog.get_logger(__name__)
 
 MIN_RATE, MAX_RATE = 4000, 384000  # Hz: below this there is no speech band; above, a mistake
 UNCOVERED_SPEECH_S = 0.25   # speech this long with no recognised phone gets the phone model's visemes
-# Audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
+# English audio-only lips in "auto" mode: "model" (the project's phone model) or "phones" (pocketsphinx's
 # recognition), whichever measured better on real speech (benchmarks/lipsync_accuracy.py, README):
 # pocketsphinx, class score 0.92 against the model's 0.70 on the real recordings (0.80 against 0.70
 # on held-out voices; re-decided with the second model, 2026-12-06: the realspeech recordings alone,
@@ -145,14 +145,12 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
         return _model_visemes(samples, progress=progress)
     phones = _aligned(samples, feat, transcript, progress) if has_text else None
     source = "transcript"
-    if phones is None and lipsync == "auto" and AUDIO_ONLY == "model":
-        log.debug("motion.phones", source="model")
-        return _model_visemes(samples, progress=progress)
-    if phones is None and lipsync == "auto" and language != "auto" and not english:
-        # other languages: the model alone. Chosen on the DEV voices (benchmarks/dev_voices.py: 20
-        # MBROLA voices in 16 languages besides English, never trained on): class score 0.77 with
-        # 2 false closures of 256 vowels, against 0.69 and 10 for the model and pocketsphinx fused
-        # (the previous default) and 0.68 for pocketsphinx alone
+    other_language = language != "auto" and not english
+    if phones is None and lipsync == "auto" and (AUDIO_ONLY == "model" or other_language):
+        # the model: English where AUDIO_ONLY says so; other languages always (chosen on the DEV
+        # voices, benchmarks/dev_voices.py: 20 MBROLA voices in 16 languages besides English, never
+        # trained on: class score 0.77 with 2 false closures of 256 vowels, against 0.69 and 10 for
+        # the model and pocketsphinx fused, the default until stop 25, and 0.68 for pocketsphinx)
         log.debug("motion.phones", source="model")
         return _model_visemes(samples, progress=progress)
     if phones is None:
