@@ -149,8 +149,8 @@ def _viseme_segments(samples: np.ndarray, feat: SpeechFeatures, lipsync: str, la
     if phones is None and lipsync == "auto" and (AUDIO_ONLY == "model" or other_language):
         # the model: English where AUDIO_ONLY says so; other languages always (chosen on the DEV
         # voices, benchmarks/dev_voices.py: 20 MBROLA voices in 16 languages besides English, never
-        # trained on: class score 0.77 with 2 false closures of 256 vowels, against 0.69 and 10 for
-        # the model and pocketsphinx fused, the default until stop 25, and 0.68 for pocketsphinx)
+        # trained on: class score 0.76 with 3 false closures of 256 vowels, against 0.70 and 11 for
+        # the model and pocketsphinx fused, the default until stop 25, and 0.67 and 12 for pocketsphinx)
         log.debug("motion.phones", source="model")
         return _model_visemes(samples, progress=progress)
     if phones is None:
