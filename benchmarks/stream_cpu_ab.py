@@ -20,6 +20,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -32,7 +33,8 @@ from talkinghead.client import TalkingHeadClient
 
 
 def start(port: int, pythonpath: str | None) -> subprocess.Popen:
-    env = dict(os.environ)
+    # a model cache of its own: the two checkouts may register different model files (SHA-256s)
+    env = dict(os.environ, TALKINGHEAD_CACHE=tempfile.mkdtemp(prefix="ab-models-"))
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(serve_command("0", port, 0), env=env, stderr=subprocess.DEVNULL)
@@ -74,12 +76,13 @@ def main() -> None:
                 wait_healthy(c)
         for k in "AB":   # warm-up, not counted
             load(*servers[k], speech, args.streams)
+        p95s: dict[str, float] = {}
         for pair in range(args.pairs):
             for k in ("AB" if pair % 2 else "BA"):
-                v, p95 = load(*servers[k], speech, args.streams)
-                cost[k].append(v)
-            print(f"pair {pair + 1}: A {cost['A'][-1]:.4f} s  B {cost['B'][-1]:.4f} s  B/A {cost['B'][-1] / cost['A'][-1]:.3f}",
-                  flush=True)
+                cost_k, p95s[k] = load(*servers[k], speech, args.streams)
+                cost[k].append(cost_k)
+            print(f"pair {pair + 1}: A {cost['A'][-1]:.4f} s  B {cost['B'][-1]:.4f} s  B/A {cost['B'][-1] / cost['A'][-1]:.3f}"
+                  f"  (p95 chunk latency A {p95s['A']:.0f} ms, B {p95s['B']:.0f} ms)", flush=True)
         ratios = [b / a for a, b in zip(cost["A"], cost["B"])]
         print(f"server CPU per stream-second: A median {statistics.median(cost['A']):.4f} s, "
               f"B median {statistics.median(cost['B']):.4f} s; B/A median {statistics.median(ratios):.3f} "

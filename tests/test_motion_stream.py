@@ -15,7 +15,7 @@ from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.errors import AudioError
 from talkinghead.motion import analyze_speech, animate, motion_from_audio
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.stream import INTERRUPT_CLOSE_S, LOOKAHEAD_S, MotionStream
+from talkinghead.motion.stream import INTERRUPT_CLOSE_S, LOOKAHEAD_S, MotionStream, push_together
 from talkinghead.track import MotionTrack
 
 SENTENCES = [
@@ -291,6 +291,37 @@ def test_same_calls_same_frames_and_the_seed_varies_only_life(takes):
     c = _session(samples, MotionOptions(seed=5))
     assert not np.array_equal(a.head, c.head)
     assert np.array_equal(a.channel("jawOpen"), c.channel("jawOpen"))   # the words set the lips, not the seed
+
+
+def test_streams_pushed_together_make_the_frames_each_would_alone(takes):
+    """push_together (what the server does with the chunks of a moment: one phone-model call for
+    all) gives every stream exactly its own pushes' frames: streams at different points of their
+    lines, one with chunks of another size, one idling between two lines, one sent an empty
+    chunk, one given a line's text."""
+    lines = [takes[0][0], takes[1][0], takes[2][0], takes[3][0]]
+    options = [MotionOptions(seed=k) for k in range(4)]
+    together, alone = [MotionStream(o) for o in options], [MotionStream(o) for o in options]
+    for stream in (together[3], alone[3]):
+        stream.begin_line(text="Bob bought a big map.", language="en")
+    got, want = [[] for _ in lines], [[] for _ in lines]
+    step = [1600, 1600, 800, 1600]
+    for i in range(60):
+        pieces = [x[i * n: (i + 1) * n] for x, n in zip(lines, step)]
+        pieces[1] = pieces[1] if i % 20 < 12 else np.zeros(0, np.float32)   # line 1 pauses, flushed
+        for out, stream in ((got, together), (want, alone)):
+            if i % 20 == 12:
+                out[1] += stream[1].flush()
+            if i % 20 in (13, 14):
+                out[1] += stream[1].idle(3)
+        for k, frames in enumerate(push_together(together, pieces)):
+            got[k] += frames
+        for k, (stream, piece) in enumerate(zip(alone, pieces)):
+            want[k] += stream.push(piece)
+    for k in range(4):
+        got[k] += together[k].flush()
+        want[k] += alone[k].flush()
+        a, b = as_track(got[k], 30.0), as_track(want[k], 30.0)
+        assert len(got[k]) > 60 and np.array_equal(channels(a), channels(b)) and a.visemes == b.visemes, k
 
 
 def test_life_does_not_depend_on_how_idle_time_is_cut():

@@ -17,7 +17,7 @@ from talkinghead import models
 from talkinghead.audio import phoneset
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.audio.mel import MelStream, log_mel
-from talkinghead.audio.phone_model import PhoneModel, viseme_posteriors
+from talkinghead.audio.phone_model import PhoneModel, push_many, viseme_posteriors
 from talkinghead.arkit import VISEME_INDEX
 from talkinghead.errors import ModelError
 
@@ -68,6 +68,28 @@ def test_streaming_posteriors_equal_whole_file_inference(model, heldout_take, se
     assert streamed.shape == whole.shape == (len(x) // 160, len(phoneset.CLASSES))
     np.testing.assert_allclose(streamed, whole, atol=1e-4)
     np.testing.assert_allclose(whole.sum(1), 1.0, atol=1e-4)
+
+
+def test_streams_pushed_together_get_each_the_rows_of_pushing_alone(model, heldout_take):
+    """push_many (one onnxruntime call for the streams whose chunks give as many mel frames,
+    the model's batch dimension symbolic) returns each stream exactly the rows its own push
+    would: the graph mixes nothing across its batch. Chunks of different lengths, so some
+    calls batch several streams and some one, and a stream that gets no audio at all."""
+    x, _ = heldout_take
+    offsets, together, alone = (0, 8000, 16000, 3000), [model.stream() for _ in range(4)], [model.stream() for _ in range(4)]
+    got, want = [[] for _ in together], [[] for _ in together]
+    rng = np.random.default_rng(3)
+    for step in range(40):
+        sizes = [1600, 1600, 1600 if step % 3 else 800, int(rng.integers(0, 2400))]
+        pieces = [x[o + step * 1600: o + step * 1600 + n] for o, n in zip(offsets, sizes)]
+        for rows, new in zip(got, push_many(together, pieces)):
+            rows.append(new)
+        for rows, stream, piece in zip(want, alone, pieces):
+            rows.append(stream.push(piece))
+    for a, b in zip(got, want):
+        assert np.array_equal(np.concatenate(a), np.concatenate(b))
+    assert sum(len(r) for r in got[0]) > 300
+    assert model.session.get_inputs()[0].shape[0] == "batch"
 
 
 def test_a_row_is_final_once_the_audio_runs_lookahead_past_the_frame(model, heldout_take):

@@ -388,6 +388,56 @@ def test_a_chunks_motion_runs_on_the_event_loop_and_long_chunks_and_line_ends_on
     assert np.allclose([f.blendshapes for f in frames], [f.blendshapes for f in expected], atol=1e-6)
 
 
+def test_streams_whose_chunks_come_together_are_pushed_in_one_batch(speech):
+    """The server's Pushes: the chunks several streams send in the same turn of the event loop are
+    pushed together (one phone-model call), each stream getting the frames of a MotionStream
+    pushed the same audio alone. A stream whose motion a pool call holds pushes on the pool; a
+    stream whose chunk fails fails alone."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from talkinghead.motion.stream import MotionStream
+    from talkinghead.server import session as sess
+    from talkinghead.server.jobs import pcm16_samples
+    from talkinghead.server.pushes import Pushes
+    from talkinghead.v1 import talkinghead_pb2 as pb
+
+    pool, trips = ThreadPoolExecutor(1), []
+    lines = [speech[k * 4000: k * 4000 + SAMPLE_RATE] for k in range(5)]
+
+    async def run(fn, *args):
+        trips.append(args[0].__name__ if fn.__name__ == "_call" else fn.__name__)
+        return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+
+    async def requests(x):
+        for p in chunks(x, 0.1):
+            yield audio_chunk(p)
+        yield control("flush")
+
+    async def main(pushes):
+        sessions = [sess.StreamSession(MotionStream(MotionOptions(seed=k)), 30.0, SAMPLE_RATE, None, "jpeg", 90,
+                                       False, pb.Header(), limits=Limits(), run=run, image=None, pushes=pushes)
+                    for k in range(5)]
+        sessions[3].lock.acquire()          # a pool call of stream 3 holds its motion...
+        asyncio.get_running_loop().call_later(0.05, sessions[3].lock.release)   # ...for a while
+        sessions[4].motion.feed = lambda x: 1 / 0                                 # stream 4's chunks fail
+        results = await asyncio.gather(*(s._read(requests(x), threading.Event()) for s, x in zip(sessions, lines)),
+                                       return_exceptions=True)
+        return results, [[item[0] for item in s.pending if isinstance(item, tuple)] for s in sessions]
+
+    pushes = Pushes()
+    results, frames = asyncio.run(main(pushes))
+    assert results[:4] == [None] * 4 and isinstance(results[4], ZeroDivisionError)
+    assert pushes.pushed - pushes.batches >= 20           # streams 0-2 in step: their 30 chunks in ~10 batches
+    assert 1 <= trips.count("push") < 10 and trips.count("flush") == 5      # stream 3's first chunks on the pool
+    for k in range(4):
+        alone = MotionStream(MotionOptions(seed=k))
+        want = [f for p in chunks(lines[k], 0.1) for f in alone.push(pcm16_samples(pcm16(p), SAMPLE_RATE, sess.STREAM_RATES))]
+        want += alone.flush()
+        assert len(frames[k]) == len(want) == 30
+        assert np.array_equal([f.blendshapes for f in frames[k]], [f.blendshapes for f in want])
+
+
 def test_a_realtime_stream_whose_frames_wait_pushes_its_next_chunks_together(speech):
     """Past what its core can do the server's frames wait to be sent; a realtime stream then holds
     its next chunks back and pushes them together (up to session.COALESCE_MAX_S of audio: a push

@@ -271,11 +271,29 @@ def export(args) -> None:
                        ("n_mels", str(N_MELS)), ("training_steps", str(ck["step"]))):
         graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.save(graph, str(args.export))
-    digest = hashlib.sha256(args.export.read_bytes()).hexdigest()
-    if args.export.resolve() == REGISTERED.resolve():   # keep the model registry's SHA-256 in step
+    batch_dim(args.export)
+
+
+def batch_dim(path: Path) -> None:
+    """Make an exported model's batch dimension symbolic ("batch": every input's and output's
+    first), in place, and keep the registry's SHA-256 in step when it is the registered file.
+    The graph has no op that depends on the batch size, so the weights and each row's outputs are
+    unchanged: the server runs the streams' pushes of a moment as one call (audio.phone_model
+    PhoneModel.run_many). The export writes it this way; `--batch-dim FILE` applies it to a model
+    exported before (run D, stop 26)."""
+    import onnx
+
+    graph = onnx.load(str(path))
+    for value in [*graph.graph.input, *graph.graph.output]:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    onnx.checker.check_model(graph)
+    onnx.save(graph, str(path))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if path.resolve() == REGISTERED.resolve():   # keep the model registry's SHA-256 in step
         text = REGISTRY.read_text()
         REGISTRY.write_text(re.sub(r'PHONES_SHA256 = "[0-9a-f]{64}"', f'PHONES_SHA256 = "{digest}"', text))
-    print(f"{args.export}: {args.export.stat().st_size} bytes, sha256 {digest}, step {ck['step']}")
+    steps = {p.key: p.value for p in graph.metadata_props}.get("training_steps")
+    print(f"{path}: {path.stat().st_size} bytes, sha256 {digest}, step {steps}")
 
 
 def main() -> None:
@@ -295,8 +313,13 @@ def main() -> None:
     ap.add_argument("--time-width", type=int, default=10, help="frames, at most, per time mask")
     ap.add_argument("--tilt", type=float, default=TILT, help="spectral tilt, log10 units at the band edges")
     ap.add_argument("--export", type=Path, help="export the checkpoint to this ONNX file instead of training")
+    ap.add_argument("--batch-dim", type=Path, metavar="FILE",
+                    help="make an exported model's batch dimension symbolic, in place (nothing else changes)")
     args = ap.parse_args()
-    export(args) if args.export else train(args)
+    if args.batch_dim:
+        batch_dim(args.batch_dim)
+    else:
+        export(args) if args.export else train(args)
 
 
 if __name__ == "__main__":

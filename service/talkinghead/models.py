@@ -132,7 +132,7 @@ class ModelFile:
 
 
 # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
-PHONES_SHA256 = "015332f11e5b35aea5282d730cd174ab66b7997658bd8172bd63d4b9e8aa47bd"
+PHONES_SHA256 = "822a5158025ccf96980605e1933c87b1c9ab7d0311e641e1ece8fe332117f0b5"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.

@@ -48,7 +48,8 @@ class PhoneModel:
             raise ModelError(f"{file} was trained for other phone classes than this talkinghead version's; "
                              "restore models/phones/phones.onnx from the same release.")
         self.lookahead_frames = int(meta["lookahead_frames"])
-        self.caches = [(i.name, i.shape) for i in self.session.get_inputs()[1:]]
+        # each cache's shape for one stream (the first dimension is the batch: symbolic since stop 26)
+        self.caches = [(i.name, (1, *i.shape[1:])) for i in self.session.get_inputs()[1:]]
 
     @classmethod
     def shared(cls) -> PhoneModel:
@@ -72,6 +73,30 @@ class PhoneModel:
             return np.zeros((0, len(CLASSES)), np.float32), state
         out = self.session.run(None, {"mel": np.ascontiguousarray(mel.T[None], np.float32), **state})
         return out[0][0], {name: arr for (name, _), arr in zip(self.caches, out[1:])}
+
+    def run_many(self, mels: list[np.ndarray], states: list[dict[str, np.ndarray]]
+                 ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """run() for several streams at once: the same results, row for row (the graph has no op
+        that mixes its batch), from one onnxruntime call per distinct number of frames. One call
+        reads the model's weights once for all: in a server, where other streams' work has
+        pushed them out of the cache between two calls, a batch of 8 costs about half as much
+        per stream as 8 calls (benchmarks/stream_motion_speed.py --batch)."""
+        out: list = [None] * len(mels)
+        groups: dict[int, list[int]] = {}
+        for i, mel in enumerate(mels):
+            groups.setdefault(len(mel), []).append(i)
+        for m, members in groups.items():
+            if m == 0 or len(members) == 1:
+                for i in members:
+                    out[i] = self.run(mels[i], states[i])
+                continue
+            feed = {"mel": np.ascontiguousarray(np.stack([mels[i].T for i in members]), np.float32)}
+            for name, _ in self.caches:
+                feed[name] = np.concatenate([states[i][name] for i in members])
+            result = self.session.run(None, feed)
+            for b, i in enumerate(members):
+                out[i] = result[0][b], {name: arr[b:b + 1] for (name, _), arr in zip(self.caches, result[1:])}
+        return out
 
     def posteriors(self, samples: np.ndarray) -> np.ndarray:
         """float32 mono at SAMPLE_RATE, shape = (n,) -> shape = (n // HOP_SAMPLES, classes)."""
@@ -104,12 +129,28 @@ class PhoneStream:
         return self._rows(np.concatenate([self._mel.finish(), tail]))
 
     def _rows(self, mel: np.ndarray) -> np.ndarray:
-        out, self._state = self.model.run(mel, self._state)
+        return self._take(*self.model.run(mel, self._state))
+
+    def _take(self, out: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        self._state = state
         if self._skip:
             drop = min(self._skip, len(out))
             out, self._skip = out[drop:], self._skip - drop
         self.frames += len(out)
         return out
+
+
+def push_many(streams: list[PhoneStream], chunks: list[np.ndarray]) -> list[np.ndarray]:
+    """Each stream's push(chunk), the same rows, with one model call for the streams of one
+    model whose chunks give as many mel frames (PhoneModel.run_many)."""
+    mels = [s._mel.push(c) for s, c in zip(streams, chunks)]
+    out: list = [None] * len(streams)
+    for model in {id(s.model): s.model for s in streams}.values():
+        members = [i for i, s in enumerate(streams) if s.model is model]
+        results = model.run_many([mels[i] for i in members], [streams[i]._state for i in members])
+        for i, result in zip(members, results):
+            out[i] = streams[i]._take(*result)
+    return out
 
 
 def viseme_posteriors(post: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ from talkinghead.arkit import BLENDSHAPE_NAMES
 from talkinghead.audio.decode import SAMPLE_RATE
 from talkinghead.audio.features import (HOP, VAD_BRIDGE_S, SpeechFeatures, VoiceActivity, bridged, frame_rms_db,
                                         loud, relative_loudness)
-from talkinghead.audio.phone_model import PhoneModel
+from talkinghead.audio.phone_model import PhoneModel, push_many
 from talkinghead.audio.phones import HOP_SAMPLES
 from talkinghead.audio.phoneset import CLASSES
 from talkinghead.audio.pitch import PitchTracker
@@ -144,15 +144,26 @@ class MotionStream:
 
         The first push after flush(), interrupt() or the start opens an utterance at the next frame.
         """
+        return self.advance() if self.feed(samples) else []
+
+    def feed(self, samples: np.ndarray) -> bool:
+        """push()'s first half: take the chunk (False: it was empty), compute nothing
+        (`push_together` runs several streams' phone model as one call between the halves)."""
         samples = checked_samples(samples, "audio chunk")
         if len(samples) == 0:
-            return []
+            return False
         if self._utterance is None:
             self._utterance = _Utterance(self._emitted, self.options.fps, self._levels, self._prosody,
                                          self._next_line or ModelLips())
             self._next_line = None
+        self._utterance.acoustics.extend(samples)
+        return True
+
+    def advance(self) -> list[FaceParams]:
+        """push()'s second half: the frames the audio fed so far makes final."""
         utt = self._utterance
-        utt.acoustics.extend(samples)
+        if not isinstance(utt, _Utterance):
+            return []
         lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
         final = math.floor((utt.acoustics.n_samples - lookahead) * self.options.fps / SAMPLE_RATE + 1e-9) + 1
         return self._params(self._speech(max(final, 0), ending=False))
@@ -279,6 +290,27 @@ class MotionStream:
                            viseme=f.visemes[k]) for k in range(len(f.visemes))]
 
 
+def hear_together(streams: list[MotionStream]) -> None:
+    """Run the phone model on the audio each stream was fed since its model last ran, as one
+    call for them all (phone_model.push_many): what their advance() would have run one by one,
+    the same rows. A server pushing the chunks of many streams that arrive together reads the
+    model's weights once for all of them instead of once a stream."""
+    heard = [s._utterance.acoustics for s in streams
+             if isinstance(s._utterance, _Utterance) and s._utterance.acoustics.unheard]
+    if len(heard) > 1:
+        rows = push_many([a.phones for a in heard], [a.take_unheard() for a in heard])
+        for acoustics, new in zip(heard, rows):
+            acoustics.heard.append(new)
+
+
+def push_together(streams: list[MotionStream], chunks: list[np.ndarray]) -> list[list[FaceParams]]:
+    """[s.push(c) for s, c in zip(streams, chunks)], the same frames, their phone model as one call
+    (each stream at most once)."""
+    fed = [stream.feed(chunk) for stream, chunk in zip(streams, chunks)]
+    hear_together(streams)
+    return [stream.advance() if ok else [] for stream, ok in zip(streams, fed)]
+
+
 # --- Lips ------------------------------------------------------------------------------------------
 
 @dataclass
@@ -389,9 +421,10 @@ class _Acoustics:
         self.k0 = 0                      # utterance frame index of the first kept row
         self.settled = 0                 # frames [0, settled) are computed
         self.finished = False
-        self._phones = PhoneModel.shared().stream()
+        self.phones = PhoneModel.shared().stream()
         self.post = np.zeros((0, len(CLASSES)), np.float32)   # phone posteriors of frames [k0, ...)
-        self._unheard: list[np.ndarray] = []   # audio not yet through the phone model
+        self.unheard: list[np.ndarray] = []   # audio not yet through the phone model
+        self.heard: list[np.ndarray] = []     # posterior rows the model gave (hear_together), not yet heard
 
     def _hear(self, rows: list[np.ndarray], final: bool = False) -> None:
         new = np.concatenate(rows) if rows else np.zeros((0, len(CLASSES)), np.float32)
@@ -404,14 +437,22 @@ class _Acoustics:
         self._audio = np.concatenate([self._audio, samples])
         self.n_samples += len(samples)
         self._peak = max(self._peak, float(np.max(np.abs(samples))))
-        self._unheard.append(samples)
+        self.unheard.append(samples)
         self._vad.extend(samples)
 
+    def take_unheard(self) -> np.ndarray:
+        """The audio taken since the model last ran, handed over to run it."""
+        audio = self.unheard[0] if len(self.unheard) == 1 else np.concatenate(self.unheard)
+        self.unheard = []
+        return audio
+
     def _run_model(self) -> list[np.ndarray]:
-        """The phone model on the audio taken since it last ran: once per settle, not per chunk
-        (each call has a fixed cost of ~0.5 ms, whatever its length)."""
-        rows = [self._phones.push(np.concatenate(self._unheard))] if self._unheard else []
-        self._unheard.clear()
+        """The phone model's rows since they were last heard: run on the audio taken since it
+        last ran once per settle, not per chunk (each call has a fixed cost of ~0.5 ms, whatever
+        its length), unless hear_together ran it already."""
+        rows, self.heard = self.heard, []
+        if self.unheard:
+            rows.append(self.phones.push(self.take_unheard()))
         return rows
 
     def settle(self) -> None:
@@ -423,7 +464,7 @@ class _Acoustics:
     def finish(self) -> None:
         """No more audio: settle every frame (as a take, a partial last frame is dropped)."""
         self._settle(max(1, self.n_samples // HOP_SAMPLES))
-        self._hear(self._run_model() + [self._phones.finish()], final=True)
+        self._hear(self._run_model() + [self.phones.finish()], final=True)
         self.finished = True
 
     def _settle(self, end: int) -> None:

@@ -32,6 +32,7 @@ from talkinghead.server.analyses import AnalysisCache, analysis_key
 from talkinghead.server.avatars import AvatarCache
 from talkinghead.server.images import ImageBatches, ImageProcesses, auto_count
 from talkinghead.server.limits import Limits, Slots
+from talkinghead.server.pushes import Pushes
 from talkinghead.server.session import StreamSession, stream_options
 from talkinghead.server.status import Cancelled, LimitError, abort
 from talkinghead.server.workers import Workers
@@ -64,6 +65,7 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         self.analyses = AnalysisCache()               # Generate: speech analysed before is animated again
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="talkinghead")
         self.workers = Workers(limits.analysis_processes)
+        self.pushes = Pushes()                        # Stream: the chunks of a moment pushed together
         # Stream images: with the CPU renderer in processes of their own, one per core; with the
         # torch one, all streams' frames of the moment in one batch on the device.
         self.images: ImageProcesses | ImageBatches | None = None
@@ -277,4 +279,4 @@ class TalkingHeadServicer(pb_grpc.TalkingHeadServicer):
         if rig is not None and self.images is not None:
             await self.images.ready()             # started with the first stream of images
         return StreamSession.open(cfg, options, rig, enc, quality, limits=self.limits, run=self._run,
-                                  image=self.stream_image)
+                                  image=self.stream_image, pushes=self.pushes)

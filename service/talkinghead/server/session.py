@@ -27,6 +27,7 @@ from talkinghead.render.frames import ImageOptions, shrunk_size
 from talkinghead.server import convert
 from talkinghead.server.jobs import pcm16_samples
 from talkinghead.server.limits import Limits
+from talkinghead.server.pushes import Pushes
 from talkinghead.track import FaceParams
 from talkinghead.v1 import talkinghead_pb2 as pb
 
@@ -98,10 +99,13 @@ class StreamSession:
 
     def __init__(self, motion: MotionStream, fps: float, rate: int, rig: Rig | None, enc: str, quality: int,
                  realtime: bool, header: pb.Header, *, limits: Limits, run: Callable, image: Callable,
-                 livelink=None) -> None:
+                 livelink=None, pushes: Pushes | None = None) -> None:
         """`run(fn, *args)` awaits fn on the server's thread pool; `await image(rig, params,
         options)` renders, watermarks and encodes one frame (render.ImageOptions) off the event
-        loop (the server's image processes, or that pool)."""
+        loop (the server's image processes, or that pool); `pushes`: the server's, where the
+        streams' chunks that come together are pushed together (server.pushes), else each
+        chunk is pushed alone."""
+        self._pushes = pushes
         self.livelink = livelink               # a LiveLinkSender, or None
         self.motion, self.fps, self.rate, self.rig = motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
@@ -133,12 +137,12 @@ class StreamSession:
 
     @classmethod
     def open(cls, cfg: pb.StreamConfig, options: MotionOptions, rig: Rig | None, enc: str, quality: int, *,
-             limits: Limits, run: Callable, image: Callable) -> "StreamSession":
+             limits: Limits, run: Callable, image: Callable, pushes: Pushes | None = None) -> "StreamSession":
         """The session a StreamConfig asks for (options and encoding from `stream_options`)."""
         header = convert.header(options.fps, rig.size if rig else None, cfg.output.encoding, LOOKAHEAD_S)
         livelink = livelink_sender(cfg, options.fps, limits) if cfg.livelink_target else None
         return cls(MotionStream(options), options.fps, cfg.sample_rate, rig, enc, quality, cfg.realtime, header,
-                   limits=limits, run=run, image=image, livelink=livelink)
+                   limits=limits, run=run, image=image, livelink=livelink, pushes=pushes)
 
     # Motion calls run on the pool, one at a time per stream, or inline when small (_motion).
     def _call(self, fn, *args):
@@ -207,7 +211,12 @@ class StreamSession:
         self.coalesced += len(self.held) - 1
         self.held = []
         inline = len(samples) <= INLINE_AUDIO_S * SAMPLE_RATE
-        self._queue_frames(await self._motion(inline, self.motion.push, samples), False)
+        frames = None
+        if inline and self._pushes is not None:    # with other streams' chunks of the moment
+            frames = await self._pushes.push(self.lock, self.motion, samples)
+        if frames is None:
+            frames = await self._motion(inline, self.motion.push, samples)
+        self._queue_frames(frames, False)
         self._notices()
 
     async def _read(self, requests, cancel: threading.Event) -> None:
