@@ -42,6 +42,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from talkinghead.audio.mel import N_MELS, LOG_FLOOR
+from talkinghead.audio.phone_model import SpectralNorm
 from talkinghead.audio.phoneset import CLASSES, IGNORE
 
 LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms)
@@ -51,6 +52,8 @@ DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
 CROP = 300                   # frames per training example (3 s)
 SILENCE_FEATURE = float(np.log10(LOG_FLOOR))
 TILT = 0.6                   # spectral tilt augmentation: at most this many log10 units at the band edges
+NORM_PRIOR = 30.0            # --norm: frames the training mean counts as heard before an utterance's first
+NORM_GATE = 2.5              # --norm: frames within this many log10 units (25 dB) of the loudest are speech
 ROOT = Path(__file__).resolve().parents[2]
 REGISTERED = ROOT / "models" / "phones" / "phones.onnx"
 REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
@@ -130,10 +133,16 @@ class FeatureAugment:
 
     def __call__(self, x: np.ndarray, n: int, mean: np.ndarray, rng: np.random.Generator) -> None:
         """x (N_MELS, frames), the first n frames speech: changed in place."""
+        self.tilt_(x, n, rng)
+        self.mask_(x, n, mean, rng)
+
+    def tilt_(self, x: np.ndarray, n: int, rng: np.random.Generator) -> None:
         if self.tilt:
             u = np.linspace(-1.0, 1.0, N_MELS, dtype=np.float32)
             a, b = rng.uniform(-self.tilt, self.tilt, 2)
             x[:, :n] += (a * u + b * (u * u - 1 / 3) * 1.5)[:, None]
+
+    def mask_(self, x: np.ndarray, n: int, mean: np.ndarray, rng: np.random.Generator) -> None:
         for _ in range(self.freq_masks):
             w = int(rng.integers(self.freq_width + 1))
             f0 = int(rng.integers(N_MELS - w + 1))
@@ -145,19 +154,50 @@ class FeatureAugment:
 
 
 def batches(utts, rng: np.random.Generator, batch: int, augment: FeatureAugment | None = None,
-            mean: np.ndarray | None = None):
+            mean: np.ndarray | None = None, norm: SpectralNorm | None = None):
+    """Random crops of CROP frames (+ the lookahead's) and their labels. With `norm`, a crop's
+    frames are equalised as a stream would have them: from the utterance's start (its tilt
+    augmentation before, as a microphone's colouring; the masks after)."""
     while True:
         xs = np.full((batch, N_MELS, CROP + LOOKAHEAD_FRAMES), SILENCE_FEATURE, np.float32)
         ys = np.full((batch, CROP), IGNORE, np.int64)
         for i, k in enumerate(rng.integers(len(utts), size=batch)):
             f, l = utts[k]
             a = int(rng.integers(max(1, len(l) - CROP // 2))) if len(l) > CROP else 0
-            f, l = f[a: a + CROP], l[a: a + CROP]
-            xs[i, :, : len(l)] = f.T
+            if norm is not None:
+                whole = padded(f, a + CROP + LOOKAHEAD_FRAMES).T.copy()
+                if augment is not None:
+                    augment.tilt_(whole, len(l), rng)
+                xs[i] = norm.apply(whole.T, norm.zero_state())[0][a: a + CROP + LOOKAHEAD_FRAMES].T
+            else:
+                xs[i, :, : len(l[a: a + CROP])] = f[a: a + CROP].T
+            l = l[a: a + CROP]
             ys[i, : len(l)] = l
             if augment is not None:
-                augment(xs[i], len(l), mean, rng)
+                if norm is None:
+                    augment(xs[i], len(l), mean, rng)
+                else:
+                    augment.mask_(xs[i], len(l), mean, rng)
         yield torch.from_numpy(xs), torch.from_numpy(ys)
+
+
+def padded(f: np.ndarray, frames: int) -> np.ndarray:
+    """f (n, N_MELS) followed by digital silence up to at least `frames` frames."""
+    if len(f) >= frames:
+        return f
+    return np.concatenate([f, np.full((frames - len(f), N_MELS), SILENCE_FEATURE, np.float32)])
+
+
+def speech_mean(utts) -> np.ndarray:
+    """The training voices' mean log-mel spectrum over their speech frames (within NORM_GATE of
+    each utterance's loudest), what --norm equalises towards."""
+    total, count = np.zeros(N_MELS), 0
+    for f, _ in utts:
+        level = f.mean(1)
+        speech = f[level > level.max() - NORM_GATE].astype(np.float64)
+        total += speech.sum(0)
+        count += len(speech)
+    return total / max(count, 1)
 
 
 def load_onnx_weights(net: "PhoneNet", path: Path) -> None:
@@ -180,12 +220,14 @@ def frame_loss(net: PhoneNet, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(net: PhoneNet, utts) -> float:
+def evaluate(net: PhoneNet, utts, norm: SpectralNorm | None = None) -> float:
     net.eval()
     right = total = 0
     for f, l in utts:
-        x = np.concatenate([f.T.astype(np.float32), np.full((N_MELS, LOOKAHEAD_FRAMES), SILENCE_FEATURE, np.float32)], 1)
-        pred = net(torch.from_numpy(x)[None])[0, LOOKAHEAD_FRAMES:].argmax(-1).numpy()
+        x = padded(f, len(f) + LOOKAHEAD_FRAMES)
+        if norm is not None:
+            x = norm.apply(x, norm.zero_state())[0]
+        pred = net(torch.from_numpy(np.ascontiguousarray(x.T, np.float32))[None])[0, LOOKAHEAD_FRAMES:].argmax(-1).numpy()
         keep = l != IGNORE
         right += int((pred[keep] == l[keep]).sum())
         total += int(keep.sum())
@@ -204,15 +246,23 @@ def train(args) -> None:
     val = [utts[i] for i in order[:n_val]]
     trn = [utts[i] for i in order[n_val:]]
     ckpt_path = args.data / "ckpt.pt"
-    sample = np.concatenate([f for f, _ in trn[:: max(1, len(trn) // 200)]]).astype(np.float32)
+    ck = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    norm = None
+    if ck is not None and ck.get("norm_mean") is not None:
+        norm = SpectralNorm(ck["norm_mean"], NORM_PRIOR, NORM_GATE)
+    elif ck is None and args.norm:
+        norm = SpectralNorm(speech_mean(trn[:: max(1, len(trn) // 2000)]), NORM_PRIOR, NORM_GATE)
+    sample = [f for f, _ in trn[:: max(1, len(trn) // 200)]]
+    if norm is not None:
+        sample = [norm.apply(f, norm.zero_state())[0] for f in sample]
+    sample = np.concatenate(sample).astype(np.float32)
     net = PhoneNet(sample.mean(0), sample.std(0) + 1e-3)
-    if args.init and not ckpt_path.exists():
+    if args.init and ck is None:
         load_onnx_weights(net, args.init)
-        print(f"initialised from {args.init}: validation frame accuracy {evaluate(net, val[:200]):.3f}", flush=True)
+        print(f"initialised from {args.init}: validation frame accuracy {evaluate(net, val[:200], norm):.3f}", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     step, trained_s = 0, 0.0
-    if ckpt_path.exists():
-        ck = torch.load(ckpt_path, weights_only=False)
+    if ck is not None:
         net.load_state_dict(ck["net"])
         opt.load_state_dict(ck["opt"])
         step, trained_s = ck["step"], ck.get("trained_s", 0.0)
@@ -221,7 +271,7 @@ def train(args) -> None:
     print(f"{len(trn)} training utterances ({sum(len(l) for _, l in trn) / 360000:.2f} h of frames), "
           f"{len(val)} validation; {sum(p.numel() for p in net.parameters())} parameters", flush=True)
     augment = FeatureAugment(args.freq_masks, args.freq_width, args.time_masks, args.time_width, args.tilt)
-    data = batches(trn, rng, args.batch, augment, net.mean.view(-1).numpy())
+    data = batches(trn, rng, args.batch, augment, net.mean.view(-1).numpy(), norm)
     budget_s = 60 * args.minutes
     t0, losses = time.time(), []
     # the schedule runs on whichever ends first, the steps or the time budget (kept across resumes)
@@ -240,15 +290,16 @@ def train(args) -> None:
         step += 1
         if step % args.ckpt_every == 0 or progress() >= 1.0:
             spent = time.time() - t0
-            acc = evaluate(net, val[:60])
+            acc = evaluate(net, val[:60], norm)
             print(f"step {step} loss {np.mean(losses):.3f} val frame acc {acc:.3f} lr {lr:.2e} "
                   f"{spent / len(losses):.2f} s/step", flush=True)
             trained_s += spent
             losses, t0 = [], time.time()
             tmp = ckpt_path.with_suffix(".tmp")
-            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "trained_s": trained_s}, tmp)
+            torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "trained_s": trained_s,
+                        "norm_mean": None if norm is None else norm.mean}, tmp)
             tmp.replace(ckpt_path)
-    print(f"stopped at step {step}; final validation frame accuracy {evaluate(net, val):.3f}", flush=True)
+    print(f"stopped at step {step}; final validation frame accuracy {evaluate(net, val, norm):.3f}", flush=True)
 
 
 def export(args) -> None:
@@ -267,8 +318,11 @@ def export(args) -> None:
     import onnx
 
     graph = onnx.load(str(args.export))
-    for key, value in (("classes", ",".join(CLASSES)), ("lookahead_frames", str(LOOKAHEAD_FRAMES)),
-                       ("n_mels", str(N_MELS)), ("training_steps", str(ck["step"]))):
+    meta = {"classes": ",".join(CLASSES), "lookahead_frames": str(LOOKAHEAD_FRAMES), "n_mels": str(N_MELS),
+            "training_steps": str(ck["step"])}
+    if ck.get("norm_mean") is not None:      # the runtime equalises the frames as training did
+        meta.update(SpectralNorm(ck["norm_mean"], NORM_PRIOR, NORM_GATE).metadata())
+    for key, value in meta.items():
         graph.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     onnx.save(graph, str(args.export))
     batch_dim(args.export)
@@ -312,6 +366,8 @@ def main() -> None:
     ap.add_argument("--time-masks", type=int, default=2)
     ap.add_argument("--time-width", type=int, default=10, help="frames, at most, per time mask")
     ap.add_argument("--tilt", type=float, default=TILT, help="spectral tilt, log10 units at the band edges")
+    ap.add_argument("--norm", action="store_true",
+                    help="train on frames equalised per utterance (audio.phone_model.SpectralNorm), causally")
     ap.add_argument("--export", type=Path, help="export the checkpoint to this ONNX file instead of training")
     ap.add_argument("--batch-dim", type=Path, metavar="FILE",
                     help="make an exported model's batch dimension symbolic, in place (nothing else changes)")

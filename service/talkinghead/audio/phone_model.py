@@ -34,6 +34,55 @@ for _i, _c in enumerate(CLASSES):
     CLASS_TO_VISEME[_i, VISEME_INDEX[CLASS_VISEME[_c]]] = 1.0
 
 
+class SpectralNorm:
+    """A causal per-utterance equalisation of the log-mel frames, for a model trained with it.
+
+    Each frame loses the smooth (cubic over the mel bands) part of how the utterance's running
+    mean speech spectrum differs from the training voices' (`mean`): a microphone's, room's or
+    voice's colouring, and the level. The running mean is over the frames so far within `gate`
+    log10 units of the loudest (speech, not pauses), starting from the training mean as if it had
+    been heard for `prior` frames. Causal and cumulative, so a stream's frames equal the whole
+    file's; the state is three numbers' worth: the loudest frame, the sum and count of the gated."""
+
+    def __init__(self, mean: np.ndarray, prior: float, gate: float) -> None:
+        self.mean = np.asarray(mean, np.float64)
+        self.prior, self.gate = float(prior), float(gate)
+        u = np.linspace(-1.0, 1.0, N_MELS)
+        basis = np.vander(u, 4, increasing=True)            # 1, u, u^2, u^3
+        self.smooth = basis @ np.linalg.pinv(basis)          # (N_MELS, N_MELS): projection onto cubics
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, str]) -> SpectralNorm | None:
+        if "norm_mean" not in meta:
+            return None
+        return cls(np.array(meta["norm_mean"].split(","), np.float64), float(meta["norm_prior"]),
+                   float(meta["norm_gate"]))
+
+    def metadata(self) -> dict[str, str]:
+        return {"norm_mean": ",".join(f"{v:.5f}" for v in self.mean), "norm_prior": f"{self.prior:g}",
+                "norm_gate": f"{self.gate:g}"}
+
+    @staticmethod
+    def zero_state() -> tuple[float, np.ndarray, float]:
+        return -np.inf, np.zeros(N_MELS), 0.0
+
+    def apply(self, mel: np.ndarray, state: tuple[float, np.ndarray, float]
+              ) -> tuple[np.ndarray, tuple[float, np.ndarray, float]]:
+        """mel (m, N_MELS) -> the equalised frames and the new state."""
+        if not len(mel):
+            return mel, state
+        peak0, sum0, count0 = state
+        x = mel.astype(np.float64)
+        level = x.mean(1)
+        peak = np.maximum.accumulate(np.concatenate([[peak0], level]))[1:]
+        gated = (level > peak - self.gate) & (level > SILENCE_FEATURE + 0.5)
+        sums = sum0 + np.cumsum(x * gated[:, None], axis=0)
+        counts = count0 + np.cumsum(gated)
+        running = (self.prior * self.mean + sums) / (self.prior + counts)[:, None]
+        out = x - (running - self.mean) @ self.smooth.T
+        return out.astype(np.float32), (float(peak[-1]), sums[-1], float(counts[-1]))
+
+
 class PhoneModel:
     """The ONNX phone model, loaded once (`shared()`); thread-safe (onnxruntime sessions are)."""
 
@@ -48,6 +97,7 @@ class PhoneModel:
             raise ModelError(f"{file} was trained for other phone classes than this talkinghead version's; "
                              "restore models/phones/phones.onnx from the same release.")
         self.lookahead_frames = int(meta["lookahead_frames"])
+        self.norm = SpectralNorm.from_metadata(meta)      # a model trained on equalised frames
         # each cache's shape for one stream (the first dimension is the batch: symbolic since stop 26)
         self.caches = [(i.name, (1, *i.shape[1:])) for i in self.session.get_inputs()[1:]]
 
@@ -64,15 +114,31 @@ class PhoneModel:
         """Audio needed past a frame's end before its posterior is final, seconds."""
         return (self.lookahead_frames * HOP_SAMPLES + LOOKAHEAD_SAMPLES) / SAMPLE_RATE
 
-    def zero_state(self) -> dict[str, np.ndarray]:
-        return {name: np.zeros(shape, np.float32) for name, shape in self.caches}
+    def zero_state(self) -> dict:
+        state = {name: np.zeros(shape, np.float32) for name, shape in self.caches}
+        if self.norm is not None:
+            state["norm"] = self.norm.zero_state()
+        return state
 
-    def run(self, mel: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    def run(self, mel: np.ndarray, state: dict) -> tuple[np.ndarray, dict]:
         """Raw model step: mel shape = (m, N_MELS) -> outputs (m, classes) and the new state."""
         if not len(mel):
             return np.zeros((0, len(CLASSES)), np.float32), state
-        out = self.session.run(None, {"mel": np.ascontiguousarray(mel.T[None], np.float32), **state})
-        return out[0][0], {name: arr for (name, _), arr in zip(self.caches, out[1:])}
+        mel, norm = self._equalised(mel, state)
+        out = self.session.run(None, {"mel": np.ascontiguousarray(mel.T[None], np.float32),
+                                      **{name: state[name] for name, _ in self.caches}})
+        return out[0][0], self._state(out[1:], 0, norm)
+
+    def _equalised(self, mel: np.ndarray, state: dict):
+        if self.norm is None:
+            return mel, None
+        return self.norm.apply(mel, state["norm"])
+
+    def _state(self, caches: list[np.ndarray], b: int, norm) -> dict:
+        state = {name: arr[b:b + 1] for (name, _), arr in zip(self.caches, caches)}
+        if norm is not None:
+            state["norm"] = norm
+        return state
 
     def run_many(self, mels: list[np.ndarray], states: list[dict[str, np.ndarray]]
                  ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
@@ -90,12 +156,13 @@ class PhoneModel:
                 for i in members:
                     out[i] = self.run(mels[i], states[i])
                 continue
-            feed = {"mel": np.ascontiguousarray(np.stack([mels[i].T for i in members]), np.float32)}
+            equalised = [self._equalised(mels[i], states[i]) for i in members]
+            feed = {"mel": np.ascontiguousarray(np.stack([mel.T for mel, _ in equalised]), np.float32)}
             for name, _ in self.caches:
                 feed[name] = np.concatenate([states[i][name] for i in members])
             result = self.session.run(None, feed)
             for b, i in enumerate(members):
-                out[i] = result[0][b], {name: arr[b:b + 1] for (name, _), arr in zip(self.caches, result[1:])}
+                out[i] = result[0][b], self._state(result[1:], b, equalised[b][1])
         return out
 
     def posteriors(self, samples: np.ndarray) -> np.ndarray:
