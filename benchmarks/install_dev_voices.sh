@@ -8,7 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
-if ! apt-cache show mbrola >/dev/null 2>&1; then
+# (apt-cache show succeeds for a package other packages merely name: ask for an installable version)
+if [ -z "$(apt-cache madison mbrola 2>/dev/null)" ]; then
   codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
   printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: %s\nComponents: contrib non-free\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
     "$codename" | $sudo tee /etc/apt/sources.list.d/talkinghead-dev-voices.sources >/dev/null
