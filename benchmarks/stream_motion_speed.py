@@ -8,6 +8,11 @@ engine would send it; the offline acoustic stage on the same audio is the refere
 
 --parts: where a 100 ms push's time goes instead, wall ms per push of each stage (the stages are
 timed by wrapping them; nested ones are indented and included in the one above).
+
+--together N [N ...]: N streams taking turns, each pushing its next 100 ms chunk, as a server's
+streams do: CPU ms per push when each pushes alone and when the N chunks of a turn are pushed
+together (motion.stream.push_together: one phone-model call; what server/pushes.py does with the
+chunks of an event-loop turn).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.motion import motion_from_audio
 from talkinghead.motion.options import MotionOptions
-from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream
+from talkinghead.motion.stream import LOOKAHEAD_S, MotionStream, push_together
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -98,6 +103,23 @@ def parts(samples: np.ndarray) -> list[tuple[str, float]]:
     return [(label, 1000 * spent[label] / pushes) for label, _, _ in PARTS]
 
 
+def together_cost(samples: np.ndarray, n: int, together: bool) -> float:
+    """CPU ms per 100 ms push of n streams taking turns (each its own offset into the speech)."""
+    step = SAMPLE_RATE // 10
+    streams = [MotionStream(MotionOptions(seed=k)) for k in range(n)]
+    offsets = [k * len(samples) // n for k in range(n)]
+    turns = len(samples) // step
+    c0 = time.process_time()
+    for t in range(turns):
+        chunks = [samples[(o + t * step) % (len(samples) - step):][:step] for o in offsets]
+        if together:
+            push_together(streams, chunks)
+        else:
+            for stream, chunk in zip(streams, chunks):
+                stream.push(chunk)
+    return 1000 * (time.process_time() - c0) / (turns * n)
+
+
 def idle_rate(frames_per_call: int, total: int = 9000) -> float:
     stream = MotionStream()
     c0 = time.process_time()
@@ -110,9 +132,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--parts", action="store_true", help="where a 100 ms push's time goes")
+    ap.add_argument("--together", type=int, nargs="+", metavar="N", help="N streams' pushes alone and together")
     args = ap.parse_args()
     samples = speech(args.seconds)
     MotionStream().push(samples[:SAMPLE_RATE])   # imports and first-call set-up out of the timings
+    if args.together:
+        print(f"{len(samples) / SAMPLE_RATE:.0f} s of speech per stream, 100 ms pushes, the streams taking turns")
+        print(f"{'streams':>8} {'alone: CPU ms / push':>21} {'together':>9}")
+        for n in args.together:
+            print(f"{n:>8} {together_cost(samples, n, False):>21.3f} {together_cost(samples, n, True):>9.3f}")
+        return
     if args.parts:
         print(f"{len(samples) / SAMPLE_RATE:.0f} s of speech with pauses in 100 ms pushes: wall ms per push")
         for label, ms in parts(samples):

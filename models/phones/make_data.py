@@ -505,6 +505,9 @@ def make_training(out: Path, utts: int, copies: int, seed: int, part: tuple[int,
             else:
                 kokoro = kokoro or Kokoro()
                 said = [u for u in (kokoro.utterance(t, name, trng) for t in texts) if u is not None]
+            if not said:      # a voice not installed, or whose front end read none of the texts
+                print(f"{kind}:{name}: no utterance said, no shard written", file=sys.stderr, flush=True)
+                break
             babble = np.concatenate([u.audio for u in said[:6]]) if len(said) > 6 else None
             items = []
             for u in said:

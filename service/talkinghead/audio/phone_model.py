@@ -146,7 +146,7 @@ class PhoneModel:
         that mixes its batch), from one onnxruntime call per distinct number of frames. One call
         reads the model's weights once for all: in a server, where other streams' work has
         pushed them out of the cache between two calls, a batch of 8 costs about half as much
-        per stream as 8 calls (benchmarks/stream_motion_speed.py --batch)."""
+        per stream as 8 calls (benchmarks/stream_motion_speed.py --together)."""
         out: list = [None] * len(mels)
         groups: dict[int, list[int]] = {}
         for i, mel in enumerate(mels):
