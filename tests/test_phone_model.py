@@ -17,7 +17,7 @@ from talkinghead import models
 from talkinghead.audio import phoneset
 from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.audio.mel import MelStream, log_mel
-from talkinghead.audio.phone_model import PhoneModel, push_many, viseme_posteriors
+from talkinghead.audio.phone_model import PhoneModel, SpectralNorm, push_many, viseme_posteriors
 from talkinghead.arkit import VISEME_INDEX
 from talkinghead.errors import ModelError
 
@@ -90,6 +90,43 @@ def test_streams_pushed_together_get_each_the_rows_of_pushing_alone(model, heldo
         assert np.array_equal(np.concatenate(a), np.concatenate(b))
     assert sum(len(r) for r in got[0]) > 300
     assert model.session.get_inputs()[0].shape[0] == "batch"
+
+
+def test_equalised_frames_lose_a_microphones_colouring_and_stream_as_the_whole_file(heldout_take):
+    """SpectralNorm (a model trained with train.py --norm carries it in its metadata): the frames
+    of a take coloured by a smooth (cubic) filter and a gain come out as the uncoloured take's once
+    the running mean has heard some speech; chunk by chunk they equal the whole take's; and a
+    model that equalises streams, batched or not, the rows of the whole file."""
+    x, _ = heldout_take
+    mel = log_mel(x)
+    u = np.linspace(-1, 1, mel.shape[1])
+    colour = (0.4 * u - 0.3 * u ** 2 + 0.2 * u ** 3 - 0.5).astype(np.float32)   # up to ~14 dB, and -5 dB
+    norm = SpectralNorm(np.median(mel, axis=0), prior=30, gate=2.5)
+    plain, _ = norm.apply(mel, norm.zero_state())
+    coloured, _ = norm.apply(mel + colour, norm.zero_state())
+    left = np.abs(coloured - plain).max(1)            # what is left of the colouring, frame by frame
+    half = len(mel) // 2
+    assert left[half:].max() < 0.25 * np.abs(colour).max()   # a running mean: ~1/(frames heard) left
+    assert left[-1] < 0.7 * left[half] and left[0] > 0.9 * np.abs(colour).max()   # shrinking, causal
+    state, parts = norm.zero_state(), []
+    for a in range(0, len(mel), 7):
+        part, state = norm.apply(mel[a: a + 7], state)
+        parts.append(part)
+    np.testing.assert_allclose(np.concatenate(parts), plain, atol=1e-5)
+
+    equalising = PhoneModel()
+    equalising.norm = norm
+    whole = equalising.posteriors(x)
+    assert np.abs(whole - PhoneModel.shared().posteriors(x)).max() > 0.01   # the frames did change
+    alone, together = equalising.stream(), [equalising.stream() for _ in range(2)]
+    rows_alone, rows_together = [], []
+    for a in range(0, len(x), 1600):
+        rows_alone.append(alone.push(x[a: a + 1600]))
+        rows_together.append(push_many(together, [x[a: a + 1600]] * 2))
+    rows_alone.append(alone.finish())
+    np.testing.assert_allclose(np.concatenate(rows_alone), whole, atol=1e-4)
+    for k in range(2):
+        assert np.array_equal(np.concatenate([r[k] for r in rows_together]), np.concatenate(rows_alone[:-1]))
 
 
 def test_a_row_is_final_once_the_audio_runs_lookahead_past_the_frame(model, heldout_take):
