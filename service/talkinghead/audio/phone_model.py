@@ -10,6 +10,12 @@ The model is causal with a fixed right context of `lookahead_frames` frames: its
 frame j + lookahead_frames is frame j's posterior. After the end of the audio, frames of digital
 silence push the last rows out (offline and streaming alike), so a stream cut anywhere gives
 the whole file's rows.
+
+Several streams' chunks can be run as one call (`push_many`, `PhoneModel.run_many`: the model's
+batch dimension is symbolic), each stream getting its own call's rows. A model trained on
+equalised frames (`SpectralNorm`, models/phones/train.py --norm) says so in its metadata, and
+its frames are equalised here the same way, causally, the equalisation's state carried with the
+convolution caches.
 """
 
 from __future__ import annotations
@@ -140,8 +146,7 @@ class PhoneModel:
             state["norm"] = norm
         return state
 
-    def run_many(self, mels: list[np.ndarray], states: list[dict[str, np.ndarray]]
-                 ) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    def run_many(self, mels: list[np.ndarray], states: list[dict]) -> list[tuple[np.ndarray, dict]]:
         """run() for several streams at once: the same results, row for row (the graph has no op
         that mixes its batch), from one onnxruntime call per distinct number of frames. One call
         reads the model's weights once for all: in a server, where other streams' work has
@@ -198,7 +203,7 @@ class PhoneStream:
     def _rows(self, mel: np.ndarray) -> np.ndarray:
         return self._take(*self.model.run(mel, self._state))
 
-    def _take(self, out: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+    def _take(self, out: np.ndarray, state: dict) -> np.ndarray:
         self._state = state
         if self._skip:
             drop = min(self._skip, len(out))
