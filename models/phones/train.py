@@ -23,6 +23,12 @@ of up to --time-width frames, set to the band's mean, i.e. 0 after normalisation
 so the net learns to fill gaps from context) and a random spectral tilt (a linear plus quadratic
 curve over the mel bands, each part up to +-TILT log10 units = +-6 dB at the band edges:
 microphones and rooms colour speech differently).
+
+--norm trains on frames equalised per utterance, causally (audio.phone_model.SpectralNorm: the
+running mean speech spectrum's smooth difference from the training voices' removed), the tilt
+applied before the equalisation and the masks after; the export writes its parameters into the
+model's metadata, and the runtime then equalises the same way. Tried in run E (models/phones/
+CARD.md): better on DEV, worse on the held-out voices, not kept.
 """
 
 from __future__ import annotations
