@@ -170,20 +170,19 @@ def batches(utts, rng: np.random.Generator, batch: int, augment: FeatureAugment 
         for i, k in enumerate(rng.integers(len(utts), size=batch)):
             f, l = utts[k]
             a = int(rng.integers(max(1, len(l) - CROP // 2))) if len(l) > CROP else 0
-            if norm is not None:
-                whole = padded(f, a + CROP + LOOKAHEAD_FRAMES).T.copy()
+            n = len(l[a: a + CROP])
+            ys[i, :n] = l[a: a + n]
+            if norm is None:
+                xs[i, :, :n] = f[a: a + n].T
                 if augment is not None:
-                    augment.tilt_(whole, len(l), rng)
-                xs[i] = norm.apply(whole.T, norm.zero_state())[0][a: a + CROP + LOOKAHEAD_FRAMES].T
-            else:
-                xs[i, :, : len(l[a: a + CROP])] = f[a: a + CROP].T
-            l = l[a: a + CROP]
-            ys[i, : len(l)] = l
+                    augment(xs[i], n, mean, rng)
+                continue
+            whole = padded(f, a + CROP + LOOKAHEAD_FRAMES).T.copy()   # (N_MELS, frames)
             if augment is not None:
-                if norm is None:
-                    augment(xs[i], len(l), mean, rng)
-                else:
-                    augment.mask_(xs[i], len(l), mean, rng)
+                augment.tilt_(whole, len(l), rng)
+            xs[i] = norm.apply(whole.T, norm.zero_state())[0][a: a + CROP + LOOKAHEAD_FRAMES].T
+            if augment is not None:
+                augment.mask_(xs[i], n, mean, rng)
         yield torch.from_numpy(xs), torch.from_numpy(ys)
 
 

@@ -162,7 +162,7 @@ class MotionStream:
     def advance(self) -> list[FaceParams]:
         """push()'s second half: the frames the audio fed so far makes final."""
         utt = self._utterance
-        if not isinstance(utt, _Utterance):
+        if utt is None:
             return []
         lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
         final = math.floor((utt.acoustics.n_samples - lookahead) * self.options.fps / SAMPLE_RATE + 1e-9) + 1
@@ -295,8 +295,7 @@ def hear_together(streams: list[MotionStream]) -> None:
     call for them all (phone_model.push_many): what their advance() would have run one by one,
     the same rows. A server pushing the chunks of many streams that arrive together reads the
     model's weights once for all of them instead of once a stream."""
-    heard = [s._utterance.acoustics for s in streams
-             if isinstance(s._utterance, _Utterance) and s._utterance.acoustics.unheard]
+    heard = [s._utterance.acoustics for s in streams if s._utterance is not None and s._utterance.acoustics.unheard]
     if len(heard) > 1:
         rows = push_many([a.phones for a in heard], [a.take_unheard() for a in heard])
         for acoustics, new in zip(heard, rows):

@@ -28,7 +28,7 @@ class Pushes:
 
     def __init__(self) -> None:
         self._waiting: list[tuple[threading.Lock, MotionStream, np.ndarray, asyncio.Future]] = []
-        self.batches = self.pushed = 0        # turns that pushed, chunks pushed (for the tests, benchmarks)
+        self.batches = self.pushed = 0        # turns that pushed, chunks pushed (what the tests check)
 
     async def push(self, lock: threading.Lock, motion: MotionStream, samples: np.ndarray) -> list[FaceParams] | None:
         if not lock.acquire(blocking=False):

@@ -103,9 +103,9 @@ class StreamSession:
         """`run(fn, *args)` awaits fn on the server's thread pool; `await image(rig, params,
         options)` renders, watermarks and encodes one frame (render.ImageOptions) off the event
         loop (the server's image processes, or that pool); `pushes`: the server's, where the
-        streams' chunks that come together are pushed together (server.pushes), else each
-        chunk is pushed alone."""
-        self._pushes = pushes
+        streams' chunks that come together are pushed together (server.pushes); without it the
+        session's chunks are pushed on their own."""
+        self._pushes = pushes or Pushes()
         self.livelink = livelink               # a LiveLinkSender, or None
         self.motion, self.fps, self.rate, self.rig = motion, fps, rate, rig
         self.enc, self.quality, self.realtime, self.header = enc, quality, realtime, header
@@ -211,9 +211,8 @@ class StreamSession:
         self.coalesced += len(self.held) - 1
         self.held = []
         inline = len(samples) <= INLINE_AUDIO_S * SAMPLE_RATE
-        frames = None
-        if inline and self._pushes is not None:    # with other streams' chunks of the moment
-            frames = await self._pushes.push(self.lock, self.motion, samples)
+        # inline: with other streams' chunks of the moment (None: a pool call holds the motion)
+        frames = await self._pushes.push(self.lock, self.motion, samples) if inline else None
         if frames is None:
             frames = await self._motion(inline, self.motion.push, samples)
         self._queue_frames(frames, False)
