@@ -32,9 +32,9 @@ from talkinghead.audio.decode import SAMPLE_RATE, load_audio
 from talkinghead.client import TalkingHeadClient
 
 
-def start(port: int, pythonpath: str | None) -> subprocess.Popen:
+def start(port: int, pythonpath: str | None, cache: str) -> subprocess.Popen:
     # a model cache of its own: the two checkouts may register different model files (SHA-256s)
-    env = dict(os.environ, TALKINGHEAD_CACHE=tempfile.mkdtemp(prefix="ab-models-"))
+    env = dict(os.environ, TALKINGHEAD_CACHE=cache)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen(serve_command("0", port, 0), env=env, stderr=subprocess.DEVNULL)
@@ -66,7 +66,9 @@ def main() -> None:
     os.sched_setaffinity(0, {os.cpu_count() - 1})
     speech = load_audio(EXAMPLES / "hello.flac")[: int(5 * SAMPLE_RATE)]
     port = 51000 + os.getpid() % 500
-    servers = {"A": (start(port, str(base)), f"127.0.0.1:{port}"), "B": (start(port + 1, None), f"127.0.0.1:{port + 1}")}
+    caches = {k: tempfile.TemporaryDirectory(prefix=f"ab-models-{k}-") for k in "AB"}
+    servers = {"A": (start(port, str(base), caches["A"].name), f"127.0.0.1:{port}"),
+               "B": (start(port + 1, None, caches["B"].name), f"127.0.0.1:{port + 1}")}
     print(f"A: {base}; B: this tree; {args.streams} streams of {CHUNK_S * 1000:.0f} ms chunks in real time, "
           f"both servers on core 0, clients on core {os.cpu_count() - 1}")
     cost: dict[str, list[float]] = {"A": [], "B": []}
@@ -91,6 +93,8 @@ def main() -> None:
         for server, _ in servers.values():
             server.terminate()
             server.wait(10)
+        for cache in caches.values():
+            cache.cleanup()
 
 
 if __name__ == "__main__":
