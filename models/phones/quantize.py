@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,9 @@ from pathlib import Path
 import numpy as np
 
 CHUNK_FRAMES = 10
+ROOT = Path(__file__).resolve().parents[2]
+REGISTERED = ROOT / "models" / "phones" / "phones.int8.onnx"
+REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
 
 
 def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -53,7 +57,8 @@ def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> 
     return feeds
 
 
-def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]], exclude: tuple[str, ...] = (),
+             method: str = "minmax") -> None:
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -70,7 +75,9 @@ def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]]) -> None
         quant_pre_process(str(model), str(prepared))
         quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
+                        calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                          "percentile": CalibrationMethod.Percentile}[method],
+                        nodes_to_exclude=list(exclude))
 
 
 def main() -> None:
@@ -80,14 +87,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("phones.int8.onnx"))
     ap.add_argument("--utts", type=int, default=3, help="utterances per shard")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
+                    help="nodes left in float (ONNX node names, e.g. /inp/Conv)")
+    ap.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
     args = ap.parse_args()
     shards = sorted(p for folder in args.data for p in folder.glob("train_*.npz"))
     if not shards:
         sys.exit(f"no train_*.npz shards in {', '.join(map(str, args.data))}: make them with make_data.py")
     feeds = calibration_feeds(args.model, shards, args.utts, args.seed)
     print(f"calibrating on {len(feeds)} chunks of {CHUNK_FRAMES} frames from {len(shards)} shards", flush=True)
-    quantize(args.model, args.out, feeds)
-    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, SHA-256 {hashlib.sha256(args.out.read_bytes()).hexdigest()})")
+    quantize(args.model, args.out, feeds, tuple(args.exclude), args.calibration)
+    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    print(f"wrote {args.out} ({args.out.stat().st_size} bytes, SHA-256 {digest})")
+    if args.out.resolve() == REGISTERED.resolve():   # keep the model registry's SHA-256 in step
+        text = REGISTRY.read_text()
+        REGISTRY.write_text(re.sub(r'PHONES_INT8_SHA256 = "[0-9a-f]{64}"', f'PHONES_INT8_SHA256 = "{digest}"', text))
+        print(f"{REGISTRY.relative_to(ROOT)}: PHONES_INT8_SHA256 updated")
 
 
 if __name__ == "__main__":
