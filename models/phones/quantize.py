@@ -78,6 +78,43 @@ def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]], exclude
                         calibrate_method={"minmax": CalibrationMethod.MinMax,
                                           "percentile": CalibrationMethod.Percentile}[method],
                         nodes_to_exclude=list(exclude))
+    share_cache_scales(out)
+
+
+def share_cache_scales(path: Path) -> None:
+    """Give each convolution cache the quantisation of the activation it is cut from.
+
+    A causal convolution's input is Concat(cache, new frames), and the cache it hands on is the
+    last frames of that Concat. Calibrated on their own, the cache input, the Concat and the cache
+    output get three scales, and a frame carried to the next chunk is rounded three times where
+    a whole file rounds it once: a stream's rows would drift from the file's. With the Concat's
+    scale on all three, a carried frame re-quantises to the very integer it had (the rows are
+    the file's, tests/test_phone_model.py)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: dict[str, list] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+
+    def only(nodes, op: str, what: str):
+        found = [n for n in nodes if n.op_type == op]
+        if len(found) != 1:
+            raise SystemExit(f"{path}: {what} is not one {op}: the quantiser's graph is not the one this script knows")
+        return found[0]
+
+    for cache in (i.name for i in model.graph.input if i.name.startswith("cache")):
+        q_in = only(consumers[cache], "QuantizeLinear", f"{cache}'s consumer")
+        dq_in = only(consumers[q_in.output[0]], "DequantizeLinear", f"{cache}'s dequantiser")
+        concat = only(consumers[dq_in.output[0]], "Concat", f"{cache}'s use")
+        scale, zero = only(consumers[concat.output[0]], "QuantizeLinear", f"{concat.name}'s output").input[1:3]
+        dq_out = only([producer[f"new_{cache}"]], "DequantizeLinear", f"new_{cache}'s producer")
+        q_out = only([producer[dq_out.input[0]]], "QuantizeLinear", f"new_{cache}'s quantiser")
+        for node in (q_in, dq_in, q_out, dq_out):
+            node.input[1], node.input[2] = scale, zero
+    onnx.save(model, str(path))
 
 
 def main() -> None:
@@ -89,7 +126,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
                     help="nodes left in float (ONNX node names, e.g. /inp/Conv)")
-    ap.add_argument("--calibration", choices=("minmax", "percentile"), default="minmax")
+    ap.add_argument("--calibration", choices=("minmax", "percentile"), default="percentile",
+                    help="how each activation's range is set: its min/max over the calibration chunks, or "
+                         "onnxruntime's 99.999th percentile of its magnitudes (the registered model's)")
     args = ap.parse_args()
     shards = sorted(p for folder in args.data for p in folder.glob("train_*.npz"))
     if not shards:
