@@ -3,13 +3,16 @@
     python models/phones/quantize.py --model models/phones/phones.onnx --data data/base data/kokoro \
         --out models/phones/phones.int8.onnx
 
-The weights become int8, one scale per output channel; the activations (and the caches a stream
-carries between chunks) uint8, one scale per tensor, their ranges calibrated (min/max) on frames
-of the model's own TRAINING shards (make_data.py's), never on the DEV or held-out voices: from
-each shard --utts utterances drawn with --seed, pushed through the fp32 model in 100 ms chunks
-(10 frames, a stream's usual push) from the zero state, as a stream runs it. The graph is the
-QDQ form (QuantizeLinear / DequantizeLinear around each op), which onnxruntime's CPU provider
-fuses into its int8 kernels (QLinearConv).
+The weights become int8, one scale per output channel; the activations uint8, one scale per
+tensor, their ranges calibrated (--calibration: by default the 99.999th percentile of each one's
+magnitudes) on frames of the model's own TRAINING shards (make_data.py's), never on the DEV or
+held-out voices: from each shard --utts utterances drawn with --seed, pushed through the fp32
+model in 100 ms chunks (10 frames, a stream's usual push) from the zero state, as a stream runs
+it. Each convolution cache a stream carries between chunks takes the scale of the activation it
+is cut from (`share_cache_scales`: a stream's rows stay the whole file's, to the bit), and the
+Softmax stays in float (--exclude). The graph is the QDQ form (QuantizeLinear / DequantizeLinear
+around each op), which onnxruntime's CPU provider fuses into its int8 kernels (QLinearConv).
+Deterministic: the same shards give the same bytes.
 
 Why: a stream pushes 10 frames at a time, and the fp32 model's 2.2 MB of weights are read for
 every call; int8 weights are a quarter of that and run on the CPU's 8-bit dot products. The
@@ -124,8 +127,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("phones.int8.onnx"))
     ap.add_argument("--utts", type=int, default=3, help="utterances per shard")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--exclude", nargs="*", default=[], metavar="NODE",
-                    help="nodes left in float (ONNX node names, e.g. /inp/Conv)")
+    ap.add_argument("--exclude", nargs="*", default=["/Softmax"], metavar="NODE",
+                    help="nodes left in float (ONNX node names; default: the Softmax, so the posteriors "
+                         "are not rounded to steps of 1/255)")
     ap.add_argument("--calibration", choices=("minmax", "percentile"), default="percentile",
                     help="how each activation's range is set: its min/max over the calibration chunks, or "
                          "onnxruntime's 99.999th percentile of its magnitudes (the registered model's)")
