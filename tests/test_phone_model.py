@@ -24,6 +24,7 @@ from talkinghead.errors import ModelError
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "models" / "phones"))
 
 REPO_MODEL = Path(__file__).resolve().parents[1] / "models" / "phones" / "phones.onnx"
+REPO_FILES = {"phones": REPO_MODEL, "phones_int8": REPO_MODEL.with_name("phones.int8.onnx")}
 HELDOUT_VOICE = "cmu_us_slt_arctic_hts"   # festival's US English HTS voice: never trained on
 
 
@@ -162,40 +163,66 @@ def test_heldout_voice_closures_and_open_vowels_are_told_apart(model, heldout_ta
     assert np.mean(open_mass) >= 0.5
 
 
+# --- int8: what the CPU runs -------------------------------------------------------------------
+
+def test_the_cpu_runs_the_int8_model_and_it_reads_the_voice_as_the_trained_model_does(monkeypatch, heldout_take):
+    """On the CPU the registered int8 file runs (a quarter of the weights' bytes), and on a voice
+    neither the model nor the quantiser's calibration ever heard it gives the trained float
+    model's phone on nearly every frame and nearly its viseme posteriors; TALKINGHEAD_PHONE_MODEL
+    (a copy of the float model, or a candidate) picks the float entry."""
+    from talkinghead.audio.phone_model import registered_name
+
+    assert registered_name() == "phones_int8"
+    int8, trained = PhoneModel.shared(), PhoneModel(name="phones")
+    assert REPO_FILES["phones_int8"].stat().st_size < REPO_MODEL.stat().st_size / 3
+    x, _ = heldout_take
+    a, b = int8.posteriors(x), trained.posteriors(x)
+    agree = (a.argmax(1) == b.argmax(1)).mean()
+    gap = np.abs(viseme_posteriors(a) - viseme_posteriors(b)).sum(1).mean() / 2   # total variation per frame
+    print(f"int8 vs float: same phone on {agree:.1%} of frames, viseme posteriors {gap:.3f} apart")
+    assert agree >= 0.9 and gap <= 0.05
+    assert np.abs(a - b).max() > 0            # it is not the float model under another name
+    monkeypatch.setenv("TALKINGHEAD_PHONE_MODEL", str(REPO_MODEL))
+    assert registered_name() == "phones"
+
+
 # --- the registry: missing or corrupt model files ---------------------------------------------
 
-def test_missing_model_says_how_to_restore_it(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name", ["phones", "phones_int8"])
+def test_missing_model_says_how_to_restore_it(monkeypatch, tmp_path, name):
     monkeypatch.setenv("TALKINGHEAD_CACHE", str(tmp_path / "cache"))
-    entry = models.MODELS["phones"]
-    gone = dataclasses.replace(entry, sources=(models.RepoSource(str(tmp_path / "no" / "phones.onnx")),))
-    monkeypatch.setitem(models.MODELS, "phones", gone)
-    with pytest.raises(ModelError, match=r"git checkout -- models/phones/phones.onnx"):
-        PhoneModel()
+    entry = models.MODELS[name]
+    gone = dataclasses.replace(entry, sources=(models.RepoSource(str(tmp_path / "no" / entry.filename)),))
+    monkeypatch.setitem(models.MODELS, name, gone)
+    with pytest.raises(ModelError, match=rf"git checkout -- models/phones/{entry.filename}"):
+        PhoneModel(name=name)
 
 
-def test_corrupt_model_is_refused_with_how_to_restore_it(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name", ["phones", "phones_int8"])
+def test_corrupt_model_is_refused_with_how_to_restore_it(monkeypatch, tmp_path, name):
     monkeypatch.setenv("TALKINGHEAD_CACHE", str(tmp_path / "cache"))
-    bad = tmp_path / "phones.onnx"
-    data = bytearray(REPO_MODEL.read_bytes())
+    entry = models.MODELS[name]
+    bad = tmp_path / entry.filename
+    data = bytearray(REPO_FILES[name].read_bytes())
     data[len(data) // 2] ^= 0xFF
     bad.write_bytes(bytes(data))
-    entry = models.MODELS["phones"]
-    monkeypatch.setitem(models.MODELS, "phones", dataclasses.replace(entry, sources=(models.RepoSource(str(bad)),)))
-    with pytest.raises(ModelError, match=r"SHA-256.*retrain|git checkout"):
-        PhoneModel()
-    monkeypatch.setenv("TALKINGHEAD_PHONE_MODEL", str(bad))   # a copy the user points at: refused, kept
+    monkeypatch.setitem(models.MODELS, name, dataclasses.replace(entry, sources=(models.RepoSource(str(bad)),)))
+    with pytest.raises(ModelError, match=r"SHA-256.*(retrain|quantize)|git checkout"):
+        PhoneModel(name=name)
+    monkeypatch.setenv(entry.env_var, str(bad))   # a copy the user points at: refused, kept
     with pytest.raises(ModelError, match="fails its SHA-256 check"):
-        PhoneModel()
+        PhoneModel(name=name)
     assert bad.exists()
 
 
-def test_a_corrupt_cached_copy_is_replaced_from_the_repository(monkeypatch, tmp_path):
+@pytest.mark.parametrize("name", ["phones", "phones_int8"])
+def test_a_corrupt_cached_copy_is_replaced_from_the_repository(monkeypatch, tmp_path, name):
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("TALKINGHEAD_CACHE", str(cache))
-    (cache / "phones.onnx").write_bytes(b"not a model")
-    path = models.model_path("phones")
-    assert models.sha256_of(path) == models.MODELS["phones"].sha256
+    (cache / models.MODELS[name].filename).write_bytes(b"not a model")
+    path = models.model_path(name)
+    assert models.sha256_of(path) == models.MODELS[name].sha256
     shutil.rmtree(cache)
 
 
@@ -267,9 +294,9 @@ def test_hindi_words_are_transliterated_into_telugu_script():
 
 # --- the training script ----------------------------------------------------------------------
 
-def test_training_starts_from_the_exported_weights(model, heldout_take):
-    """train.py --init: the committed model's weights loaded into the training net give the same
-    posteriors as onnxruntime (so a warm start starts where the exported model is)."""
+def test_training_starts_from_the_exported_weights(heldout_take):
+    """train.py --init: the committed (float) model's weights loaded into the training net give
+    the same posteriors as onnxruntime (so a warm start starts where the exported model is)."""
     torch = pytest.importorskip("torch", reason="training needs the phones-train extra")
     pytest.importorskip("onnx", reason="training needs the phones-train extra")
     from train import PhoneNet, load_onnx_weights
@@ -282,6 +309,7 @@ def test_training_starts_from_the_exported_weights(model, heldout_take):
     with torch.no_grad():
         logits = net(torch.from_numpy(np.ascontiguousarray(mel.T[None], np.float32)))[0]
     ours = torch.softmax(logits, -1).numpy()
+    model = PhoneModel(name="phones")
     theirs, _ = model.run(mel, model.zero_state())
     np.testing.assert_allclose(ours, theirs, atol=1e-4)
 

@@ -133,6 +133,9 @@ class ModelFile:
 
 # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
 PHONES_SHA256 = "822a5158025ccf96980605e1933c87b1c9ab7d0311e641e1ece8fe332117f0b5"
+# models/phones/phones.int8.onnx, the same model quantised for the CPU; kept in step with the
+# file by models/phones/quantize.py
+PHONES_INT8_SHA256 = "ecf6419337b419b05f8dc272f0b029975fce924953b893b21b0095b38b5ff041"
 
 MODELS: dict[str, ModelFile] = {
     # MediaPipe FaceLandmarker bundle (face detector + 478-point mesh + 52 blendshapes), Apache-2.0.
@@ -159,6 +162,17 @@ MODELS: dict[str, ModelFile] = {
         license="Apache-2.0",
         restore=("restore models/phones/phones.onnx from the repository (git checkout -- models/phones/phones.onnx) "
                  "or retrain it (models/phones/CARD.md), or set TALKINGHEAD_PHONE_MODEL to a copy with that SHA-256"),
+    ),
+    # ... quantised to int8, what the CPU runs (audio.phone_model.registered_name)
+    "phones_int8": ModelFile(
+        filename="phones.int8.onnx",
+        sha256=PHONES_INT8_SHA256,
+        sources=(RepoSource("models/phones/phones.int8.onnx"),),
+        env_var="TALKINGHEAD_PHONE_MODEL_INT8",
+        license="Apache-2.0",
+        restore=("restore models/phones/phones.int8.onnx from the repository (git checkout -- "
+                 "models/phones/phones.int8.onnx) or remake it from phones.onnx with models/phones/quantize.py "
+                 "(models/phones/CARD.md), or set TALKINGHEAD_PHONE_MODEL_INT8 to a copy with that SHA-256"),
     ),
 }
 

@@ -89,14 +89,28 @@ class SpectralNorm:
         return out.astype(np.float32), (float(peak[-1]), sums[-1], float(counts[-1]))
 
 
+def registered_name() -> str:
+    """The registry entry this process runs: "phones_int8" (the trained model quantised to int8,
+    models/phones/CARD.md "int8": about twice as fast on a CPU, the same lips) where onnxruntime
+    runs on the CPU, "phones" (float32, as trained) on CUDA or where TALKINGHEAD_PHONE_MODEL
+    points at a file (a copy of it, or a candidate being measured)."""
+    import os
+
+    if os.environ.get(models.MODELS["phones"].env_var):
+        return "phones"
+    return "phones" if runtime.onnx_providers()[0] == "CUDAExecutionProvider" else "phones_int8"
+
+
 class PhoneModel:
     """The ONNX phone model, loaded once (`shared()`); thread-safe (onnxruntime sessions are)."""
 
     _shared: PhoneModel | None = None
     _lock = threading.Lock()
 
-    def __init__(self, path=None) -> None:
-        file = models.model_path("phones", path)
+    def __init__(self, path=None, name: str | None = None) -> None:
+        """The registered model `name` (default: `registered_name()`), or the file at `path`
+        (checked against that entry's SHA-256)."""
+        file = models.model_path(name or registered_name(), path)
         self.session = runtime.onnx_session(file)
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("classes", "").split(",") != list(CLASSES):
