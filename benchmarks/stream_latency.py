@@ -1,7 +1,7 @@
 """Stream RPC latency and capacity, measured against a real server process.
 
     python benchmarks/stream_latency.py [--streams 1 10 25 50] [--images [--quality 90]]
-        [--server-cores 1] [--image-processes -1]
+        [--server-cores 1] [--image-processes -1] [--motion-stub]
 
 The server runs as `talkinghead serve` pinned to ONE core (taskset -c 0; `--server-cores N`:
 cores 0..N-1, its image processes with it: `serve --image-processes`, default one per core it
@@ -16,6 +16,10 @@ stream reached is printed). The last line says how many 512 px JPEG streams one 
 "server CPU" is the CPU time the server (and its image processes) spent per stream-second of
 audio during each load: unlike the latencies, it hardly depends on what else the machine runs, so
 1 / (server CPU) bounds the streams one core can keep, whoever else shares the machine.
+--motion-stub runs the server with its speech motion computed from nothing
+(benchmarks/serve_motion_stub.py: the same frames at the same times, constant values): its
+"server CPU" is what gRPC, protobuf and the session cost on their own, the floor under the motion.
+
 "clients" is how busy the clients' core was (their CPU time over the load's wall time): near 100 %
 the clients themselves fall behind, and the latencies of that load are theirs as much as the server's.
 """
@@ -84,9 +88,11 @@ def one_stream(target: str, speech: np.ndarray, images: bool, avatar: str | None
     out["level"], out["images"], out["frames"] = level, with_image, len(frames)
 
 
-def serve_command(cores: str, port: int, image_processes: int) -> list[str]:
-    """`talkinghead serve` pinned to `cores` (taskset's list), with room for the benchmarks' streams."""
-    return ["taskset", "-c", cores, sys.executable, "-m", "talkinghead", "serve", "--port", str(port),
+def serve_command(cores: str, port: int, image_processes: int, motion_stub: bool = False) -> list[str]:
+    """`talkinghead serve` pinned to `cores` (taskset's list), with room for the benchmarks' streams
+    (motion_stub: through serve_motion_stub.py, the speech motion computed from nothing)."""
+    run = [str(Path(__file__).with_name("serve_motion_stub.py"))] if motion_stub else ["-m", "talkinghead"]
+    return ["taskset", "-c", cores, sys.executable, *run, "serve", "--port", str(port),
             "--workers", "2", "--max-concurrent", "200", "--max-per-client", "200",
             "--image-processes", str(image_processes)]
 
@@ -125,6 +131,9 @@ def main() -> None:
     ap.add_argument("--server-cores", type=int, default=1, help="cores the server is pinned to (0..N-1)")
     ap.add_argument("--image-processes", type=int, default=None,
                     help="serve --image-processes (default: -1, one per core, with --images; else 0, none started)")
+    ap.add_argument("--motion-stub", action="store_true",
+                    help="the server with its speech motion stubbed out (serve_motion_stub.py): its CPU is "
+                         "what gRPC, protobuf and the session cost besides the motion")
     args = ap.parse_args()
     if args.image_processes is None:
         args.image_processes = -1 if args.images else 0
@@ -133,7 +142,7 @@ def main() -> None:
     speech = load_audio(EXAMPLES / "hello.flac")[: int(args.seconds * SAMPLE_RATE)]
     port = 50000 + os.getpid() % 1000
     cores = ",".join(str(c) for c in range(args.server_cores))
-    server = subprocess.Popen(serve_command(cores, port, args.image_processes), stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(serve_command(cores, port, args.image_processes, args.motion_stub), stderr=subprocess.DEVNULL)
     target = f"127.0.0.1:{port}"
     try:
         with TalkingHeadClient(target, timeout=5) as c:
@@ -141,7 +150,8 @@ def main() -> None:
             avatar = None
             if args.images:
                 avatar = c.create_avatar(EXAMPLES / "astronaut.jpg", size=512).avatar_id
-        mode = "512 px JPEG frames" if args.images else "parameters only"
+        mode = ("512 px JPEG frames" if args.images else "parameters only") + \
+            (", speech motion STUBBED (serve_motion_stub.py)" if args.motion_stub else "")
         print(f"server: {args.server_cores} core(s) (taskset -c {cores}), --image-processes {args.image_processes}; "
               f"clients on core {last}; {mode}; {CHUNK_S * 1000:.0f} ms chunks in real time")
         print(f"{'streams':>8} {'first frame':>12} {'chunk p50':>10} {'chunk p95':>10} {'kept up':>8} {'images':>7} "

@@ -186,8 +186,8 @@ def test_eight_streams_at_once_do_not_mix(server, speech):
     def expected(seed):
         ms = MotionStream(MotionOptions(seed=seed, lipsync="acoustic"))
         out = []
-        for p in pieces:
-            out += ms.push(p)
+        for p in pieces:   # what the server hears: the chunk as PCM16
+            out += ms.push(np.frombuffer(pcm16(p), "<i2").astype(np.float32) / 32768.0)
         out += ms.flush()
         return np.array([f.blendshapes for f in out])
 
