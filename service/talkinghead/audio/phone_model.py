@@ -15,7 +15,8 @@ Several streams' chunks can be run as one call (`push_many`, `PhoneModel.run_man
 batch dimension is symbolic), each stream getting its own call's rows. A model trained on
 equalised frames (`SpectralNorm`, models/phones/train.py --norm) says so in its metadata, and
 its frames are equalised here the same way, causally, the equalisation's state carried with the
-convolution caches.
+convolution caches. The CPU runs the model quantised to int8 (`registered_name`;
+models/phones/quantize.py), CUDA the float model as trained.
 """
 
 from __future__ import annotations
@@ -110,12 +111,13 @@ class PhoneModel:
     def __init__(self, path=None, name: str | None = None) -> None:
         """The registered model `name` (default: `registered_name()`), or the file at `path`
         (checked against that entry's SHA-256)."""
-        file = models.model_path(name or registered_name(), path)
+        name = name or registered_name()
+        file = models.model_path(name, path)
         self.session = runtime.onnx_session(file)
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("classes", "").split(",") != list(CLASSES):
             raise ModelError(f"{file} was trained for other phone classes than this talkinghead version's; "
-                             "restore models/phones/phones.onnx from the same release.")
+                             f"restore models/phones/{models.MODELS[name].filename} from the same release.")
         self.lookahead_frames = int(meta["lookahead_frames"])
         self.norm = SpectralNorm.from_metadata(meta)      # a model trained on equalised frames
         # each cache's shape for one stream (the first dimension is the batch: symbolic since stop 26)
