@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 
 CHUNK_FRAMES = 10
+EXCLUDE = ("/Softmax",)      # left in float: posteriors not rounded to steps of 1/255
+CALIBRATION = "percentile"   # the registered file's (models/phones/CARD.md "int8": min/max failed DEV)
 ROOT = Path(__file__).resolve().parents[2]
 REGISTERED = ROOT / "models" / "phones" / "phones.int8.onnx"
 REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
@@ -40,12 +42,13 @@ REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
 def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> list[dict[str, np.ndarray]]:
     """Each calibration call's inputs: utterances of the shards streamed in CHUNK_FRAMES chunks."""
     import onnxruntime as ort
+    from tqdm import tqdm
 
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
     rng = np.random.default_rng(seed)
     feeds = []
-    for path in shards:
+    for path in tqdm(shards, desc="calibration chunks", unit="shard"):
         with np.load(path) as shard:
             feats, lengths = shard["feats"], shard["lengths"]
         starts = np.concatenate([[0], np.cumsum(lengths)])
@@ -60,8 +63,11 @@ def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> 
     return feeds
 
 
-def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]], exclude: tuple[str, ...] = (),
-             method: str = "minmax") -> None:
+def quantize(model: Path, out: Path, feeds: list[dict[str, np.ndarray]], exclude: tuple[str, ...] = EXCLUDE,
+             method: str = CALIBRATION) -> None:
+    """The float model at `model` quantised to `out` (QDQ), calibrated on `feeds` (the model's
+    inputs, one dict per call), the nodes named in `exclude` left in float, each cache's scale
+    shared with its Concat's."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -105,7 +111,7 @@ def share_cache_scales(path: Path) -> None:
     def only(nodes, op: str, what: str):
         found = [n for n in nodes if n.op_type == op]
         if len(found) != 1:
-            raise SystemExit(f"{path}: {what} is not one {op}: the quantiser's graph is not the one this script knows")
+            raise RuntimeError(f"{path}: {what} is not one {op}: the quantiser's graph is not the one this script knows")
         return found[0]
 
     for cache in (i.name for i in model.graph.input if i.name.startswith("cache")):
@@ -127,10 +133,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("phones.int8.onnx"))
     ap.add_argument("--utts", type=int, default=3, help="utterances per shard")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--exclude", nargs="*", default=["/Softmax"], metavar="NODE",
+    ap.add_argument("--exclude", nargs="*", default=list(EXCLUDE), metavar="NODE",
                     help="nodes left in float (ONNX node names; default: the Softmax, so the posteriors "
                          "are not rounded to steps of 1/255)")
-    ap.add_argument("--calibration", choices=("minmax", "percentile"), default="percentile",
+    ap.add_argument("--calibration", choices=("minmax", "percentile"), default=CALIBRATION,
                     help="how each activation's range is set: its min/max over the calibration chunks, or "
                          "onnxruntime's 99.999th percentile of its magnitudes (the registered model's)")
     args = ap.parse_args()
