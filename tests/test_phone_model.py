@@ -169,13 +169,13 @@ def test_the_cpu_runs_the_int8_model_and_it_reads_the_voice_as_the_trained_model
     """On the CPU the registered int8 file runs (a quarter of the weights' bytes), and on a voice
     neither the model nor the quantiser's calibration ever heard it gives the trained float
     model's phone on nearly every frame and nearly its viseme posteriors; TALKINGHEAD_PHONE_MODEL
-    (a copy of the float model, or a candidate) picks the float entry."""
+    or a path (a copy of the float model, or a candidate) picks the float entry."""
     from talkinghead import runtime
     from talkinghead.audio.phone_model import registered_name
 
     on_cpu = runtime.onnx_providers()[0] == "CPUExecutionProvider"
     assert registered_name() == ("phones_int8" if on_cpu else "phones")
-    int8, trained = PhoneModel(name="phones_int8"), PhoneModel(name="phones")
+    int8, trained = PhoneModel(name="phones_int8"), PhoneModel(path=REPO_MODEL)   # a named file: the float entry
     assert REPO_FILES["phones_int8"].stat().st_size < REPO_MODEL.stat().st_size / 3
     x, _ = heldout_take
     a, b = int8.posteriors(x), trained.posteriors(x)
@@ -192,37 +192,32 @@ def test_the_cpu_runs_the_int8_model_and_it_reads_the_voice_as_the_trained_model
     assert registered_name() == "phones"
 
 
-def test_quantize_keeps_a_stream_equal_to_the_whole_file(tmp_path, heldout_take):
-    """models/phones/quantize.py on the float model (a few calibration chunks: the mechanics, not
-    the registered file's calibration): each cache shares its Concat's scale, so a stream's rows
+def test_quantize_keeps_a_stream_equal_to_the_whole_file(monkeypatch, tmp_path, heldout_take):
+    """models/phones/quantize.py on the float model (calibrated on one utterance in a shard of
+    make_data.py's format: the mechanics, not the registered file's calibration): each cache shares its Concat's scale, so a stream's rows
     equal the whole file's to the bit, and the Softmax stays float (posteriors not in 1/255 steps)."""
     pytest.importorskip("onnx", reason="quantising needs the phones-train extra (onnx)")
     import onnx
-    from quantize import CHUNK_FRAMES, quantize
+    from quantize import CHUNK_FRAMES, calibration_feeds, quantize
 
     x, _ = heldout_take
     mel = log_mel(x[: 3 * SAMPLE_RATE])
-    trained = PhoneModel(name="phones")
-    state, feeds = trained.zero_state(), []
-    for k in range(0, len(mel) - CHUNK_FRAMES + 1, CHUNK_FRAMES):
-        feeds.append({"mel": np.ascontiguousarray(mel[k: k + CHUNK_FRAMES].T[None]), **state})
-        _, state = trained.run(mel[k: k + CHUNK_FRAMES], state)
+    shard = tmp_path / "train_test_000.npz"      # make_data.py's shard format, one utterance
+    np.savez(shard, feats=mel.astype(np.float16), lengths=np.array([len(mel)]), labels=np.zeros(len(mel), np.int8))
+    feeds = calibration_feeds(REPO_MODEL, [shard], utts=1, seed=0)
+    assert len(feeds) == len(mel) // CHUNK_FRAMES
     out = tmp_path / "q.onnx"
     quantize(REPO_MODEL, out, feeds)
     graph = onnx.load(str(out)).graph
     scales = {n.name: n.input[1] for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
     assert scales["new_cache3_QuantizeLinear"] == scales["cache3_QuantizeLinear"] == scales["/Concat_3_output_0_QuantizeLinear"]
-    entry = dataclasses.replace(models.MODELS["phones_int8"], sha256=models.sha256_of(out))
-    models.MODELS["test_q"] = entry
-    try:
-        q = PhoneModel(path=out, name="test_q")
-        whole = q.posteriors(x)
-        stream = q.stream()
-        assert np.array_equal(np.concatenate([stream.push(c) for c in _chunked(x, 6)] + [stream.finish()]), whole)
-        steps = whole * 255
-        assert np.abs(steps - np.round(steps)).max() > 0.01   # not quantised posteriors
-    finally:
-        del models.MODELS["test_q"]
+    monkeypatch.setitem(models.MODELS, "test_q", dataclasses.replace(models.MODELS["phones_int8"], sha256=models.sha256_of(out)))
+    q = PhoneModel(path=out, name="test_q")
+    whole = q.posteriors(x)
+    stream = q.stream()
+    assert np.array_equal(np.concatenate([stream.push(c) for c in _chunked(x, 6)] + [stream.finish()]), whole)
+    steps = whole * 255
+    assert np.abs(steps - np.round(steps)).max() > 0.01   # not quantised posteriors
 
 
 # --- the registry: missing or corrupt model files ---------------------------------------------

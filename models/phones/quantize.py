@@ -40,12 +40,16 @@ REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
 
 
 def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """Each calibration call's inputs: utterances of the shards streamed in CHUNK_FRAMES chunks."""
+    """Each calibration call's inputs: utterances of the shards streamed in CHUNK_FRAMES chunks
+    (equalised first, as the runtime does, when the model was trained with --norm)."""
     import onnxruntime as ort
     from tqdm import tqdm
 
+    from talkinghead.audio.phone_model import SpectralNorm
+
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     inputs = session.get_inputs()
+    norm = SpectralNorm.from_metadata(session.get_modelmeta().custom_metadata_map)
     rng = np.random.default_rng(seed)
     feeds = []
     for path in tqdm(shards, desc="calibration chunks", unit="shard"):
@@ -54,6 +58,8 @@ def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> 
         starts = np.concatenate([[0], np.cumsum(lengths)])
         for u in sorted(rng.choice(len(lengths), min(utts, len(lengths)), replace=False)):
             mel = feats[starts[u]: starts[u + 1]].astype(np.float32)
+            if norm is not None:   # causal and cumulative: the whole utterance at once = chunk by chunk
+                mel, _ = norm.apply(mel, norm.zero_state())
             state = {i.name: np.zeros((1, *i.shape[1:]), np.float32) for i in inputs[1:]}
             for k in range(0, len(mel) - CHUNK_FRAMES + 1, CHUNK_FRAMES):
                 feed = {"mel": np.ascontiguousarray(mel[k: k + CHUNK_FRAMES].T[None]), **state}

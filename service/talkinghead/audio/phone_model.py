@@ -21,6 +21,7 @@ models/phones/quantize.py), CUDA the float model as trained.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -90,14 +91,12 @@ class SpectralNorm:
         return out.astype(np.float32), (float(peak[-1]), sums[-1], float(counts[-1]))
 
 
-def registered_name() -> str:
+def registered_name(path=None) -> str:
     """The registry entry this process runs: "phones_int8" (the trained model quantised to int8,
     models/phones/CARD.md "int8": about twice as fast on a CPU, the same lips) where onnxruntime
-    runs on the CPU, "phones" (float32, as trained) on CUDA or where TALKINGHEAD_PHONE_MODEL
-    points at a file (a copy of it, or a candidate being measured)."""
-    import os
-
-    if os.environ.get(models.MODELS["phones"].env_var):
+    runs on the CPU, "phones" (float32, as trained) on CUDA or where a file is named, by `path`
+    or TALKINGHEAD_PHONE_MODEL (a copy of the trained model, or a candidate being measured)."""
+    if path is not None or os.environ.get(models.MODELS["phones"].env_var):
         return "phones"
     return "phones" if runtime.onnx_providers()[0] == "CUDAExecutionProvider" else "phones_int8"
 
@@ -109,9 +108,9 @@ class PhoneModel:
     _lock = threading.Lock()
 
     def __init__(self, path=None, name: str | None = None) -> None:
-        """The registered model `name` (default: `registered_name()`), or the file at `path`
+        """The registered model `name` (default: `registered_name(path)`), or the file at `path`
         (checked against that entry's SHA-256)."""
-        name = name or registered_name()
+        name = name or registered_name(path)
         file = models.model_path(name, path)
         self.session = runtime.onnx_session(file)
         meta = self.session.get_modelmeta().custom_metadata_map
