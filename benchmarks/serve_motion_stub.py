@@ -12,7 +12,6 @@ A benchmark tool only; nothing in the package imports it.
 
 from __future__ import annotations
 
-import math
 import sys
 
 import numpy as np
@@ -45,9 +44,7 @@ def feed(self: stream.MotionStream, samples: np.ndarray) -> bool:
 def advance(self: stream.MotionStream) -> list[FaceParams]:
     if getattr(self, "_stub_start", None) is None:
         return []
-    lookahead = round(stream.LOOKAHEAD_S * SAMPLE_RATE)
-    final = math.floor((self._stub_samples - lookahead) * self.options.fps / SAMPLE_RATE + 1e-9) + 1
-    return _frames(self, self._stub_start + max(final, 0))
+    return _frames(self, self._stub_start + stream.final_frames(self._stub_samples, self.options.fps))
 
 
 def flush(self: stream.MotionStream) -> list[FaceParams]:

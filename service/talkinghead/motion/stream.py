@@ -164,9 +164,7 @@ class MotionStream:
         utt = self._utterance
         if utt is None:
             return []
-        lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
-        final = math.floor((utt.acoustics.n_samples - lookahead) * self.options.fps / SAMPLE_RATE + 1e-9) + 1
-        return self._params(self._speech(max(final, 0), ending=False))
+        return self._params(self._speech(final_frames(utt.acoustics.n_samples, self.options.fps), ending=False))
 
     def flush(self) -> list[FaceParams]:
         """End of the utterance: the remaining frames up to the end of the pushed audio, the mouth
@@ -288,6 +286,13 @@ class MotionStream:
         return [FaceParams(t=(i0 + k) / fps, blendshapes=f.blendshapes[k], head=HeadPose(*heads[k]),
                            gaze_left=EyeGaze(gazes[k][0], gazes[k][1]), gaze_right=EyeGaze(gazes[k][2], gazes[k][3]),
                            viseme=f.visemes[k]) for k in range(len(f.visemes))]
+
+
+def final_frames(n_samples: int, fps: float) -> int:
+    """How many of an utterance's frames are final once it has n_samples of audio: those up to
+    the newest audio less LOOKAHEAD_S."""
+    lookahead = round(LOOKAHEAD_S * SAMPLE_RATE)
+    return max(math.floor((n_samples - lookahead) * fps / SAMPLE_RATE + 1e-9) + 1, 0)
 
 
 def hear_together(streams: list[MotionStream]) -> None:
