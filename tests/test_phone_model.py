@@ -297,6 +297,23 @@ def test_frame_labels_follow_the_segments_and_split_diphthongs():
     assert (lab[35:] == phoneset.IGNORE).all() and unknown == {"zzz"}
 
 
+@pytest.mark.parametrize("word,lang", [("reikalingas", "lt"), ("групата", "mk"), ("protiv", "hr"),
+                                       ("de", "fr"), ("porque", "pt"), ("national", "en-us")])
+def test_kokoro_mnemonics_line_up_with_the_ipa(word, lang):
+    """Kokoro reads espeak-ng's IPA and is labelled with its mnemonics, one to one: the schwa
+    before an r (lt, mk, hr) and the second half of a Croatian trill have no IPA and go; a schwa
+    the IPA has (fr, pt, en) stays."""
+    from make_data import kokoro_mnemonics
+    from talkinghead.audio import espeak
+
+    ipa = [q for clause in espeak.text_to_phonemes(word, lang, ipa=True) for q in clause]
+    raw = [q for clause in espeak.text_to_phonemes(word, lang) for q in clause]
+    names = kokoro_mnemonics(raw, len(ipa))
+    assert len(names) == len(ipa), (raw, ipa)
+    plain = [q for q in raw if not q.startswith("_") and q != ";"]
+    assert (names != plain) == (lang in ("lt", "mk", "hr"))     # where the IPA has the schwa, it stays
+
+
 def test_codec_round_trip_keeps_the_audio_in_place():
     from make_data import _codec
 

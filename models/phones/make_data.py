@@ -241,6 +241,25 @@ def _trim_before_pauses(segs: list[PhoneSegment], x: np.ndarray, floor_db: float
     return out
 
 
+def kokoro_mnemonics(names: list[str], n_ipa: int) -> list[str]:
+    """espeak-ng's mnemonics of a word less those its IPA (`n_ipa` phonemes) has no symbol for, so
+    that the two line up one to one: markers with no sound (`_...`, `;`) always; and where that
+    leaves more mnemonics than IPA phonemes, the short schwa it puts before an r (`@-`: Lithuanian,
+    Macedonian, Croatian; Kokoro, reading the IPA, does not say it) and the second half of a
+    Croatian trill (`r*` `*`: one IPA ɾ). (French and Portuguese write `@-` for a schwa their IPA
+    has too: kept.) Before stop 28 such words dropped most of those languages' utterances (run F's
+    Lithuanian and Macedonian shards were made so)."""
+    out = [p for p in names if not p.startswith("_") and p != ";"]
+    if len(out) <= n_ipa:
+        return out
+    short: list[str] = []
+    for p in out:
+        if p == "@-" or (p == "*" and short and short[-1] == "r*"):
+            continue
+        short.append(p)
+    return short if len(short) == n_ipa else out
+
+
 class Kokoro:
     """Kokoro-82M with its encoder's token durations exposed (loaded once)."""
 
@@ -272,8 +291,7 @@ class Kokoro:
         for word in text.split():
             bare = word.strip(",.")
             ipa = [p for clause in espeak.text_to_phonemes(bare, lang, ipa=True) for p in clause]
-            names = [p for clause in espeak.text_to_phonemes(bare, lang) for p in clause
-                     if not p.startswith("_") and p != ";"]     # markers with no sound (and no IPA)
+            names = kokoro_mnemonics([p for clause in espeak.text_to_phonemes(bare, lang) for p in clause], len(ipa))
             if not ipa or len(ipa) != len(names):
                 return None              # the two spellings do not line up: say another text
             if tokens:                   # the space between two words: part of the next word's first phone
