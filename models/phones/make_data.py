@@ -1,6 +1,7 @@
 """Training and held-out data for the phone model: synthetic speech with exact phone timings.
 
     python models/phones/make_data.py --out data/phones [--utts 120] [--copies 2] [--seed 0]
+        [--sources espeak,festival,flite,kokoro] [--kokoro-languages en-us,es,...] [--part K/N]
     python models/phones/make_data.py --out data/phones --heldout
 
 Training (default): espeak-ng (the espeakng-loader wheel's library and dictionaries) in
