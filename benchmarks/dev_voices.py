@@ -37,6 +37,11 @@ VOICES = {
     "pl1": "pl", "pt1": "pt", "sw1": "sv", "sw2": "sv", "it3": "it", "it4": "it", "cz2": "cs",
     "ro1": "ro", "hu1": "hu", "tr2": "tr", "id1": "id", "gr2": "el",
 }   # left out: Estonian's ee1 (wordfreq has no Estonian list), Brazilian br1 (its phone "y" is not ours to guess)
+# More MBROLA voices, never part of "ALL DEV" (`lipsync_accuracy.py --dev-voices ic1,ma1,...` measures
+# them instead of VOICES): languages run F's Kokoro added (models/phones/CARD.md "Run F") and Persian,
+# which it did not, as a control. Their phone names were not checked against audio.phoneset as
+# VOICES' were, and 6 utterances give them 9-54 open vowels each: a diagnostic, not a DEV set.
+MORE_VOICES = {"ic1": "is", "ma1": "ms", "in1": "hi", "in2": "hi", "lt1": "lt", "ir1": "fa"}
 # MBROLA's SAMPA where it differs from espeak-ng's mnemonics (audio.phoneset.from_espeak)
 _TO_ESPEAK = {"{": "&", "Q": "0", "J": "n^", "H": "w", "6": "@", "2": "Y", "9": "W", "}": "u", "1": "i",
               "r=": "r", "3`": "3", "@`": "3", "7": "@", "=": "", "rr": "r", "jj": "j", "L": "l^",
@@ -111,7 +116,8 @@ def speak(text: str, voice: str, wpm: int = 140) -> tuple[np.ndarray, list[tuple
 
 
 def utterances(per_voice: int, voices: list[str] | None = None, pad: float = 0.8) -> list[DevUtterance]:
-    """`per_voice` random sentences per installed DEV voice, padded with `pad` s of silence."""
+    """`per_voice` random sentences per installed DEV voice (or per voice of `voices`, VOICES' or
+    MORE_VOICES'), padded with `pad` s of silence."""
     import wordfreq
     import unicodedata
 
@@ -120,7 +126,7 @@ def utterances(per_voice: int, voices: list[str] | None = None, pad: float = 0.8
         raise Unavailable("no MBROLA voice installed: bash benchmarks/install_dev_voices.sh")
     out = []
     for voice in voices:
-        lang = VOICES[voice]
+        lang = {**VOICES, **MORE_VOICES}[voice]
         words = [w for w in wordfreq.top_n_list(lang, 5000)
                  if w and all(unicodedata.category(ch)[0] in "LM" for ch in w)]
         rng = random.Random(f"{SEED}-{voice}")

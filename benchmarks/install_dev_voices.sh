@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the DEV voices of benchmarks/dev_voices.py (MBROLA, Debian contrib/non-free) and wordfreq:
+# Install the DEV voices of benchmarks/dev_voices.py (VOICES and MORE_VOICES: MBROLA, Debian contrib/non-free) and wordfreq:
 #   bash benchmarks/install_dev_voices.sh
 # Adds Debian's contrib and non-free components to apt's sources (bookworm; a file of its own,
 # /etc/apt/sources.list.d/talkinghead-dev-voices.sources) where mbrola is not yet available.
@@ -15,7 +15,7 @@ if [ -z "$(apt-cache madison mbrola 2>/dev/null)" ]; then
     "$codename" | $sudo tee /etc/apt/sources.list.d/talkinghead-dev-voices.sources >/dev/null
   $sudo apt-get update -qq
 fi
-voices=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import dev_voices; print(' '.join('mbrola-' + v for v in dev_voices.VOICES))")
+voices=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import dev_voices; print(' '.join('mbrola-' + v for v in {**dev_voices.VOICES, **dev_voices.MORE_VOICES}))")
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mbrola espeak-ng $voices >/dev/null
 .venv/bin/python -m pip install -q wordfreq
 echo "DEV voices installed: python benchmarks/lipsync_accuracy.py --groups DEV"

@@ -1,7 +1,7 @@
 """Lip-sync accuracy against true phone timings, per voice and mode, with what each mode costs.
 
     python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
-        [--viseme-gain FF=6 ...] [--decode MIN_WEIGHT=0.8 ...] [--groups ...,DEV]
+        [--viseme-gain FF=6 ...] [--decode MIN_WEIGHT=0.8 ...] [--groups ...,DEV] [--dev-voices ic1,ma1,...]
 
 --phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
 one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
@@ -210,13 +210,13 @@ def run(take: Take, mode: str, fps: float) -> MotionTrack | None:
     return motion_from_audio(take.samples, SAMPLE_RATE, MotionOptions(fps=fps, lipsync=lipsync), None)
 
 
-def dev_takes(quick: bool) -> list[Take]:
-    """The DEV group: MBROLA voices (benchmarks/dev_voices.py) for choosing settings; [] with a
-    note where none is installed."""
+def dev_takes(quick: bool, voices: list[str] | None = None) -> list[Take]:
+    """The DEV group: MBROLA voices (benchmarks/dev_voices.py) for choosing settings, or `voices`
+    instead; [] with a note where none is installed."""
     import dev_voices
 
     try:
-        utts = dev_voices.utterances(3 if quick else 6)
+        utts = dev_voices.utterances(3 if quick else 6, voices)
     except dev_voices.Unavailable as exc:
         print(f"(DEV skipped: {exc})", file=sys.stderr)
         return []
@@ -224,10 +224,11 @@ def dev_takes(quick: bool) -> list[Take]:
                  u.language) for u in utts]
 
 
-def takes(tmp: Path, quick: bool, groups: set[str] = frozenset({"trained", "HELD-OUT", "real"})) -> list[Take]:
+def takes(tmp: Path, quick: bool, groups: set[str] = frozenset({"trained", "HELD-OUT", "real"}),
+          dev_voices: list[str] | None = None) -> list[Take]:
     from make_data import FESTIVAL_HELDOUT, HELDOUT_SENTENCES, festival_utterances
 
-    out = dev_takes(quick) if "DEV" in groups else []
+    out = dev_takes(quick, dev_voices) if "DEV" in groups else []
     if not groups - {"DEV"}:
         return out
     for t in synth_takes(SENTENCES[:3] if quick else SENTENCES, tmp):
@@ -268,6 +269,9 @@ def main() -> None:
     ap.add_argument("--modes", default=",".join(MODES),
                     help="comma-separated subset of: " + ", ".join(MODES + EXTRA_MODES))
     ap.add_argument("--groups", default="trained,HELD-OUT,real", help="comma-separated subset of the row groups")
+    ap.add_argument("--dev-voices", type=lambda v: v.split(","), metavar="ic1,ma1,...",
+                    help="these MBROLA voices as the DEV group (and its ALL DEV row) instead of dev_voices.VOICES: "
+                         "e.g. dev_voices.MORE_VOICES' (the diagnostic of models/phones/CARD.md run F)")
     ap.add_argument("--json", type=Path, help="also write the totals here")
     ap.add_argument("--phone-model", type=Path, help="a candidate phone model (.onnx) to measure instead")
     ap.add_argument("--viseme-gain", nargs="+", default=[], metavar="VISEME=GAIN",
@@ -292,7 +296,7 @@ def main() -> None:
     cost: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         groups = set(args.groups.split(","))
-        all_takes = [t for t in takes(Path(tmp), args.quick, groups) if t.group in groups]
+        all_takes = [t for t in takes(Path(tmp), args.quick, groups, args.dev_voices) if t.group in groups]
         for take in all_takes:
             for mode in modes:
                 t0 = time.process_time()
