@@ -131,6 +131,15 @@ class ModelFile:
     restore: str = ""  # how to get a good copy back when every source fails (said in the error)
 
 
+def _committed(path: str, sha256: str, env_var: str, remake: str) -> ModelFile:
+    """A file the project makes and commits (`path`, from the repository root), restored from the
+    checkout; `remake`: how else to get it back, said in the error."""
+    return ModelFile(filename=Path(path).name, sha256=sha256, sources=(RepoSource(path),), env_var=env_var,
+                     license="Apache-2.0",
+                     restore=(f"restore {path} from the repository (git checkout -- {path}) or {remake}, "
+                              f"or set {env_var} to a copy with that SHA-256"))
+
+
 # models/phones/phones.onnx; kept in step with the file by models/phones/train.py --export
 PHONES_SHA256 = "822a5158025ccf96980605e1933c87b1c9ab7d0311e641e1ece8fe332117f0b5"
 # models/phones/phones.int8.onnx, the same model quantised for the CPU; kept in step with the
@@ -154,26 +163,11 @@ MODELS: dict[str, ModelFile] = {
         license="Apache-2.0",
     ),
     # The phone model the project trains (models/phones/CARD.md): committed to the repository.
-    "phones": ModelFile(
-        filename="phones.onnx",
-        sha256=PHONES_SHA256,
-        sources=(RepoSource("models/phones/phones.onnx"),),
-        env_var="TALKINGHEAD_PHONE_MODEL",
-        license="Apache-2.0",
-        restore=("restore models/phones/phones.onnx from the repository (git checkout -- models/phones/phones.onnx) "
-                 "or retrain it (models/phones/CARD.md), or set TALKINGHEAD_PHONE_MODEL to a copy with that SHA-256"),
-    ),
+    "phones": _committed("models/phones/phones.onnx", PHONES_SHA256, "TALKINGHEAD_PHONE_MODEL",
+                         "retrain it (models/phones/CARD.md)"),
     # ... quantised to int8, what the CPU runs (audio.phone_model.registered_name)
-    "phones_int8": ModelFile(
-        filename="phones.int8.onnx",
-        sha256=PHONES_INT8_SHA256,
-        sources=(RepoSource("models/phones/phones.int8.onnx"),),
-        env_var="TALKINGHEAD_PHONE_MODEL_INT8",
-        license="Apache-2.0",
-        restore=("restore models/phones/phones.int8.onnx from the repository (git checkout -- "
-                 "models/phones/phones.int8.onnx) or remake it from phones.onnx with models/phones/quantize.py "
-                 "(models/phones/CARD.md), or set TALKINGHEAD_PHONE_MODEL_INT8 to a copy with that SHA-256"),
-    ),
+    "phones_int8": _committed("models/phones/phones.int8.onnx", PHONES_INT8_SHA256, "TALKINGHEAD_PHONE_MODEL_INT8",
+                              "remake it from phones.onnx with models/phones/quantize.py (models/phones/CARD.md)"),
 }
 
 
