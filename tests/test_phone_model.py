@@ -345,6 +345,27 @@ def test_hindi_words_are_transliterated_into_telugu_script():
 
 # --- the training script ----------------------------------------------------------------------
 
+def test_a_remade_model_file_keeps_the_registry_sha256_in_step(tmp_path):
+    """models/phones/register.py (what train.py's export and quantize.py call): the committed
+    file's SHA-256 goes into its own constant in the registry and nowhere else; another file
+    leaves the registry as it was; a registry without the constant is an error, not a no-op."""
+    from register import register
+
+    int8 = REPO_FILES["phones_int8"]
+    text = Path(models.__file__).read_text()
+    registry = tmp_path / "models.py"
+    registry.write_text(text.replace(models.PHONES_INT8_SHA256, "0" * 64))
+    assert register(int8, registry) == models.PHONES_INT8_SHA256
+    assert registry.read_text() == text
+    other = tmp_path / "candidate.onnx"
+    other.write_bytes(b"a candidate")
+    register(other, registry)
+    assert registry.read_text() == text
+    registry.write_text(text.replace("PHONES_INT8_SHA256 = ", "RENAMED = "))
+    with pytest.raises(RuntimeError, match="PHONES_INT8_SHA256"):
+        register(int8, registry)
+
+
 def test_training_starts_from_the_exported_weights(heldout_take):
     """train.py --init: the committed (float) model's weights loaded into the training net give
     the same posteriors as onnxruntime (so a warm start starts where the exported model is)."""

@@ -23,20 +23,17 @@ gives the accuracy measured before it was adopted, and its rule.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import re
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from register import register   # models/phones/register.py
+
 CHUNK_FRAMES = 10
 EXCLUDE = ("/Softmax",)      # left in float: posteriors not rounded to steps of 1/255
 CALIBRATION = "percentile"   # the registered file's (models/phones/CARD.md "int8": min/max failed DEV)
-ROOT = Path(__file__).resolve().parents[2]
-REGISTERED = ROOT / "models" / "phones" / "phones.int8.onnx"
-REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
 
 
 def calibration_feeds(model: Path, shards: list[Path], utts: int, seed: int) -> list[dict[str, np.ndarray]]:
@@ -152,12 +149,8 @@ def main() -> None:
     feeds = calibration_feeds(args.model, shards, args.utts, args.seed)
     print(f"calibrating on {len(feeds)} chunks of {CHUNK_FRAMES} frames from {len(shards)} shards", flush=True)
     quantize(args.model, args.out, feeds, tuple(args.exclude), args.calibration)
-    digest = hashlib.sha256(args.out.read_bytes()).hexdigest()
+    digest = register(args.out)       # the registry's SHA-256 kept in step when it is the committed file
     print(f"wrote {args.out} ({args.out.stat().st_size} bytes, SHA-256 {digest})")
-    if args.out.resolve() == REGISTERED.resolve():   # keep the model registry's SHA-256 in step
-        text = REGISTRY.read_text()
-        REGISTRY.write_text(re.sub(r'PHONES_INT8_SHA256 = "[0-9a-f]{64}"', f'PHONES_INT8_SHA256 = "{digest}"', text))
-        print(f"{REGISTRY.relative_to(ROOT)}: PHONES_INT8_SHA256 updated")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,7 @@ CARD.md): better on DEV, worse on the held-out voices, not kept.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +49,8 @@ from talkinghead.audio.mel import N_MELS, LOG_FLOOR
 from talkinghead.audio.phone_model import SpectralNorm
 from talkinghead.audio.phoneset import CLASSES, IGNORE
 
+from register import register   # models/phones/register.py
+
 LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms)
 CHANNELS = 128
 KERNEL = 3
@@ -60,9 +60,6 @@ SILENCE_FEATURE = float(np.log10(LOG_FLOOR))
 TILT = 0.6                   # spectral tilt augmentation: at most this many log10 units at the band edges
 NORM_PRIOR = 30.0            # --norm: frames the training mean counts as heard before an utterance's first
 NORM_GATE = 2.5              # --norm: frames within this many log10 units (25 dB) of the loudest are speech
-ROOT = Path(__file__).resolve().parents[2]
-REGISTERED = ROOT / "models" / "phones" / "phones.onnx"
-REGISTRY = ROOT / "service" / "talkinghead" / "models.py"
 
 
 class PhoneNet(nn.Module):
@@ -347,10 +344,7 @@ def batch_dim(path: Path) -> None:
         value.type.tensor_type.shape.dim[0].dim_param = "batch"
     onnx.checker.check_model(graph)
     onnx.save(graph, str(path))
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if path.resolve() == REGISTERED.resolve():   # keep the model registry's SHA-256 in step
-        text = REGISTRY.read_text()
-        REGISTRY.write_text(re.sub(r'PHONES_SHA256 = "[0-9a-f]{64}"', f'PHONES_SHA256 = "{digest}"', text))
+    digest = register(path)           # the registry's SHA-256 kept in step when it is the committed file
     steps = {p.key: p.value for p in graph.metadata_props}.get("training_steps")
     print(f"{path}: {path.stat().st_size} bytes, sha256 {digest}, step {steps}")
 
