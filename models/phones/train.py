@@ -51,7 +51,7 @@ from talkinghead.audio.phoneset import CLASSES, IGNORE
 
 from register import register   # models/phones/register.py
 
-LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms)
+LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms); --lookahead sets it
 CHANNELS = 128
 KERNEL = 3
 DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
@@ -249,6 +249,9 @@ def train(args) -> None:
     trn = [utts[i] for i in order[n_val:]]
     ckpt_path = args.data / "ckpt.pt"
     ck = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
+    if ck is not None and ck.get("lookahead_frames", 4) != LOOKAHEAD_FRAMES:
+        sys.exit(f"{ckpt_path} was trained with --lookahead {ck.get('lookahead_frames', 4)}, not "
+                 f"{LOOKAHEAD_FRAMES}: resume with that, or start in a data folder without a checkpoint")
     norm = None
     if ck is not None and ck.get("norm_mean") is not None:
         norm = SpectralNorm(ck["norm_mean"], NORM_PRIOR, NORM_GATE)
@@ -299,13 +302,16 @@ def train(args) -> None:
             losses, t0 = [], time.time()
             tmp = ckpt_path.with_suffix(".tmp")
             torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "trained_s": trained_s,
-                        "norm_mean": None if norm is None else norm.mean}, tmp)
+                        "norm_mean": None if norm is None else norm.mean,
+                        "lookahead_frames": LOOKAHEAD_FRAMES}, tmp)
             tmp.replace(ckpt_path)
     print(f"stopped at step {step}; final validation frame accuracy {evaluate(net, val, norm):.3f}", flush=True)
 
 
 def export(args) -> None:
+    global LOOKAHEAD_FRAMES
     ck = torch.load(args.data / "ckpt.pt", weights_only=False)
+    LOOKAHEAD_FRAMES = ck.get("lookahead_frames", 4)     # checkpoints before --lookahead: 4
     net = PhoneNet(np.zeros(N_MELS), np.ones(N_MELS))
     net.load_state_dict(ck["net"])
     net.eval()
@@ -350,6 +356,7 @@ def batch_dim(path: Path) -> None:
 
 
 def main() -> None:
+    global LOOKAHEAD_FRAMES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data/phones"))
     ap.add_argument("--minutes", type=float, default=45.0)
@@ -364,6 +371,8 @@ def main() -> None:
     ap.add_argument("--freq-width", type=int, default=8, help="mel bands, at most, per frequency mask")
     ap.add_argument("--time-masks", type=int, default=2)
     ap.add_argument("--time-width", type=int, default=10, help="frames, at most, per time mask")
+    ap.add_argument("--lookahead", type=int, default=LOOKAHEAD_FRAMES,
+                    help="frames of right context (10 ms each; the issue allows 100 ms with the mel window's 7.5)")
     ap.add_argument("--tilt", type=float, default=TILT, help="spectral tilt, log10 units at the band edges")
     ap.add_argument("--norm", action="store_true",
                     help="train on frames equalised per utterance (audio.phone_model.SpectralNorm), causally")
@@ -371,6 +380,9 @@ def main() -> None:
     ap.add_argument("--batch-dim", type=Path, metavar="FILE",
                     help="make an exported model's batch dimension symbolic, in place (nothing else changes)")
     args = ap.parse_args()
+    LOOKAHEAD_FRAMES = args.lookahead     # read by batches(), frame_loss() and evaluate()
+    if not 0 <= LOOKAHEAD_FRAMES <= 9:
+        sys.exit(f"--lookahead {LOOKAHEAD_FRAMES}: 0 to 9 frames (at most 100 ms with the mel window)")
     if args.batch_dim:
         batch_dim(args.batch_dim)
     else:
