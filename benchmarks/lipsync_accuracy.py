@@ -2,6 +2,7 @@
 
     python benchmarks/lipsync_accuracy.py [--fps 30] [--quick] [--markdown] [--phone-model FILE]
         [--viseme-gain FF=6 ...] [--decode MIN_WEIGHT=0.8 ...] [--groups ...,DEV] [--dev-voices ic1,ma1,...]
+        [--stream-lookahead 0.14]
 
 --phone-model measures a candidate phone model (models/phones/CARD.md) instead of the registered
 one, for this run only: its SHA-256 is what the registry checks, and it is printed first.
@@ -278,7 +279,15 @@ def main() -> None:
                     help="candidate posteriors.VISEME_GAIN entries to measure instead (benchmarks/tune_visemes.py)")
     ap.add_argument("--decode", nargs="+", default=[], metavar="NAME=VALUE",
                     help="candidate posteriors settings (MIN_WEIGHT, SMOOTH_FRAMES) to measure instead")
+    ap.add_argument("--stream-lookahead", type=float, metavar="S",
+                    help="the stream modes' wait (motion.stream.LOOKAHEAD_S, s) instead of the committed one: "
+                         "a candidate phone model with more right context wants a longer one (CARD run G)")
     args = ap.parse_args()
+    if args.stream_lookahead is not None:
+        from talkinghead.motion import stream
+
+        stream.LOOKAHEAD_S = args.stream_lookahead   # final_frames() reads it at each push
+        print(f"stream lookahead: {stream.LOOKAHEAD_S} s")
     if args.decode:
         print(f"decoding: {use_decoding(dict(item.split('=') for item in args.decode))}")
     if args.phone_model:
