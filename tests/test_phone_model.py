@@ -429,3 +429,36 @@ def test_kokoro_and_flite_utterances_are_labelled_in_time():
         ours = [s for s in u.segs if phoneset.classes_of(s.phone, u.scheme)[:1] in (("p",), ("b",), ("m",), ("t",), ("k",), ("s",))]
         near = sum(any(abs(o.end - r.end) <= 0.04 for o in ours) for r in ref)
         assert len(ref) >= 8 and near >= 0.7 * len(ref), (u.scheme, near, len(ref))
+
+
+def test_training_with_more_right_context_exports_it_and_a_resume_must_keep_it(monkeypatch, tmp_path, heldout_take):
+    """train.py --lookahead (models/phones/CARD.md run G): the export writes the right context the
+    checkpoint was trained with, the runtime reads it from the file (rows final that much later,
+    the stream still equal to the whole file), and a resume with another is refused, not mixed."""
+    pytest.importorskip("torch", reason="training needs the phones-train extra")
+    pytest.importorskip("onnx", reason="training needs the phones-train extra")
+    import subprocess
+
+    samples, _ = heldout_take
+    feats = log_mel(samples).astype(np.float16)
+    labels = np.random.default_rng(0).integers(0, len(phoneset.CLASSES), len(feats)).astype(np.int8)
+    np.savez(tmp_path / "train_test_000.npz", feats=np.concatenate([feats] * 4), labels=np.tile(labels, 4),
+             lengths=np.full(4, len(feats)), voice=np.array("test"))
+    script = [sys.executable, str(REPO_MODEL.with_name("train.py")), "--data", str(tmp_path)]
+    trained = subprocess.run([*script, "--steps", "2", "--batch", "2", "--lookahead", "6"],
+                             capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr
+    out = tmp_path / "six.onnx"
+    exported = subprocess.run([*script, "--export", str(out)], capture_output=True, text=True)
+    assert exported.returncode == 0, exported.stderr
+    monkeypatch.setitem(models.MODELS, "phones", dataclasses.replace(models.MODELS["phones"],
+                                                                      sha256=models.sha256_of(out)))
+    six = PhoneModel(out, name="phones")
+    assert six.lookahead_frames == 6 and six.lookahead_s == pytest.approx((6 * 160 + 120) / SAMPLE_RATE)
+    n = 16000
+    assert len(six.stream().push(samples[:n])) == int(np.floor((n / SAMPLE_RATE - six.lookahead_s) * 100 + 1e-9))
+    stream = six.stream()
+    streamed = np.concatenate([stream.push(c) for c in _chunked(samples, 3)] + [stream.finish()])
+    np.testing.assert_allclose(streamed, six.posteriors(samples), atol=1e-4)
+    resumed = subprocess.run([*script, "--steps", "4", "--batch", "2", "--lookahead", "4"], capture_output=True, text=True)
+    assert resumed.returncode != 0 and "--lookahead 6" in resumed.stderr
