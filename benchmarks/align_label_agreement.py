@@ -1,5 +1,5 @@
 """How well the project's own aligner labels speech whose words are known: the share of 10 ms
-frames where `audio.align.align_text`'s phone class (and its viseme) equals the true timings',
+frames where `audio.align.align_frames`' phone class (and its viseme) equals the true timings',
 beside the phone model's free per-frame argmax. Chooses nothing; it says how good a first labeller
 of transcribed real speech (models/phones/CARD.md: what would unblock the audio-only targets) the
 aligner would be.
@@ -23,20 +23,11 @@ import numpy as np
 from lipsync_accuracy import takes   # puts tests/ and models/phones/ on the path
 from make_data import frame_labels
 from talkinghead.audio import phoneset
-from talkinghead.audio.align import align_text
+from talkinghead.audio.align import align_frames
 from talkinghead.audio.phone_model import PhoneModel
 from talkinghead.audio.phones import PhoneSegment
 
 VISEME = np.array([phoneset.CLASS_VISEME[c] for c in phoneset.CLASSES])
-
-
-def aligned_labels(segs: list[PhoneSegment], n: int) -> np.ndarray:
-    """align_text's segments (phone = class name) as one class index per frame."""
-    out = np.full(n, phoneset.CLASS_INDEX["sil"])
-    for s in segs:
-        k0, k1 = int(np.ceil(s.start * 100 - 0.5)), int(np.ceil(s.end * 100 - 0.5))
-        out[max(0, k0): min(n, k1)] = phoneset.CLASS_INDEX[s.phone]
-    return out
 
 
 def main() -> None:
@@ -53,11 +44,11 @@ def main() -> None:
             post = model.posteriors(take.samples)
             truth = frame_labels([PhoneSegment(s.phone, s.start, s.end) for s in take.segs], take.scheme,
                                  len(post), set())
-            segs = align_text(post, take.text, take.language)
-            if segs is None:
+            aligned = align_frames(post, take.text, take.language)
+            if aligned is None:
                 print(f"refused as not fitting the audio: {take.voice}", file=sys.stderr)
                 continue
-            ali, free, keep = aligned_labels(segs, len(post)), post.argmax(1), truth != phoneset.IGNORE
+            ali, free, keep = aligned[1], post.argmax(1), truth != phoneset.IGNORE
             t = truth[keep]
             counts = [len(t), (ali[keep] == t).sum(), (free[keep] == t).sum(),
                       (VISEME[ali[keep]] == VISEME[t]).sum(), (VISEME[free[keep]] == VISEME[t]).sum()]

@@ -22,6 +22,7 @@ import numpy as np
 import structlog
 
 from talkinghead.audio import espeak
+from talkinghead.audio.features import value_runs
 from talkinghead.audio.phones import FRAME_RATE, PhoneSegment
 from talkinghead.audio.phoneset import CLASS_INDEX, CLASSES, from_arpabet, from_espeak
 
@@ -98,9 +99,10 @@ def _trace(back: np.ndarray, end: int) -> np.ndarray:
     return path
 
 
-def align_text(post: np.ndarray, text: str, language: str) -> list[PhoneSegment] | None:
-    """post: shape = (n, classes) from PhoneModel. Returns class segments in seconds, or None when
-    there is nothing to align or the text does not fit the audio."""
+def align_frames(post: np.ndarray, text: str, language: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """post: shape = (n, classes) from PhoneModel. Returns the text's state (n,) and its class
+    index (n,) per frame, or None when there is nothing to align or the text does not fit the
+    audio."""
     states = text_states(text, language)   # raises espeak.UnknownLanguage
     if sum(1 for _, o in states if not o) == 0 or len(post) < len(states):
         return None
@@ -113,16 +115,18 @@ def align_text(post: np.ndarray, text: str, language: str) -> list[PhoneSegment]
         if gap > MAX_FIT_GAP:
             log.info("align.text_does_not_fit", gap=round(gap, 2))
             return None
-    segs: list[PhoneSegment] = []
-    k = 0
+    return path, cls
+
+
+def align_text(post: np.ndarray, text: str, language: str) -> list[PhoneSegment] | None:
+    """`align_frames` as class segments in seconds (one per state: two phones of one class in a
+    row stay two), or None."""
+    aligned = align_frames(post, text, language)
+    if aligned is None:
+        return None
+    path, cls = aligned
     names = list(CLASS_INDEX)
-    while k < len(path):
-        j = k
-        while j < len(path) and path[j] == path[k]:
-            j += 1
-        segs.append(PhoneSegment(names[cls[k]], k / FRAME_RATE, j / FRAME_RATE))
-        k = j
-    return segs
+    return [PhoneSegment(names[cls[k]], k / FRAME_RATE, j / FRAME_RATE) for k, j in value_runs(path)]
 
 
 # --- Live alignment -------------------------------------------------------------------------------
