@@ -42,6 +42,7 @@ VOICES = {
 # which it did not, as a control. Their phone names were not checked against audio.phoneset as
 # VOICES' were, and 6 utterances give them 9-54 open vowels each: a diagnostic, not a DEV set.
 MORE_VOICES = {"ic1": "is", "ma1": "ms", "in1": "hi", "in2": "hi", "lt1": "lt", "ir1": "fa"}
+ALL_VOICES = {**VOICES, **MORE_VOICES}   # what install_dev_voices.sh installs
 # MBROLA's SAMPA where it differs from espeak-ng's mnemonics (audio.phoneset.from_espeak)
 _TO_ESPEAK = {"{": "&", "Q": "0", "J": "n^", "H": "w", "6": "@", "2": "Y", "9": "W", "}": "u", "1": "i",
               "r=": "r", "3`": "3", "@`": "3", "7": "@", "=": "", "rr": "r", "jj": "j", "L": "l^",
@@ -126,7 +127,7 @@ def utterances(per_voice: int, voices: list[str] | None = None, pad: float = 0.8
         raise Unavailable("no MBROLA voice installed: bash benchmarks/install_dev_voices.sh")
     out = []
     for voice in voices:
-        lang = {**VOICES, **MORE_VOICES}[voice]
+        lang = ALL_VOICES[voice]
         words = [w for w in wordfreq.top_n_list(lang, 5000)
                  if w and all(unicodedata.category(ch)[0] in "LM" for ch in w)]
         rng = random.Random(f"{SEED}-{voice}")

@@ -15,7 +15,7 @@ if [ -z "$(apt-cache madison mbrola 2>/dev/null)" ]; then
     "$codename" | $sudo tee /etc/apt/sources.list.d/talkinghead-dev-voices.sources >/dev/null
   $sudo apt-get update -qq
 fi
-voices=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import dev_voices; print(' '.join('mbrola-' + v for v in {**dev_voices.VOICES, **dev_voices.MORE_VOICES}))")
+voices=$(.venv/bin/python -c "import sys; sys.path.insert(0, 'benchmarks'); import dev_voices; print(' '.join('mbrola-' + v for v in dev_voices.ALL_VOICES))")
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends mbrola espeak-ng $voices >/dev/null
 .venv/bin/python -m pip install -q wordfreq
 echo "DEV voices installed: python benchmarks/lipsync_accuracy.py --groups DEV"
