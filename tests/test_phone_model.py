@@ -434,7 +434,8 @@ def test_kokoro_and_flite_utterances_are_labelled_in_time():
 def test_training_with_more_right_context_exports_it_and_a_resume_must_keep_it(monkeypatch, tmp_path, heldout_take):
     """train.py --lookahead (models/phones/CARD.md run G): the export writes the right context the
     checkpoint was trained with, the runtime reads it from the file (rows final that much later,
-    the stream still equal to the whole file), and a resume with another is refused, not mixed."""
+    the stream still equal to the whole file), and a resume with another is refused, not mixed
+    (without --lookahead it takes the checkpoint's)."""
     pytest.importorskip("torch", reason="training needs the phones-train extra")
     pytest.importorskip("onnx", reason="training needs the phones-train extra")
     import subprocess
@@ -460,5 +461,13 @@ def test_training_with_more_right_context_exports_it_and_a_resume_must_keep_it(m
     stream = six.stream()
     streamed = np.concatenate([stream.push(c) for c in _chunked(samples, 3)] + [stream.finish()])
     np.testing.assert_allclose(streamed, six.posteriors(samples), atol=1e-4)
-    resumed = subprocess.run([*script, "--steps", "4", "--batch", "2", "--lookahead", "4"], capture_output=True, text=True)
-    assert resumed.returncode != 0 and "--lookahead 6" in resumed.stderr
+    mixed = subprocess.run([*script, "--steps", "4", "--batch", "2", "--lookahead", "4"], capture_output=True, text=True)
+    assert mixed.returncode != 0 and "--lookahead 6" in mixed.stderr
+    resumed = subprocess.run([*script, "--steps", "3", "--batch", "2"], capture_output=True, text=True)
+    assert resumed.returncode == 0 and "resumed at step 2" in resumed.stdout, resumed.stderr
+    import onnx
+
+    again = tmp_path / "again.onnx"
+    assert subprocess.run([*script, "--export", str(again)], capture_output=True).returncode == 0
+    meta = {m.key: m.value for m in onnx.load(str(again)).metadata_props}
+    assert (meta["lookahead_frames"], meta["training_steps"]) == ("6", "3")   # trained on with its own 6

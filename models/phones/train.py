@@ -51,7 +51,8 @@ from talkinghead.audio.phoneset import CLASSES, IGNORE
 
 from register import register   # models/phones/register.py
 
-LOOKAHEAD_FRAMES = 4         # 40 ms of right context (+ the mel window's 7.5 ms); --lookahead sets it
+DEFAULT_LOOKAHEAD = 4        # 40 ms of right context (+ the mel window's 7.5 ms); checkpoints before --lookahead
+LOOKAHEAD_FRAMES = DEFAULT_LOOKAHEAD   # this run's, set once by use_lookahead()
 CHANNELS = 128
 KERNEL = 3
 DILATIONS = (1, 2, 4, 8, 1, 2, 4, 8)
@@ -237,6 +238,18 @@ def evaluate(net: PhoneNet, utts, norm: SpectralNorm | None = None) -> float:
     return right / max(1, total)
 
 
+def use_lookahead(ck: dict | None, asked: int | None) -> None:
+    """Set this run's LOOKAHEAD_FRAMES (read by batches(), frame_loss() and evaluate()): `asked`
+    (--lookahead), else the checkpoint's, else DEFAULT_LOOKAHEAD; a checkpoint trained with
+    another is refused, not mixed."""
+    global LOOKAHEAD_FRAMES
+    had = None if ck is None else ck.get("lookahead_frames", DEFAULT_LOOKAHEAD)
+    if had is not None and asked is not None and asked != had:
+        sys.exit(f"the checkpoint was trained with --lookahead {had}, not {asked}: resume with that (or "
+                 "without --lookahead), or start in a data folder without a checkpoint")
+    LOOKAHEAD_FRAMES = next(v for v in (asked, had, DEFAULT_LOOKAHEAD) if v is not None)
+
+
 def train(args) -> None:
     torch.set_num_threads(args.threads)
     utts, voices = load_shards(args.data)
@@ -249,9 +262,7 @@ def train(args) -> None:
     trn = [utts[i] for i in order[n_val:]]
     ckpt_path = args.data / "ckpt.pt"
     ck = torch.load(ckpt_path, weights_only=False) if ckpt_path.exists() else None
-    if ck is not None and ck.get("lookahead_frames", 4) != LOOKAHEAD_FRAMES:
-        sys.exit(f"{ckpt_path} was trained with --lookahead {ck.get('lookahead_frames', 4)}, not "
-                 f"{LOOKAHEAD_FRAMES}: resume with that, or start in a data folder without a checkpoint")
+    use_lookahead(ck, args.lookahead)
     norm = None
     if ck is not None and ck.get("norm_mean") is not None:
         norm = SpectralNorm(ck["norm_mean"], NORM_PRIOR, NORM_GATE)
@@ -309,9 +320,8 @@ def train(args) -> None:
 
 
 def export(args) -> None:
-    global LOOKAHEAD_FRAMES
     ck = torch.load(args.data / "ckpt.pt", weights_only=False)
-    LOOKAHEAD_FRAMES = ck.get("lookahead_frames", 4)     # checkpoints before --lookahead: 4
+    use_lookahead(ck, None)              # the checkpoint's
     net = PhoneNet(np.zeros(N_MELS), np.ones(N_MELS))
     net.load_state_dict(ck["net"])
     net.eval()
@@ -356,7 +366,6 @@ def batch_dim(path: Path) -> None:
 
 
 def main() -> None:
-    global LOOKAHEAD_FRAMES
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("data/phones"))
     ap.add_argument("--minutes", type=float, default=45.0)
@@ -371,8 +380,9 @@ def main() -> None:
     ap.add_argument("--freq-width", type=int, default=8, help="mel bands, at most, per frequency mask")
     ap.add_argument("--time-masks", type=int, default=2)
     ap.add_argument("--time-width", type=int, default=10, help="frames, at most, per time mask")
-    ap.add_argument("--lookahead", type=int, default=LOOKAHEAD_FRAMES,
-                    help="frames of right context (10 ms each; the issue allows 100 ms with the mel window's 7.5)")
+    ap.add_argument("--lookahead", type=int,
+                    help=f"frames of right context, 10 ms each (default: a resumed checkpoint's, else {DEFAULT_LOOKAHEAD}; "
+                         "the issue allows 100 ms with the mel window's 7.5); the export writes the checkpoint's")
     ap.add_argument("--tilt", type=float, default=TILT, help="spectral tilt, log10 units at the band edges")
     ap.add_argument("--norm", action="store_true",
                     help="train on frames equalised per utterance (audio.phone_model.SpectralNorm), causally")
@@ -380,9 +390,8 @@ def main() -> None:
     ap.add_argument("--batch-dim", type=Path, metavar="FILE",
                     help="make an exported model's batch dimension symbolic, in place (nothing else changes)")
     args = ap.parse_args()
-    LOOKAHEAD_FRAMES = args.lookahead     # read by batches(), frame_loss() and evaluate()
-    if not 0 <= LOOKAHEAD_FRAMES <= 9:
-        sys.exit(f"--lookahead {LOOKAHEAD_FRAMES}: 0 to 9 frames (at most 100 ms with the mel window)")
+    if args.lookahead is not None and not 0 <= args.lookahead <= 9:
+        sys.exit(f"--lookahead {args.lookahead}: 0 to 9 frames (at most 100 ms with the mel window)")
     if args.batch_dim:
         batch_dim(args.batch_dim)
     else:
